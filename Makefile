@@ -1,0 +1,43 @@
+# llm-exporter: `make demo` runs it, `make test` checks it. Both work on a fresh machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint tools bench bench-smoke clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## demo: the bundled example app piped into llm-exporter; open http://127.0.0.1:10060/
+demo: $(STAMP)
+	@echo "llm-exporter demo: open http://127.0.0.1:10060/ and http://127.0.0.1:10060/metrics (Ctrl-C stops)"
+	$(BIN)/python examples/demo_app.py | $(BIN)/llm-exporter --listen 127.0.0.1:10060 > /dev/null
+
+## tools: the real programs the tests use (promtool, mtail, ...), installed from Debian when missing
+tools:
+	bash scripts/install-tools.sh
+
+## test: lint, type-check and the whole suite, with the real tools
+test: $(STAMP) tools
+	$(BIN)/ruff check exporter tests bench examples
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check exporter tests bench examples
+	$(BIN)/mypy
+
+bench: $(STAMP) tools
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

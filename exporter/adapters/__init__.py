@@ -1,0 +1,35 @@
+"""Server-format adapters, chosen by name: adding a format is one file plus one line here.
+
+`--format auto` (the default) tries every adapter in `AUTO_ORDER` per line; `--format NAME`
+uses only that one. Values are import strings so a format's dependencies load only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from exporter.adapters.base import IGNORED, Adapter, Invalid
+
+ADAPTERS: dict[str, str] = {
+    "app-json": "exporter.adapters.app_json:AppJsonAdapter",
+}
+
+#: the order `auto` tries them in; the application JSON adapter comes first (the common case)
+AUTO_ORDER: list[str] = ["app-json"]
+
+
+def load(name: str) -> type[Adapter]:
+    """The adapter class registered as `name` (KeyError if none)."""
+    mod, _, attr = ADAPTERS[name].partition(":")
+    cls: type[Adapter] = getattr(importlib.import_module(mod), attr)
+    return cls
+
+
+def build_chain(fmt: str, config: Any = None) -> list[Adapter]:
+    """Fresh adapter instances for one source: every adapter for `auto`, else the one named."""
+    names = AUTO_ORDER if fmt == "auto" else [fmt]
+    return [load(n)(config) for n in names]
+
+
+__all__ = ["ADAPTERS", "AUTO_ORDER", "IGNORED", "Adapter", "Invalid", "build_chain", "load"]

@@ -1,0 +1,250 @@
+"""Application JSON request logs: one object per request, field names from the canonical table.
+
+The line is parsed and validated in one pydantic pass (`validate_json` against `AppLine`, a
+TypedDict of only the names we know: prompts and outputs are skipped by the JSON parser, never
+turned into Python strings). Which names are present is then resolved once per key shape into a
+`_Plan` (which key feeds which canonical field, with which unit) and cached, so the per-line
+work is a few dict reads. Units come from the name's suffix (`_ms`, `_s`, ...) or from a
+duration string (`"735.2ms"`, `"8m44s"`); a bare name means seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import Field, TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from exporter import errors
+from exporter.adapters.base import Adapter, Invalid
+from exporter.units import NAME_SUFFIX_SCALE, parse_duration
+
+Num = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
+Count = Annotated[int, Field(ge=0, strict=True)]
+DurationValue = Num | str | None
+
+# canonical field -> accepted base names, first found wins (../CONTRACT.md)
+DURATION_NAMES: dict[str, tuple[str, ...]] = {
+    "duration_s": ("duration", "latency", "total_time", "response_time", "elapsed"),
+    "queue_s": ("queue_time",),
+    "inference_s": ("inference_time",),
+    "ttft_s": ("ttft", "time_to_first_token", "first_token_latency"),
+    "tpot_s": ("tpot", "time_per_output_token", "time_per_token"),
+}
+TOKEN_NAMES: dict[str, tuple[str, ...]] = {
+    "input_tokens": ("input_tokens", "prompt_tokens", "tokens_in"),
+    "output_tokens": ("output_tokens", "completion_tokens", "generated_tokens", "tokens_out"),
+}
+REQUEST_ID_NAMES = ("request_id", "id", "trace_id")
+MODEL_NAMES = ("model", "model_name", "service")
+OPERATION_NAMES = ("operation", "task_type", "task")
+PATH_NAMES = ("path", "endpoint")
+ERROR_NAMES = ("error_type", "error", "exception")
+FINISH_NAMES = ("finish_reason", "done_reason", "stop_reason")
+SUFFIXES: dict[str, float] = {"": 1.0, **NAME_SUFFIX_SCALE}
+
+PATH_OPERATIONS: dict[str, str] = {
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+    "/v1/completions": "text_completion",
+    "/completions": "text_completion",
+    "/v1/embeddings": "embeddings",
+    "/embeddings": "embeddings",
+    "/v1/responses": "chat",
+    "/generate": "text_completion",
+    "/generate_stream": "text_completion",
+    "/api/chat": "chat",
+    "/api/generate": "text_completion",
+    "/api/embed": "embeddings",
+    "/api/embeddings": "embeddings",
+    "/v1/messages": "chat",
+}
+
+SUCCESS_WORDS = frozenset({"success", "succeeded", "ok", "completed", "complete", "done", "finished", "200"})
+ERROR_WORDS = frozenset({"error", "failed", "failure", "fail", "exception", "timeout"})
+ABORT_WORDS = frozenset({"aborted", "abort", "cancelled", "canceled", "client_disconnect"})
+
+
+class _Usage(TypedDict, total=False):
+    prompt_tokens: Count | None
+    completion_tokens: Count | None
+    input_tokens: Count | None
+    output_tokens: Count | None
+
+
+class _ErrorObj(TypedDict, total=False):
+    type: str | None
+    code: str | int | None
+
+
+_fields: dict[str, Any] = {}
+for _bases in DURATION_NAMES.values():
+    for _b in _bases:
+        for _suffix in SUFFIXES:
+            _fields[_b + _suffix] = DurationValue
+for _names in TOKEN_NAMES.values():
+    for _n in _names:
+        _fields[_n] = Count | None
+for _n in (*REQUEST_ID_NAMES,):
+    _fields[_n] = str | int | None
+for _n in (*MODEL_NAMES, *OPERATION_NAMES, *PATH_NAMES, *FINISH_NAMES, "level", "levelname"):
+    _fields[_n] = str | None
+_fields["status"] = str | int | None
+_fields["error_type"] = str | None
+_fields["error"] = str | _ErrorObj | None
+_fields["exception"] = str | None
+_fields["usage"] = _Usage | None
+
+#: The wire schema of an application's JSON request line: only the names we read, all optional.
+AppLine = TypedDict("AppLine", _fields, total=False)  # type: ignore[misc]
+APP_LINE: TypeAdapter[dict[str, Any]] = TypeAdapter(AppLine)
+_KNOWN = frozenset(_fields)
+
+
+class _Plan(NamedTuple):
+    """Where one key shape's canonical fields come from."""
+
+    evidence: bool
+    durations: tuple[tuple[str, str, float], ...]  # (canonical, key, scale)
+    tokens: tuple[tuple[str, str], ...]
+    usage: bool
+    request_id: str | None
+    model: str | None
+    operation: str | None
+    path: str | None
+    status: str | None
+    level: str | None
+    error: str | None
+    finish: str | None
+
+
+def _first(keys: frozenset[str], names: tuple[str, ...]) -> str | None:
+    for n in names:
+        if n in keys:
+            return n
+    return None
+
+
+def make_plan(keys: frozenset[str]) -> _Plan:
+    durations = []
+    for canon, bases in DURATION_NAMES.items():
+        found = next(((b + s, sc) for b in bases for s, sc in SUFFIXES.items() if b + s in keys), None)
+        if found is not None:
+            durations.append((canon, found[0], found[1]))
+    tokens = []
+    for canon, names in TOKEN_NAMES.items():
+        k = _first(keys, names)
+        if k is not None:
+            tokens.append((canon, k))
+    request_id = _first(keys, REQUEST_ID_NAMES)
+    status = "status" if "status" in keys else None
+    error = _first(keys, ERROR_NAMES)
+    finish = _first(keys, FINISH_NAMES)
+    usage = "usage" in keys
+    # A request line carries a measurement, an error, a finish reason, or a status with an id;
+    # a JSON log line with none of these is not a request (it falls through to other adapters).
+    evidence = bool(durations or tokens or usage or error or finish or (status and request_id))
+    return _Plan(evidence, tuple(durations), tuple(tokens), usage, request_id,
+                 _first(keys, MODEL_NAMES), _first(keys, OPERATION_NAMES), _first(keys, PATH_NAMES),
+                 status, _first(keys, ("level", "levelname")), error, finish)
+
+
+def operation_from_path(path: str) -> str:
+    p = path.split("?", 1)[0].rstrip("/")
+    return PATH_OPERATIONS.get(p, "")
+
+
+class AppJsonAdapter(Adapter):
+    """Reads the JSON request lines that applications write (the four seed shapes and kin)."""
+
+    name = "app-json"
+    provider = "app"
+    wants_obj = False
+    _plans: dict[tuple[str, ...], _Plan] = {}  # shared: shapes are few, and plans are pure
+
+    def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
+        try:
+            d = APP_LINE.validate_json(line) if obj is None else APP_LINE.validate_python(
+                {k: v for k, v in obj.items() if k in _KNOWN})
+        except ValidationError as e:
+            first = e.errors(include_url=False, include_context=False, include_input=False)[0]
+            if first["type"] in ("json_invalid", "dict_type", "model_type"):
+                return None
+            raise Invalid("bad_value") from None
+        keys = tuple(d)
+        plan = self._plans.get(keys)
+        if plan is None:
+            plan = make_plan(frozenset(keys))
+            if len(self._plans) < 4096:
+                self._plans[keys] = plan
+        if not plan.evidence:
+            return None
+        return self.build(d, plan)
+
+    def build(self, d: dict[str, Any], plan: _Plan) -> dict[str, Any]:
+        rec: dict[str, Any] = {"kind": "request", "provider": self.provider}
+        for canon, key, scale in plan.durations:
+            v = d[key]
+            if v is None:
+                continue
+            if type(v) is str:
+                v = parse_duration(v, scale)
+                if v is None:
+                    raise Invalid("bad_duration")
+            else:
+                v = v * scale
+            rec[canon] = v
+        for canon, key in plan.tokens:
+            v = d[key]
+            if v is not None:
+                rec[canon] = v
+        if plan.usage and (u := d["usage"]):
+            if "input_tokens" not in rec:
+                t = u.get("prompt_tokens", u.get("input_tokens"))
+                if t is not None:
+                    rec["input_tokens"] = t
+            if "output_tokens" not in rec:
+                t = u.get("completion_tokens", u.get("output_tokens"))
+                if t is not None:
+                    rec["output_tokens"] = t
+        if plan.request_id is not None and (rid := d[plan.request_id]) is not None:
+            rec["request_id"] = str(rid)
+        rec["model"] = (d[plan.model] or "") if plan.model else ""
+        op = (d[plan.operation] or "") if plan.operation else ""
+        if not op and plan.path and d[plan.path]:
+            op = operation_from_path(d[plan.path])
+        rec["operation"] = op
+        if plan.finish and (fr := d[plan.finish]):
+            rec["finish_reason"] = fr
+        outcome, err = self.outcome(d, plan)
+        rec["outcome"] = outcome
+        rec["error_type"] = err
+        return rec
+
+    @staticmethod
+    def outcome(d: dict[str, Any], plan: _Plan) -> tuple[str, str]:
+        err_name = ""
+        if plan.error is not None:
+            e = d[plan.error]
+            if isinstance(e, dict):
+                e = e.get("type") or (str(e["code"]) if e.get("code") is not None else "")
+            err_name = e or ""
+        status = d[plan.status] if plan.status else None
+        if status is not None:
+            if type(status) is int:
+                if status >= 400:
+                    return "error", errors.normalize(err_name) if err_name else errors.from_http_status(status)
+                return "success", ""
+            s = status.lower()
+            if s in SUCCESS_WORDS:
+                return "success", ""
+            if s in ABORT_WORDS:
+                return "aborted", ""
+            if s in ERROR_WORDS:
+                return "error", errors.normalize(err_name or ("timeout" if s == "timeout" else "")) \
+                    if (err_name or s == "timeout") else errors.OTHER
+        if err_name:
+            return "error", errors.normalize(err_name)
+        if plan.level is not None and (lv := d[plan.level]) and lv.upper() in ("ERROR", "CRITICAL", "FATAL"):
+            return "error", errors.OTHER
+        return "success", ""

@@ -1,0 +1,53 @@
+"""What an adapter is: it turns one line of a server's log into canonical records.
+
+An adapter instance belongs to one source (so multi-line records can keep state). For each
+line the pipeline calls `parse_json(line, obj)` when the line is a JSON object (obj is the
+parsed dict, or None if the pipeline has not parsed it yet) or `parse_text(text)` otherwise.
+Each returns:
+
+- `None`: not this adapter's line, try the next one;
+- `IGNORED`: recognised, carries nothing to count (banners, progress lines);
+- a record dict, or a list of records (possibly empty, e.g. the first line of a multi-line block);
+
+and raises `Invalid(reason)` for a recognised line whose values are bad. `flush()` hands out
+whatever a multi-line record was still holding (called at EOF and after an idle timeout).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+IGNORED: Final = "ignored"
+
+Result = Any  # None | IGNORED | dict | list[dict]
+
+
+class Invalid(Exception):
+    """A recognised line with a bad value; the reason is a short fixed code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Adapter:
+    """Base class: by default an adapter understands nothing."""
+
+    #: registry name, also the value of `--format`
+    name: str = ""
+    #: the gen_ai_provider_name it reports
+    provider: str = ""
+    #: whether parse_json wants the parsed dict (False: it works from the raw bytes itself)
+    wants_obj: bool = True
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config
+
+    def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Result:
+        return None
+
+    def parse_text(self, text: str) -> Result:
+        return None
+
+    def flush(self) -> list[dict[str, Any]]:
+        return []

@@ -1,0 +1,112 @@
+"""Wiring and lifecycle: sources -> worker (pipeline) -> metrics -> HTTP server.
+
+Start-up: build the registry and pipeline, bind the HTTP port (a port in use is a start-up
+error), start the pipeline thread, attach the sources. Main loop: wait for a stop signal, or
+for stdin's EOF when stdin is the only source. Graceful stop: stop reading, finish the lines in
+hand, flush multi-line records, close the server; exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__, logs
+from exporter.cli import StartupError
+from exporter.metrics import LLMMetrics
+from exporter.pipeline import Pipeline
+from exporter.server import make_app
+from exporter.settings import Settings
+from exporter.sources.pipe import PipeSource
+from exporter.worker import Worker
+
+log = logging.getLogger("llm_exporter")
+
+
+class App:
+    """One daemon run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = LLMMetrics(label_limit=settings.label_limit)
+        self.registry.register(self.metrics)  # type: ignore[arg-type]
+        self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
+        self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
+        self.sources: list[Any] = []
+        self.exit_code = 0
+        self._stop = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    def ready(self) -> bool:
+        return bool(self.sources) and all(getattr(s, "attached", True) for s in self.sources)
+
+    async def start_server(self) -> None:
+        app = make_app(self.registry, self.metrics, self.ready)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = self.settings.host_port
+        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            await self._runner.cleanup()
+            raise StartupError(f"--listen {self.settings.listen}: {e.strerror or e}") from None
+
+    def _start_sources(self, loop: asyncio.AbstractEventLoop) -> None:
+        s = self.settings
+        if s.read_stdin:
+            only = not (s.file or s.http_ingest or s.command)
+            on_eof = (lambda: loop.call_soon_threadsafe(self._stop.set)) if only else None
+            src = PipeSource("stdin", sys.stdin.fileno(), sys.stdout.fileno() if s.passthrough else None,
+                             self.worker, self.metrics, s.max_line_bytes, on_eof=on_eof)
+            src.start()
+            self.sources.append(src)
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        await self.start_server()
+        self.worker.start()
+        self._start_sources(loop)
+        host, port = self.settings.host_port
+        log.info("listening", extra={"fields": {"listen": f"{host}:{port}", "version": __version__,
+                                                 "sources": [x.name for x in self.sources]}})
+        await self._stop.wait()
+        await self.shutdown()
+        return self.exit_code
+
+    async def shutdown(self) -> None:
+        log.info("stopping")
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.worker.stop)
+        if self.settings.shutdown_grace > 0:
+            await asyncio.sleep(self.settings.shutdown_grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+def run(settings: Settings) -> int:
+    logs.setup(settings.log_level)
+    app = App(settings)
+    try:
+        code = asyncio.run(app.main())
+    except StartupError:
+        raise
+    try:
+        sys.stdout.flush()
+    except OSError:
+        pass
+    return code
+
+
+if os.name != "posix":  # pragma: no cover
+    raise RuntimeError("llm-exporter runs on POSIX systems")

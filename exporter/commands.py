@@ -1,0 +1,95 @@
+"""One-shot subcommands: `replay FILE...` and `schema`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from exporter.cli import StartupError, _Parser
+from exporter.framing import LineFramer
+from exporter.metrics import LINE_OUTCOMES, LLMMetrics
+from exporter.pipeline import REJECT_KEEP, Pipeline
+from exporter.records import json_schema
+
+READ = 1 << 20
+
+
+def replay(argv: list[str]) -> int:
+    p = _Parser(prog="llm-exporter replay",
+                description="Read files to EOF, print the exposition the daemon would serve, exit.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="log files ('-' for stdin)")
+    p.add_argument("--format", default="auto", help="auto (per line) or one adapter name")
+    p.add_argument("--label-limit", type=int, default=100)
+    p.add_argument("--max-line-bytes", type=int, default=1 << 20)
+    p.add_argument("--openmetrics", action="store_true", help="OpenMetrics output (with exemplars)")
+    p.add_argument("--rejects", type=int, default=5, help="rejected lines to show on stderr (5)")
+    ns = p.parse_args(argv)
+    from exporter.settings import Settings
+
+    Settings(format=ns.format) if ns.format != "auto" else None  # validates the name
+    metrics = LLMMetrics(label_limit=ns.label_limit)
+    pipeline = Pipeline(metrics, fmt=ns.format)
+    for path in ns.files:
+        source = "stdin" if path == "-" else "file"
+        framer = LineFramer(ns.max_line_bytes)
+        try:
+            fh = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        except OSError as e:
+            raise StartupError(f"{path}: {e.strerror}") from None
+        with fh:
+            metrics.register_source(source)
+            while chunk := fh.read(READ):
+                metrics.count_bytes(source, len(chunk))
+                lines, too_long = framer.feed(chunk)
+                if too_long:
+                    metrics.count_line(source, "too_long", too_long)
+                pipeline.process(source, lines)
+            lines, too_long = framer.flush()
+            if too_long:
+                metrics.count_line(source, "too_long", too_long)
+            pipeline.process(source, lines)
+            pipeline.flush(source)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)  # type: ignore[arg-type]
+    out = generate_openmetrics(registry) if ns.openmetrics else generate_latest(registry)
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+    _summary(metrics, pipeline, ns.rejects)
+    return 0
+
+
+def _summary(metrics: LLMMetrics, pipeline: Pipeline, show: int) -> None:
+    totals = dict.fromkeys(LINE_OUTCOMES, 0)
+    for (_src, outcome), n in metrics.lines.items():
+        totals[outcome] += n
+    err = sys.stderr
+    print("lines: " + ", ".join(f"{k}={v}" for k, v in totals.items()) + f" (total {sum(totals.values())})",
+          file=err)
+    rejects = list(pipeline.rejects)[:show]
+    if rejects:
+        more = " (first kept)" if len(pipeline.rejects) == REJECT_KEEP else ""
+        print(f"first rejected lines{more}:", file=err)
+        for r in rejects:
+            text = r.line.decode("utf-8", "backslashreplace")
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:120]
+            print(f"  {r.source}:{r.lineno}: {r.outcome}/{r.reason}: {text}", file=err)
+
+
+def schema(argv: list[str]) -> int:
+    _Parser(prog="llm-exporter schema", description="Print the JSON Schema of the canonical record.").parse_args(argv)
+    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+COMMANDS = {"replay": replay, "schema": schema}
+
+
+def run(name: str, argv: list[str]) -> int:
+    if name not in COMMANDS:
+        raise StartupError(f"{name}: not available in this build")
+    return COMMANDS[name](argv)

@@ -1,0 +1,65 @@
+"""Bytes to lines: one `LineFramer` per byte stream.
+
+Model: lines end at `\n`; one `\r` before it is dropped (CRLF); a partial last line is held
+until more bytes arrive or `flush()` is called at EOF (or after a flush timeout). A line whose
+length passes `max_len` is cut off: its bytes are discarded up to the next `\n` and it counts
+once as `too_long`. Framing never changes the bytes handed on, it only splits them.
+"""
+
+from __future__ import annotations
+
+
+class LineFramer:
+    """Split a byte stream into lines, holding partial tails between chunks."""
+
+    __slots__ = ("_max", "_pending", "_skipping")
+
+    def __init__(self, max_len: int = 1 << 20) -> None:
+        self._max = max_len
+        self._pending = b""
+        self._skipping = False  # inside an over-long line: drop until the next newline
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back waiting for their newline."""
+        return len(self._pending)
+
+    def feed(self, chunk: bytes) -> tuple[list[bytes], int]:
+        """Return the complete lines in `chunk` (with what was held) and the count of too-long lines."""
+        too_long = 0
+        if self._skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                return [], 0
+            self._skipping = False
+            chunk = chunk[nl + 1 :]
+            too_long = 1  # counted when its end is seen
+        if self._pending:
+            chunk = self._pending + chunk
+            self._pending = b""
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if len(tail) > self._max:
+            self._skipping = True
+        else:
+            self._pending = tail
+        out = []
+        mx = self._max
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if len(line) > mx:
+                too_long += 1
+            else:
+                out.append(line)
+        return out, too_long
+
+    def flush(self) -> tuple[list[bytes], int]:
+        """End of stream (or flush timeout): hand out the partial last line, if any."""
+        if self._skipping:
+            self._skipping = False
+            return [], 1
+        tail, self._pending = self._pending, b""
+        if tail[-1:] == b"\r":
+            tail = tail[:-1]
+        return ([tail] if tail else []), 0

@@ -1,0 +1,167 @@
+"""The synchronous middle: line -> envelope -> adapter -> record -> metrics.
+
+Every line handed to `Pipeline.process` lands in exactly one outcome of
+`llm_exporter_lines_total`: `record` (it produced at least one record, or belongs to a
+multi-line record), `ignored` (recognised, nothing to count, or blank), `unparsed` (no adapter
+knows it: plain text, or JSON of no known shape), `invalid` (a known shape with bad values).
+`too_long` and `dropped` are decided before a line gets here (framing and back-pressure).
+Nothing in here raises on input: an adapter bug is counted as `invalid` with reason
+`adapter_error` and logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from exporter import adapters
+from exporter.adapters.base import IGNORED, Adapter, Invalid
+from exporter.envelopes import peel
+from exporter.metrics import LLMMetrics
+
+log = logging.getLogger("llm_exporter.pipeline")
+
+#: how many rejected lines are kept for `replay`'s summary and the debug endpoint
+REJECT_KEEP = 50
+
+
+class Reject:
+    """One rejected line, kept for diagnostics (never a label)."""
+
+    __slots__ = ("line", "lineno", "outcome", "reason", "source")
+
+    def __init__(self, source: str, lineno: int, outcome: str, reason: str, line: bytes) -> None:
+        self.source, self.lineno, self.outcome, self.reason = source, lineno, outcome, reason
+        self.line = line[:200]
+
+
+class _SourceState:
+    __slots__ = ("chain", "json_chain", "lineno", "text_chain")
+
+    def __init__(self, chain: list[Adapter]) -> None:
+        self.chain = chain
+        self.json_chain = chain
+        self.text_chain = chain
+        self.lineno = 0
+
+
+class Pipeline:
+    """Turns lines into metric updates; one instance per process, shared by every source."""
+
+    def __init__(self, metrics: LLMMetrics, fmt: str = "auto", config: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.metrics = metrics
+        self.fmt = fmt
+        self.config = config
+        self.clock = clock
+        self.rejects: deque[Reject] = deque(maxlen=REJECT_KEEP)
+        self._sources: dict[str, _SourceState] = {}
+        self._adapter_errors_logged: set[str] = set()
+
+    def _state(self, source: str) -> _SourceState:
+        st = self._sources.get(source)
+        if st is None:
+            self.metrics.register_source(source)
+            st = self._sources[source] = _SourceState(adapters.build_chain(self.fmt, self.config))
+        return st
+
+    def process(self, source: str, lines: Iterable[bytes]) -> None:
+        """Process complete lines (no trailing newline) from one source; takes the metrics lock."""
+        st = self._state(source)
+        m = self.metrics
+        apply = m.apply
+        counts = {"record": 0, "ignored": 0, "unparsed": 0, "invalid": 0}
+        now = self.clock()
+        with m.lock:
+            for line in lines:
+                st.lineno += 1
+                outcome, result = self._one(st, line)
+                if outcome == "record":
+                    if type(result) is list:
+                        for r in result:
+                            apply(r, now)
+                    else:
+                        apply(result, now)
+                elif outcome != "ignored":
+                    self.rejects.append(Reject(source, st.lineno, outcome, result, line))
+                counts[outcome] += 1
+            for k, n in counts.items():
+                if n:
+                    m.count_line(source, k, n)
+
+    def flush(self, source: str | None = None) -> None:
+        """Hand out what multi-line records still hold (EOF or idle timeout)."""
+        names = [source] if source is not None else list(self._sources)
+        now = self.clock()
+        with self.metrics.lock:
+            for name in names:
+                st = self._sources.get(name)
+                if st is None:
+                    continue
+                for a in st.chain:
+                    for r in self._safe_flush(a):
+                        self.metrics.apply(r, now)
+
+    def _safe_flush(self, a: Adapter) -> list[dict[str, Any]]:
+        try:
+            return a.flush()
+        except Exception:  # an adapter bug must not stop the daemon
+            self._log_adapter_error(a)
+            return []
+
+    def _one(self, st: _SourceState, raw: bytes) -> tuple[str, Any]:
+        line = peel(raw).strip()
+        if not line:
+            return "ignored", None
+        try:
+            if line[:1] == b"{":
+                obj: dict[str, Any] | None = None
+                parsed = False
+                for a in st.json_chain:
+                    if a.wants_obj and not parsed:
+                        obj = _loads(line)
+                        parsed = True
+                        if obj is None:
+                            break
+                    res = a.parse_json(line, obj)
+                    if res is not None:
+                        return _classify(res)
+                if parsed and obj is None:
+                    pass  # not JSON after all: the text adapters may still know it
+                else:
+                    return "unparsed", "json_unknown_shape"
+            text = line.decode("utf-8", "replace")
+            for a in st.text_chain:
+                res = a.parse_text(text)
+                if res is not None:
+                    return _classify(res)
+            return "unparsed", "no_adapter"
+        except Invalid as e:
+            return "invalid", e.reason
+        except Exception:
+            self._log_adapter_error(st.chain[0])
+            return "invalid", "adapter_error"
+
+    def _log_adapter_error(self, a: Adapter) -> None:
+        if a.name not in self._adapter_errors_logged:
+            self._adapter_errors_logged.add(a.name)
+            log.exception("adapter %s failed on a line; counted as invalid/adapter_error", a.name)
+
+
+def _classify(res: Any) -> tuple[str, Any]:
+    if res is IGNORED or res == IGNORED:
+        return "ignored", None
+    return "record", res
+
+
+def _loads(line: bytes) -> dict[str, Any] | None:
+    import orjson
+
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if type(obj) is dict else None

@@ -1,0 +1,93 @@
+"""A byte pipe read on its own thread: stdin, or one of a child's stdout/stderr.
+
+Each chunk is first written to the passthrough fd (every byte, in order, unchanged), then framed
+and offered to the parser; the parser never holds up the passthrough, and lines it cannot
+take in time are counted as `dropped`. Works for pipes, ttys and regular files alike (a thread
+doing blocking reads, since epoll cannot watch regular files).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+from collections.abc import Callable
+
+from exporter.framing import LineFramer
+from exporter.metrics import LLMMetrics
+from exporter.worker import Worker
+
+log = logging.getLogger("llm_exporter.source")
+CHUNK = 1 << 16
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class PipeSource:
+    """Reads `fd_in` to EOF on a thread; passthrough to `fd_out` (None: no passthrough)."""
+
+    def __init__(self, name: str, fd_in: int, fd_out: int | None, worker: Worker, metrics: LLMMetrics,
+                 max_line: int = 1 << 20, on_eof: Callable[[], None] | None = None) -> None:
+        self.name = name
+        self._fd_in = fd_in
+        self._fd_out = fd_out
+        self._worker = worker
+        self._metrics = metrics
+        self._framer = LineFramer(max_line)
+        self._on_eof = on_eof
+        self._thread = threading.Thread(target=self._run, name=f"source-{name}", daemon=True)
+        self.attached = False
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        self._metrics.register_source(self.name)
+        self._thread.start()
+        self.attached = True
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        m, name, framer, worker = self._metrics, self.name, self._framer, self._worker
+        try:
+            while True:
+                try:
+                    chunk = os.read(self._fd_in, CHUNK)
+                except OSError as e:
+                    if e.errno == errno.EINTR:
+                        continue
+                    log.error("reading %s failed: %s", name, e)
+                    break
+                if not chunk:
+                    break
+                if self._fd_out is not None:
+                    self._passthrough(chunk)
+                m.count_bytes(name, len(chunk))
+                lines, too_long = framer.feed(chunk)
+                if too_long:
+                    m.count_line(name, "too_long", too_long)
+                worker.offer(name, lines)
+            lines, too_long = framer.flush()
+            if too_long:
+                m.count_line(name, "too_long", too_long)
+            if lines:
+                worker.put(name, lines)  # the last line: worth waiting for
+            worker.flush_source(name)
+        finally:
+            self.done.set()
+            if self._on_eof is not None:
+                self._on_eof()
+
+    def _passthrough(self, chunk: bytes) -> None:
+        assert self._fd_out is not None
+        try:
+            write_all(self._fd_out, chunk)
+        except OSError as e:  # EPIPE: whoever read our output went away; keep parsing
+            log.warning("passthrough to fd %d stopped: %s", self._fd_out, e.strerror)
+            self._fd_out = None
