@@ -17,7 +17,7 @@ from typing_extensions import TypedDict
 
 from exporter import errors
 from exporter.adapters.base import Adapter, Invalid
-from exporter.units import NAME_SUFFIX_SCALE, parse_duration
+from exporter.units import NAME_SUFFIX_DIV, parse_duration
 
 Num = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
 Count = Annotated[int, Field(ge=0, strict=True)]
@@ -41,7 +41,7 @@ OPERATION_NAMES = ("operation", "task_type", "task")
 PATH_NAMES = ("path", "endpoint")
 ERROR_NAMES = ("error_type", "error", "exception")
 FINISH_NAMES = ("finish_reason", "done_reason", "stop_reason")
-SUFFIXES: dict[str, float] = {"": 1.0, **NAME_SUFFIX_SCALE}
+SUFFIXES: dict[str, float] = {"": 1.0, **NAME_SUFFIX_DIV}
 
 PATH_OPERATIONS: dict[str, str] = {
     "/v1/chat/completions": "chat",
@@ -105,7 +105,7 @@ class _Plan(NamedTuple):
     """Where one key shape's canonical fields come from."""
 
     evidence: bool
-    durations: tuple[tuple[str, str, float], ...]  # (canonical, key, scale)
+    durations: tuple[tuple[str, str, float], ...]  # (canonical, key, units per second)
     tokens: tuple[tuple[str, str], ...]
     usage: bool
     request_id: str | None
@@ -183,16 +183,16 @@ class AppJsonAdapter(Adapter):
 
     def build(self, d: dict[str, Any], plan: _Plan) -> dict[str, Any]:
         rec: dict[str, Any] = {"kind": "request", "provider": self.provider}
-        for canon, key, scale in plan.durations:
+        for canon, key, div in plan.durations:
             v = d[key]
             if v is None:
                 continue
             if type(v) is str:
-                v = parse_duration(v, scale)
+                v = parse_duration(v, div)
                 if v is None:
                     raise Invalid("bad_duration")
-            else:
-                v = v * scale
+            elif div != 1.0:
+                v = v / div
             rec[canon] = v
         for canon, key in plan.tokens:
             v = d[key]
