@@ -24,6 +24,7 @@ from exporter.metrics import LLMMetrics
 from exporter.pipeline import Pipeline
 from exporter.server import make_app
 from exporter.settings import Settings
+from exporter.webconfig import StartupProblem, load_web_config
 from exporter.sources.pipe import PipeSource
 from exporter.worker import Worker
 
@@ -50,10 +51,18 @@ class App:
 
     async def start_server(self) -> None:
         app = make_app(self.registry, self.metrics, self.ready)
+        ssl_context = None
+        if self.settings.web_config is not None:
+            try:
+                wc = load_web_config(self.settings.web_config)
+            except StartupProblem as e:
+                raise StartupError(f"--web-config {e}") from None
+            app.middlewares.append(wc.middleware(self.settings.http_ingest_token))
+            ssl_context = wc.ssl_context
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         host, port = self.settings.host_port
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as e:
