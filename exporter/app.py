@@ -24,8 +24,8 @@ from exporter.metrics import LLMMetrics
 from exporter.pipeline import Pipeline
 from exporter.server import make_app
 from exporter.settings import Settings
-from exporter.webconfig import StartupProblem, load_web_config
 from exporter.sources.pipe import PipeSource
+from exporter.webconfig import StartupProblem, load_web_config
 from exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter")

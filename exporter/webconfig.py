@@ -122,7 +122,7 @@ class BasicAuth:
 
     async def verify(self, header: str | None) -> bool:
         """Whether an Authorization header carries a known user and the right password."""
-        if not header or not header[:6].lower() == "basic ":
+        if not header or header[:6].lower() != "basic ":
             return False
         try:
             raw = base64.b64decode(header[6:].strip(), validate=True)
@@ -158,7 +158,8 @@ class WebConfig:
             if auth is not None:
                 header = request.headers.get("Authorization")
                 ok = False
-                if token is not None and request.path == "/ingest" and header and header[:7].lower() == "bearer ":
+                bearer = bool(header) and header is not None and header[:7].lower() == "bearer "
+                if token is not None and request.path == "/ingest" and header is not None and bearer:
                     ok = hmac.compare_digest(header[7:].strip().encode(), token)
                 else:
                     ok = await auth.verify(header)

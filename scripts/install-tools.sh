@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v promtool >/dev/null || need+=(prometheus)
 command -v mtail >/dev/null || need+=(mtail)
+command -v chromium >/dev/null || need+=(chromium)  # the landing page's browser test
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   if command -v apt-get >/dev/null; then

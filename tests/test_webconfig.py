@@ -94,7 +94,7 @@ def test_serves_metrics_over_tls_to_a_verifying_client(tmp_path: Path, pki: dict
 
 def test_tls_1_3_minimum_refuses_a_tls_1_2_client(tmp_path: Path, pki: dict[str, Path]) -> None:
     """min_version TLS13 turns away a client that speaks at most TLS 1.2."""
-    cfg = _write_cfg(tmp_path, f"tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+    cfg = _write_cfg(tmp_path, "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
                                "  min_version: TLS13\n")
     for n in ("server.crt", "server.key"):  # relative to the web-config file
         (tmp_path / n).write_bytes(pki[n].read_bytes())
@@ -138,8 +138,8 @@ def test_basic_auth_guards_every_endpoint(tmp_path: Path, pki: dict[str, Path], 
             assert _get(https + path, ctx, _basic("bob", PASSWORD))[0] == 401, path
             assert _get(https + path, ctx)[0] == 401, path
         assert _get(https + "/metrics", ctx, "Basic !!notbase64")[0] == 401
-        with urllib.request.urlopen(urllib.request.Request(https + "/healthz", headers={"Authorization": good}),
-                                    context=ctx, timeout=5) as r:
+        req = urllib.request.Request(https + "/healthz", headers={"Authorization": good})
+        with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
             assert r.headers["X-Frame-Options"] == "deny"
         assert e.stop() == 0
 
@@ -155,7 +155,7 @@ def test_basic_auth_without_tls(tmp_path: Path, pw_hash: str) -> None:
 
 @pytest.mark.parametrize(("text", "needle"), [
     ("basic_auth_users:\n  alice: hunter2\n", "not a bcrypt hash"),
-    ("tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: /nonexistent.key\n", "cert_file/key_file"),
+    ("tls_server_config:\n  cert_file: /nonexistent.crt\n  key_file: /no.key\n", "cert_file/key_file"),
     ("tls_srever_config: {}\n", "tls_srever_config"),
     ("tls_server_config: [unclosed\n", "not valid YAML"),
     ("tls_server_config:\n  cert_file: a\n  key_file: b\n  min_version: SSL3\n", "min_version"),
@@ -173,7 +173,8 @@ def test_bad_web_config_is_one_line_and_exit_1(tmp_path: Path, text: str, needle
 def test_client_auth_needs_a_ca(tmp_path: Path, pki: dict[str, Path]) -> None:
     """Asking for verified client certificates without client_ca_file is refused at load time."""
     cfg = _write_cfg(tmp_path, f"tls_server_config:\n  cert_file: {pki['server.crt']}\n"
-                               f"  key_file: {pki['server.key']}\n  client_auth_type: VerifyClientCertIfGiven\n")
+                               f"  key_file: {pki['server.key']}\n"
+                               "  client_auth_type: VerifyClientCertIfGiven\n")
     with pytest.raises(StartupProblem, match="needs client_ca_file"):
         load_web_config(cfg)
 
