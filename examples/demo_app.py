@@ -15,11 +15,11 @@ import json
 import random
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def line(rnd: random.Random, i: int) -> str:
-    ts = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     rid = f"req_{i:08x}"
     r = rnd.random()
     if r < 0.45:

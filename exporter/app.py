@@ -9,6 +9,7 @@ hand, flush multi-line records, close the server; exit 0.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -38,7 +39,7 @@ class App:
         self.settings = settings
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = LLMMetrics(label_limit=settings.label_limit)
-        self.registry.register(self.metrics)  # type: ignore[arg-type]
+        self.registry.register(self.metrics)
         self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
         self.sources: list[Any] = []
@@ -73,7 +74,11 @@ class App:
         s = self.settings
         if s.read_stdin:
             only = not (s.file or s.http_ingest or s.command)
-            on_eof = (lambda: loop.call_soon_threadsafe(self._stop.set)) if only else None
+
+            def stop_at_eof() -> None:
+                loop.call_soon_threadsafe(self._stop.set)
+
+            on_eof = stop_at_eof if only else None
             src = PipeSource("stdin", sys.stdin.fileno(), sys.stdout.fileno() if s.passthrough else None,
                              self.worker, self.metrics, s.max_line_bytes, on_eof=on_eof)
             src.start()
@@ -110,10 +115,8 @@ def run(settings: Settings) -> int:
         code = asyncio.run(app.main())
     except StartupError:
         raise
-    try:
+    with contextlib.suppress(OSError):
         sys.stdout.flush()
-    except OSError:
-        pass
     return code
 
 

@@ -352,8 +352,8 @@ class LLMMetrics:
                 errs.add_metric([*labels, et], n)
             for fr, n in s.finish.items():
                 fin.add_metric([*labels, fr], n)
-            for et, h in s.duration.items():
-                dur.add_metric([*labels, et], h.cumulative(with_exemplars), h.sum)
+            for et, dh in s.duration.items():
+                dur.add_metric([*labels, et], dh.cumulative(with_exemplars), dh.sum)
             for fam, h in ((ttft, s.ttft), (tpot, s.tpot), (queue, s.queue), (inf, s.inference)):
                 if h is not None:
                     fam.add_metric(labels, h.cumulative(with_exemplars), h.sum)

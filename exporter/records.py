@@ -11,10 +11,10 @@ Records are TypedDicts so the hot path builds plain dicts, while pydantic valida
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import Field, TypeAdapter
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True, description="seconds")]
 Tokens = Annotated[int, Field(ge=0, strict=True, description="tokens")]
@@ -83,7 +83,7 @@ class LogRecord(TypedDict):
 Record = RequestRecord | StatsRecord | HttpRecord | LogRecord
 
 _RECORD: TypeAdapter[Record] = TypeAdapter(
-    Annotated[Record, Field(discriminator="kind")]  # type: ignore[arg-type]
+    Annotated[Record, Field(discriminator="kind")]
 )
 REQUEST_ADAPTER: TypeAdapter[RequestRecord] = TypeAdapter(RequestRecord)
 

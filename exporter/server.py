@@ -20,8 +20,6 @@ from prometheus_client.exposition import choose_encoder
 from exporter import __version__
 from exporter.metrics import LLMMetrics
 
-READY_KEY = web.AppKey("ready", Callable[[], bool])
-
 
 def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[], bool],
              extra_routes: list[web.RouteDef] | None = None) -> web.Application:

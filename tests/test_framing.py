@@ -33,7 +33,7 @@ def expected_lines(data: bytes, max_len: int) -> tuple[list[bytes], int]:
         if p.endswith(b"\r"):
             p = p[:-1]
         out.append(p)
-    return [p for p in out if p or True], too_long
+    return out, too_long
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:

@@ -10,7 +10,7 @@ duration string (`"735.2ms"`, `"8m44s"`); a bare name means seconds.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
@@ -97,7 +97,7 @@ _fields["usage"] = _Usage | None
 
 #: The wire schema of an application's JSON request line: only the names we read, all optional.
 AppLine = TypedDict("AppLine", _fields, total=False)  # type: ignore[misc]
-APP_LINE: TypeAdapter[dict[str, Any]] = TypeAdapter(AppLine)
+APP_LINE: TypeAdapter[Any] = TypeAdapter(AppLine)
 _KNOWN = frozenset(_fields)
 
 
@@ -160,7 +160,7 @@ class AppJsonAdapter(Adapter):
     name = "app-json"
     provider = "app"
     wants_obj = False
-    _plans: dict[tuple[str, ...], _Plan] = {}  # shared: shapes are few, and plans are pure
+    _plans: ClassVar[dict[tuple[str, ...], _Plan]] = {}  # shared: shapes are few, and plans are pure
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
         try:
