@@ -19,7 +19,7 @@ from typing import Any
 
 from exporter import adapters
 from exporter.adapters.base import IGNORED, Adapter, Invalid
-from exporter.envelopes import peel
+from exporter.envelopes import Envelope
 from exporter.metrics import LLMMetrics
 
 log = logging.getLogger("llm_exporter.pipeline")
@@ -39,9 +39,10 @@ class Reject:
 
 
 class _SourceState:
-    __slots__ = ("chain", "json_chain", "lineno", "text_chain")
+    __slots__ = ("chain", "envelope", "json_chain", "lineno", "text_chain")
 
     def __init__(self, chain: list[Adapter]) -> None:
+        self.envelope = Envelope()
         self.chain = chain
         self.json_chain = chain
         self.text_chain = chain
@@ -61,16 +62,22 @@ class Pipeline:
         self._sources: dict[str, _SourceState] = {}
         self._adapter_errors_logged: set[str] = set()
 
-    def _state(self, source: str) -> _SourceState:
-        st = self._sources.get(source)
+    def _state(self, source: str, stream: str | None = None) -> _SourceState:
+        key = stream or source
+        st = self._sources.get(key)
         if st is None:
             self.metrics.register_source(source)
-            st = self._sources[source] = _SourceState(adapters.build_chain(self.fmt, self.config))
+            st = self._sources[key] = _SourceState(adapters.build_chain(self.fmt, self.config))
         return st
 
-    def process(self, source: str, lines: Iterable[bytes]) -> None:
-        """Process complete lines (no trailing newline) from one source; takes the metrics lock."""
-        st = self._state(source)
+    def process(self, source: str, lines: Iterable[bytes], commit: Callable[[], None] | None = None,
+                stream: str | None = None) -> None:
+        """Process complete lines (no trailing newline) from one source; takes the metrics lock.
+
+        `stream` keys the parse state when one `source` label covers several streams (files);
+        `commit` runs under the lock once the lines are counted (a checkpoint sees both or neither).
+        """
+        st = self._state(source, stream)
         m = self.metrics
         apply = m.apply
         counts = {"record": 0, "ignored": 0, "unparsed": 0, "invalid": 0}
@@ -91,16 +98,27 @@ class Pipeline:
             for k, n in counts.items():
                 if n:
                     m.count_line(source, k, n)
+            if commit is not None:
+                commit()
 
-    def flush(self, source: str | None = None) -> None:
-        """Hand out what multi-line records still hold (EOF or idle timeout)."""
+    def flush(self, source: str | None = None, forget: bool = False) -> None:
+        """Hand out what multi-line records still hold (EOF or idle timeout); `forget` drops the state.
+
+        Fragments an envelope still holds are parsed now; their physical lines were counted
+        (`ignored`) when they arrived, so only their records are applied here.
+        """
         names = [source] if source is not None else list(self._sources)
         now = self.clock()
         with self.metrics.lock:
             for name in names:
-                st = self._sources.get(name)
+                st = self._sources.pop(name, None) if forget else self._sources.get(name)
                 if st is None:
                     continue
+                for held in st.envelope.flush():
+                    outcome, result = self._one(st, held)
+                    if outcome == "record":
+                        for r in result if type(result) is list else [result]:
+                            self.metrics.apply(r, now)
                 for a in st.chain:
                     for r in self._safe_flush(a):
                         self.metrics.apply(r, now)
@@ -113,7 +131,10 @@ class Pipeline:
             return []
 
     def _one(self, st: _SourceState, raw: bytes) -> tuple[str, Any]:
-        line = peel(raw).strip()
+        peeled = st.envelope.peel(raw)
+        if peeled is None:
+            return "ignored", None  # a fragment held until its line is complete
+        line = peeled.strip()
         if not line:
             return "ignored", None
         try:

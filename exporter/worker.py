@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from exporter.pipeline import Pipeline
@@ -33,20 +34,26 @@ class Worker:
         if not lines:
             return True
         try:
-            self._q.put_nowait((source, lines))
+            self._q.put_nowait((source, lines, None, None))
             return True
         except queue.Full:
             self.pipeline.metrics.count_line(source, "dropped", len(lines))
             return False
 
-    def put(self, source: str, lines: list[bytes], timeout: float | None = None) -> None:
-        """Queue, waiting for room (back-pressure for sources that can wait)."""
-        if lines:
-            self._q.put((source, lines), timeout=timeout)
+    def put(self, source: str, lines: list[bytes], timeout: float | None = None,
+            commit: Callable[[], None] | None = None, stream: str | None = None) -> None:
+        """Queue, waiting for room (back-pressure for sources that can wait).
 
-    def flush_source(self, source: str) -> None:
-        """Queue an end-of-stream flush of one source's multi-line records."""
-        self._q.put((source, None))
+        `commit` runs on the pipeline thread under the metrics lock right after these lines are
+        counted (a file source records its applied offset there). `stream` keys the per-stream
+        parse state (multi-line records, CRI partials) when one label covers many streams.
+        """
+        if lines or commit is not None:
+            self._q.put((source, lines, commit, stream), timeout=timeout)
+
+    def flush_source(self, source: str, stream: str | None = None, forget: bool = False) -> None:
+        """Queue an end-of-stream flush of one stream's multi-line records (`forget`: drop its state)."""
+        self._q.put((source, None, forget, stream))
 
     def stop(self, timeout: float = 10.0) -> None:
         """Finish everything queued, flush every adapter, end the thread."""
@@ -68,9 +75,9 @@ class Worker:
             if item is _STOP:
                 p.flush()
                 return
-            source, lines = item
+            source, lines, commit, stream = item
             if lines is None:
-                p.flush(source)
+                p.flush(stream or source, forget=bool(commit))
             else:
-                p.process(source, lines)
+                p.process(source, lines, commit=commit, stream=stream)
                 idle_flushed = False
