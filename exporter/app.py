@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__, logs
+from exporter import __version__, debug, logs
 from exporter.cli import StartupError
 from exporter.metrics import LLMMetrics
 from exporter.pipeline import Pipeline
@@ -51,7 +51,8 @@ class App:
         return bool(self.sources) and all(getattr(s, "attached", True) for s in self.sources)
 
     async def start_server(self) -> None:
-        app = make_app(self.registry, self.metrics, self.ready)
+        extra = debug.routes(self.pipeline) if self.settings.debug_endpoints else []
+        app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra)
         ssl_context = None
         if self.settings.web_config is not None:
             try:
