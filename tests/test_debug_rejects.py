@@ -1,4 +1,4 @@
-"""/debug/rejects: off by default; shows recent rejected lines with model text redacted and control chars escaped."""
+"""/debug/rejects: off by default; recent rejected lines, model text redacted, control chars escaped."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ SECRET = "ZQXsecret"
                             "completion", "Input_Text"]),
        value=st.one_of(st.text(alphabet=string.ascii_letters + " '\\\"{}[],:", max_size=40),
                        st.lists(st.text(alphabet=string.ascii_letters, max_size=8), max_size=4),
-                       st.dictionaries(st.sampled_from(["role", "content"]), st.text(max_size=10), max_size=2)),
+                       st.dictionaries(st.sampled_from(["role", "content"]), st.text(max_size=10),
+                                       max_size=2)),
        before=st.dictionaries(st.sampled_from(["model", "id", "level"]), st.text(alphabet="abc", max_size=5)),
        cut=st.integers(min_value=0, max_value=300))
 def test_redacts_model_text_in_json_even_when_cut(key: str, value: object, before: dict[str, str],
@@ -37,7 +38,8 @@ def test_redacts_model_text_in_json_even_when_cut(key: str, value: object, befor
 def test_keeps_numbers_keys_and_other_fields() -> None:
     """Token counts and unrelated fields stay readable."""
     line = b'{"model":"m","input_tokens":12,"output":"hi there","prompt":null,"status":"error"}'
-    assert redact(line) == b'{"model":"m","input_tokens":12,"output":"[redacted]","prompt":null,"status":"error"}'
+    want = b'{"model":"m","input_tokens":12,"output":"[redacted]","prompt":null,"status":"error"}'
+    assert redact(line) == want
 
 
 def test_redacts_text_key_value_pairs() -> None:
@@ -81,7 +83,8 @@ def test_debug_rejects_shows_recent_rejects_safely() -> None:
         assert code == 200
         got = json.loads(body)["rejects"]
         assert [(r["line_number"], r["outcome"], r["source"]) for r in got] == [
-            (6, "unparsed", "stdin"), (4, "unparsed", "stdin"), (3, "unparsed", "stdin"), (2, "unparsed", "stdin")]
+            (6, "unparsed", "stdin"), (4, "unparsed", "stdin"), (3, "unparsed", "stdin"),
+            (2, "unparsed", "stdin")]
         assert {r["reason"] for r in got} <= {"json_unknown_shape", "no_adapter"}
         assert got[0]["reason"] == "json_unknown_shape" and got[2]["reason"] == "no_adapter"
         assert "\\x1b[31mcolour" in got[2]["line"] and "\\x07" in got[2]["line"]
