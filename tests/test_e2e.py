@@ -252,3 +252,17 @@ def test_demo_app_output_is_understood() -> None:
     assert total(s, "llm_exporter_lines_total", outcome="unparsed") == n_text
     assert total(s, "llm_exporter_lines_total", outcome="record") == 500 - n_text
     assert total(s, "llm_exporter_lines_total", outcome="invalid") == 0
+
+
+def test_regular_file_on_stdin_is_never_dropped(tmp_path: Path) -> None:
+    """A file on stdin has no writer to stall: every line is parsed, none dropped, even with a tiny queue."""
+    data = gen_logs(20000, 4)
+    src = tmp_path / "in.log"
+    src.write_bytes(data)
+    with src.open("rb") as fin, exporter("--queue-chunks", "1", "--shutdown-grace", "5", stdin=fin,
+                                         stdout=subprocess.DEVNULL) as e:
+        e.wait_ready(path="/healthz")
+        s = e.wait_lines(20000)
+        assert e.proc.wait(30) == 0
+    assert total(s, "llm_exporter_lines_total", outcome="dropped") == 0
+    assert total(s, "llm_exporter_lines_total") == 20000

@@ -3,7 +3,9 @@
 Each chunk is first written to the passthrough fd (every byte, in order, unchanged), then framed
 and offered to the parser; the parser never holds up the passthrough, and lines it cannot
 take in time are counted as `dropped`. Works for pipes, ttys and regular files alike (a thread
-doing blocking reads, since epoll cannot watch regular files).
+doing blocking reads, since epoll cannot watch regular files). A regular file (`llm-exporter <
+app.log`) has no writer that could stall, so there the reader waits for the parser instead of
+dropping.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import stat
 import threading
 from collections.abc import Callable
 
@@ -56,6 +59,11 @@ class PipeSource:
     def _run(self) -> None:
         m, name, framer, worker = self._metrics, self.name, self._framer, self._worker
         try:
+            regular = stat.S_ISREG(os.fstat(self._fd_in).st_mode)
+        except OSError:
+            regular = False
+        submit = worker.put if regular else worker.offer
+        try:
             while True:
                 try:
                     chunk = os.read(self._fd_in, CHUNK)
@@ -72,7 +80,7 @@ class PipeSource:
                 lines, too_long = framer.feed(chunk)
                 if too_long:
                     m.count_line(name, "too_long", too_long)
-                worker.offer(name, lines)
+                submit(name, lines)
             lines, too_long = framer.flush()
             if too_long:
                 m.count_line(name, "too_long", too_long)
