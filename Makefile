@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint tools bench bench-smoke clean
+.PHONY: demo test test-fast lint tools bench bench-quick bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,8 +36,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check exporter tests bench examples
 	$(BIN)/mypy
 
+## bench: the full benchmark (about 10 min); bench-quick: about 3 min; figures in bench/results/
 bench: $(STAMP) tools
 	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP) tools
+	$(BIN)/python bench/run.py --quick
+
+bench-smoke: $(STAMP)
+	$(BIN)/python bench/run.py --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
