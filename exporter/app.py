@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__, debug, logs
 from exporter.cli import StartupError
+from exporter.collectors.gpu import GpuCollector
 from exporter.metrics import LLMMetrics
 from exporter.pipeline import Pipeline
 from exporter.server import make_app
@@ -40,6 +41,11 @@ class App:
         self.registry = CollectorRegistry(auto_describe=False)
         self.metrics = LLMMetrics(label_limit=settings.label_limit)
         self.registry.register(self.metrics)
+        self.gpu: GpuCollector | None = None
+        if settings.gpu != "off":
+            self.gpu = GpuCollector(devices=settings.gpu_devices, interval=settings.gpu_interval,
+                                    processes=settings.gpu_processes)
+            self.registry.register(self.gpu)
         self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
         self.sources: list[Any] = []
@@ -49,6 +55,17 @@ class App:
 
     def ready(self) -> bool:
         return bool(self.sources) and all(getattr(s, "attached", True) for s in self.sources)
+
+    def start_gpu(self) -> None:
+        """Start NVML polling; with `--gpu on`, no NVML or an unknown device is a start-up error."""
+        if self.gpu is None:
+            return
+        required = self.settings.gpu == "on"
+        if not self.gpu.start(required) and required:
+            raise StartupError(f"--gpu on: {self.gpu.reason}")
+        if required and self.gpu.unmatched:
+            self.gpu.stop()
+            raise StartupError(f"--gpu-devices: no GPU matches {', '.join(self.gpu.unmatched)}")
 
     async def start_server(self) -> None:
         extra = debug.routes(self.pipeline) if self.settings.debug_endpoints else []
@@ -89,6 +106,7 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
+        await loop.run_in_executor(None, self.start_gpu)
         await self.start_server()
         self.worker.start()
         self._start_sources(loop)
@@ -107,6 +125,8 @@ class App:
             await asyncio.sleep(self.settings.shutdown_grace)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.gpu is not None:
+            await loop.run_in_executor(None, self.gpu.stop)
 
 
 def run(settings: Settings) -> int:
