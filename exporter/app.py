@@ -61,7 +61,7 @@ class App:
         if self.gpu is None:
             return
         required = self.settings.gpu == "on"
-        if not self.gpu.start(required) and required:
+        if not self.gpu.start() and required:
             raise StartupError(f"--gpu on: {self.gpu.reason}")
         if required and self.gpu.unmatched:
             self.gpu.stop()
@@ -113,6 +113,8 @@ class App:
         host, port = self.settings.host_port
         log.info("listening", extra={"fields": {"listen": f"{host}:{port}", "version": __version__,
                                                  "sources": [x.name for x in self.sources]}})
+        if self.gpu is not None:
+            self.gpu.announce()
         await self._stop.wait()
         await self.shutdown()
         return self.exit_code

@@ -147,6 +147,7 @@ def test_no_library_or_driver_soft_fails(code: str, caplog: pytest.LogCaptureFix
     reg.register(c)
     with caplog.at_level(logging.INFO, logger="llm_exporter"):
         assert not c.start()
+        c.announce()
     assert [r.getMessage() for r in caplog.records] == ["gpu readings off"]
     assert val(reg, "llm_exporter_gpu_up") == 0
     cls = code[len("NVML_ERROR_"):].lower()
@@ -161,7 +162,7 @@ def test_missing_bindings_soft_fail() -> None:
         raise ImportError("No module named 'pynvml'")
 
     c = GpuCollector(loader=loader)
-    assert not c.start(required=True)
+    assert not c.start()
     assert "nvidia-ml-py" in c.reason
     reg = CollectorRegistry(auto_describe=False)
     reg.register(c)

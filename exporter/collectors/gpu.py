@@ -197,21 +197,25 @@ class GpuCollector:
             keep.extend(d for d in match if d not in keep)
         return sorted(keep, key=lambda d: d.index)
 
-    def start(self, required: bool = False) -> bool:
-        """`init()`, then start the poll thread when NVML is there; False when it is not (then
-        one info line is logged, unless `required`: the caller reports a start-up error)."""
+    def start(self) -> bool:
+        """`init()`, then start the poll thread when NVML is there; False (see `reason`) when not.
+        Logs nothing: `announce()` does, once the daemon has started."""
         if not self.init():
-            if not required:
-                log.info("gpu readings off", extra={"fields": {"reason": self.reason}})
             return False
-        if self.unmatched and not required:
+        self._thread = threading.Thread(target=self._run, name="gpu-poll", daemon=True)
+        self._thread.start()
+        return True
+
+    def announce(self) -> None:
+        """One log line on what start() found: info when on or off, a warning for unknown devices."""
+        if not self.available:
+            log.info("gpu readings off", extra={"fields": {"reason": self.reason}})
+            return
+        if self.unmatched:
             log.warning("gpu devices not found", extra={"fields": {"gpu_devices": self.unmatched}})
         log.info("gpu readings on", extra={"fields": {
             "driver_version": self._driver, "gpus": [d.uuid for d in self.devices],
             "interval_seconds": self.interval}})
-        self._thread = threading.Thread(target=self._run, name="gpu-poll", daemon=True)
-        self._thread.start()
-        return True
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the poll thread; a thread stuck in a driver call is left behind (it is a daemon)."""
