@@ -17,3 +17,5 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 promtool --version 2>&1 | head -1
+# helm (official binary, into .tools/bin) for the chart tests
+bash "$(dirname "$0")/install-helm.sh"

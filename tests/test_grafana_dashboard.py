@@ -1,0 +1,135 @@
+"""The Grafana dashboard loads as a dashboard and queries only metrics the exporter really exposes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.helpers import ROOT, SHARED, Exporter
+
+DASHBOARD = ROOT / "examples" / "grafana" / "llm-exporter.json"
+SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",),
+            "summary": ("", "_sum", "_count"), "info": ("_info",), "unknown": ("",)}
+# Keywords and clause words that look like identifiers in PromQL.
+PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                "offset", "inf", "nan"}
+SYNTHETIC = {"up"}  # written by Prometheus itself for every target
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, labels and keywords left out)."""
+    m = re.fullmatch(r"\s*label_values\(\s*([^,]+),[^)]*\)\s*", expr)
+    if m:
+        expr = m.group(1)
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names = set()
+    for tok in re.finditer(r"(?<![\w.$])[a-zA-Z_:][a-zA-Z0-9_:]*", e):
+        if e[tok.end():].lstrip().startswith("(") or tok.group().lower() in PROMQL_WORDS:
+            continue
+        names.add(tok.group())
+    return names
+
+
+def dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return data
+
+
+def all_panels(d: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for p in d["panels"]:
+        out.append(p)
+        out.extend(p.get("panels", []))
+    return out
+
+
+def queries(d: dict[str, Any]) -> list[str]:
+    exprs = [t["expr"] for p in all_panels(d) for t in p.get("targets", [])]
+    for v in d["templating"]["list"]:
+        if v["type"] == "query":
+            exprs.append(v["query"]["query"] if isinstance(v["query"], dict) else v["query"])
+    return exprs
+
+
+def contract_gpu_names() -> set[str]:
+    """GPU metric names as CONTRACT.md lists them (they need a real GPU to appear on /metrics)."""
+    text = (SHARED / "CONTRACT.md").read_text()
+    names = set(re.findall(r"`(hw_[a-z_]+)`", text)) | set(re.findall(r"`(llm_exporter_gpu_up)`", text))
+    assert "hw_gpu_memory_usage_bytes" in names and "llm_exporter_gpu_up" in names
+    return names
+
+
+def exposed_names(exposition: str) -> set[str]:
+    """Every sample name the exposition declares, from its families (with or without samples)."""
+    out = set()
+    for fam in text_string_to_metric_families(exposition):
+        out.update(fam.name + s for s in SUFFIXES[fam.type])
+        out.update(s.name for s in fam.samples)
+    return out
+
+
+def test_metric_names_are_found_in_promql() -> None:
+    """The name extraction finds metrics and skips functions, labels, ranges and variables."""
+    expr = ('histogram_quantile(0.95, sum by (le, job) (rate(foo_bucket{job=~"$job", a="rate(x)"}[$__rate_interval])))'
+            ' / on (job) group_left bar_total + baz offset 5m > bool 1')
+    assert metric_names(expr) == {"foo_bucket", "bar_total", "baz"}
+    assert metric_names('label_values(llm_requests_total{job=~"$job"}, gen_ai_request_model)') == {
+        "llm_requests_total"}
+
+
+def test_dashboard_queries_name_only_exposed_metrics() -> None:
+    """Every query names a metric from a live exporter's /metrics (fed gen_logs lines), or a GPU
+    metric of CONTRACT.md, which only a machine with an NVIDIA GPU exposes."""
+    lines = subprocess.run(["python3", str(SHARED / "bench" / "gen_logs.py"), "500", "5"], capture_output=True,
+                           check=True).stdout
+    with Exporter("--no-passthrough") as exp:
+        exp.wait_ready()
+        exp.stdin.write(lines)
+        exp.stdin.flush()
+        exp.wait_lines(lines.count(b"\n"))
+        live = exposed_names(exp.scrape())
+    assert "gen_ai_server_request_duration_seconds_bucket" in live
+    used = set().union(*(metric_names(q) for q in queries(dashboard())))
+    gpu = contract_gpu_names()
+    unknown = used - live - gpu - SYNTHETIC
+    assert not unknown, f"dashboard queries metrics the exporter does not expose: {sorted(unknown)}"
+    # every area the dashboard promises is really queried
+    for name in ("llm_requests_total", "gen_ai_server_request_duration_seconds_bucket",
+                 "gen_ai_server_time_to_first_token_seconds_bucket",
+                 "gen_ai_server_time_per_output_token_seconds_bucket", "gen_ai_client_token_usage_sum",
+                 "llm_request_errors_total", "llm_request_queue_duration_seconds_bucket", "llm_requests_running",
+                 "llm_requests_waiting", "llm_kv_cache_usage_ratio", "hw_gpu_memory_usage_bytes",
+                 "hw_gpu_utilization_ratio", "hw_power_watts", "hw_temperature_celsius"):
+        assert name in used, name
+
+
+def test_dashboard_is_a_loadable_grafana_dashboard() -> None:
+    """schemaVersion, a Prometheus datasource variable used by every query, unique ids, a sane grid."""
+    d = dashboard()
+    assert isinstance(d["schemaVersion"], int) and d["schemaVersion"] >= 36
+    assert d["uid"] and d["title"]
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    panels = all_panels(d)
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24 and g["h"] > 0
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert refs and len(refs) == len(set(refs)), p["title"]
+        assert all(t["datasource"]["uid"] == "${datasource}" for t in p["targets"])
+    for v in variables.values():
+        if v["type"] == "query":
+            assert v["datasource"]["uid"] == "${datasource}"
