@@ -51,10 +51,13 @@ class App:
         self.sources: list[Any] = []
         self.exit_code = 0
         self._stop = asyncio.Event()
+        self._stop_now = asyncio.Event()  # a second SIGTERM/SIGINT cuts the --shutdown-grace short
+        self.stopping = False
         self._runner: web.AppRunner | None = None
 
     def ready(self) -> bool:
-        return bool(self.sources) and all(getattr(s, "attached", True) for s in self.sources)
+        return not self.stopping and bool(self.sources) and all(getattr(s, "attached", True)
+                                                                  for s in self.sources)
 
     def start_gpu(self) -> None:
         """Start NVML polling; with `--gpu on`, no NVML or an unknown device is a start-up error."""
@@ -105,7 +108,7 @@ class App:
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop.set)
+            loop.add_signal_handler(sig, self._on_stop_signal)
         await loop.run_in_executor(None, self.start_gpu)
         await self.start_server()
         self.worker.start()
@@ -119,12 +122,20 @@ class App:
         await self.shutdown()
         return self.exit_code
 
+    def _on_stop_signal(self) -> None:
+        (self._stop_now if self._stop.is_set() else self._stop).set()
+
     async def shutdown(self) -> None:
         log.info("stopping")
+        self.stopping = True  # /readyz answers 503 from now on
         loop = asyncio.get_running_loop()
+        for src in self.sources:  # stop reading; what they queued is finished below
+            if hasattr(src, "stop"):
+                await loop.run_in_executor(None, src.stop)
         await loop.run_in_executor(None, self.worker.stop)
-        if self.settings.shutdown_grace > 0:
-            await asyncio.sleep(self.settings.shutdown_grace)
+        if self.settings.shutdown_grace > 0:  # keep serving /metrics for a last scrape
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_now.wait(), self.settings.shutdown_grace)
         if self._runner is not None:
             await self._runner.cleanup()
         if self.gpu is not None:

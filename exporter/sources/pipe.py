@@ -47,6 +47,14 @@ class PipeSource:
         self._thread = threading.Thread(target=self._run, name=f"source-{name}", daemon=True)
         self.attached = False
         self.done = threading.Event()
+        self._parse_lock = threading.Lock()  # held while a chunk is counted and queued
+        self._parsing = True
+
+    def stop(self) -> None:
+        """Graceful stop: from now on bytes are still passed through but no longer counted or parsed,
+        so the lines already queued are exactly the lines counted."""
+        with self._parse_lock:
+            self._parsing = False
 
     def start(self) -> None:
         self._metrics.register_source(self.name)
@@ -76,17 +84,22 @@ class PipeSource:
                     break
                 if self._fd_out is not None:
                     self._passthrough(chunk)
-                m.count_bytes(name, len(chunk))
-                lines, too_long = framer.feed(chunk)
-                if too_long:
-                    m.count_line(name, "too_long", too_long)
-                submit(name, lines)
-            lines, too_long = framer.flush()
-            if too_long:
-                m.count_line(name, "too_long", too_long)
-            if lines:
-                worker.put(name, lines)  # the last line: worth waiting for
-            worker.flush_source(name)
+                with self._parse_lock:
+                    if not self._parsing:
+                        continue
+                    m.count_bytes(name, len(chunk))
+                    lines, too_long = framer.feed(chunk)
+                    if too_long:
+                        m.count_line(name, "too_long", too_long)
+                    submit(name, lines)
+            with self._parse_lock:
+                if self._parsing:
+                    lines, too_long = framer.flush()
+                    if too_long:
+                        m.count_line(name, "too_long", too_long)
+                    if lines:
+                        worker.put(name, lines)  # the last line: worth waiting for
+                    worker.flush_source(name)
         finally:
             self.done.set()
             if self._on_eof is not None:
