@@ -54,3 +54,56 @@ def from_http_status(code: int) -> str:
     if code == 499:
         return "client_disconnect"
     return OTHER
+
+
+# Free-text classifier for servers' error messages (TGI, vLLM): ordered, first match wins.
+# Matched on a lower-cased, length-capped copy of the message only, never on a whole payload.
+_MESSAGE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("oom", ("out of memory", "outofmemoryerror", "cuda oom", "oom-kill", "failed to allocate memory")),
+    ("engine_dead", ("enginedeaderror", "engine loop is not running", "enginecore encountered",
+                     "engine is dead", "engine core died", "background loop has errored",
+                     "engine_dead")),
+    ("overloaded", ("no permits available", "model is overloaded", "too many requests", "queue is full",
+                    "server is busy", "overloaded")),
+    ("template", ("template error", "templateerror", "templatesyntaxerror", "chat template")),
+    ("client_disconnect", ("receiver dropped", "client disconnected", "client disconnect",
+                           "connection reset by peer", "broken pipe")),
+    ("timeout", ("timed out", "timeout", "deadline exceeded")),
+    ("validation", ("validation", "maximum context length", "must be <=", "must be <", "must be >",
+                    "must be strictly positive", "must be positive", "must be non-negative",
+                    "cannot be empty", "must have less than", "is not supported", "invalid input",
+                    "must be at most", "must be at least", "bad request", "is too long", "exceeds the")),
+)
+MESSAGE_SCAN = 400  # characters of a message the classifier looks at
+
+
+def classify_message(text: str) -> str:
+    """The error class of a server's free-text error message; `_OTHER` when none fits."""
+    t = text[:MESSAGE_SCAN].lower()
+    for cls, needles in _MESSAGE_RULES:
+        for n in needles:
+            if n in t:
+                return cls
+    return OTHER
+
+
+def exception_name(line: str) -> str | None:
+    """`torch.OutOfMemoryError` from `torch.OutOfMemoryError: CUDA out of memory...` (else None)."""
+    head, sep, _ = line[:200].partition(":")
+    if not sep or not head or " " in head:
+        return None
+    last = head.rsplit(".", 1)[-1]
+    if last.endswith(("Error", "Exception", "Exit", "Interrupt")) and _IDENT.fullmatch(last):
+        return head
+    return None
+
+
+def classify_exception(line: str) -> str:
+    """Class of an exception line (`ValueError: This model's maximum context length ...`):
+    a known exception name first, else its message; `_OTHER` when neither says."""
+    name = exception_name(line)
+    if name is not None:
+        known = _KNOWN.get(name.rsplit(".", 1)[-1].lower())
+        if known is not None:
+            return known
+    return classify_message(line)

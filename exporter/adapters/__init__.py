@@ -13,10 +13,16 @@ from exporter.adapters.base import IGNORED, Adapter, Invalid
 
 ADAPTERS: dict[str, str] = {
     "app-json": "exporter.adapters.app_json:AppJsonAdapter",
+    "vllm": "exporter.adapters.vllm:VllmAdapter",
+    "sglang": "exporter.adapters.sglang:SglangAdapter",
+    "llamacpp": "exporter.adapters.llamacpp:LlamacppAdapter",
+    "ollama": "exporter.adapters.ollama:OllamaAdapter",
+    "tgi": "exporter.adapters.tgi:TgiAdapter",
 }
 
 #: the order `auto` tries them in; the application JSON adapter comes first (the common case)
-AUTO_ORDER: list[str] = ["app-json"]
+#: (TGI last: after one of its records it claims the unprefixed lines that continue it)
+AUTO_ORDER: list[str] = ["app-json", "vllm", "sglang", "llamacpp", "ollama", "tgi"]
 
 
 def load(name: str) -> type[Adapter]:

@@ -72,6 +72,10 @@ class _Usage(TypedDict, total=False):
     output_tokens: Count | None
 
 
+class _Choice(TypedDict, total=False):
+    finish_reason: str | None
+
+
 class _ErrorObj(TypedDict, total=False):
     type: str | None
     code: str | int | None
@@ -94,6 +98,15 @@ _fields["error_type"] = str | None
 _fields["error"] = str | _ErrorObj | None
 _fields["exception"] = str | None
 _fields["usage"] = _Usage | None
+# OpenAI response objects: `object` names the operation, `choices[0].finish_reason` the finish
+_fields["object"] = str | None
+_fields["choices"] = list[_Choice] | None
+# Names only a server's own objects carry (Ollama API responses): such lines are left to its adapter
+FOREIGN_NAMES = ("eval_count", "prompt_eval_count", "eval_duration", "prompt_eval_duration")
+for _n in FOREIGN_NAMES:
+    _fields[_n] = Any
+OBJECT_OPERATIONS = {"chat.completion": "chat", "chat.completion.chunk": "chat",
+                     "text_completion": "text_completion", "response": "chat", "embedding": "embeddings"}
 
 #: The wire schema of an application's JSON request line: only the names we read, all optional.
 AppLine = TypedDict("AppLine", _fields, total=False)  # type: ignore[misc]
@@ -144,6 +157,8 @@ def make_plan(keys: frozenset[str]) -> _Plan:
     # A request line carries a measurement, an error, a finish reason, or a status with an id;
     # a JSON log line with none of these is not a request (it falls through to other adapters).
     evidence = bool(durations or tokens or usage or error or finish or (status and request_id))
+    if evidence and any(n in keys for n in FOREIGN_NAMES):
+        evidence = False
     return _Plan(evidence, tuple(durations), tuple(tokens), usage, request_id,
                  _first(keys, MODEL_NAMES), _first(keys, OPERATION_NAMES), _first(keys, PATH_NAMES),
                  status, _first(keys, ("level", "levelname")), error, finish)
@@ -213,8 +228,13 @@ class AppJsonAdapter(Adapter):
         op = (d[plan.operation] or "") if plan.operation else ""
         if not op and plan.path and d[plan.path]:
             op = operation_from_path(d[plan.path])
+        if not op and (ob := d.get("object")):
+            op = OBJECT_OPERATIONS.get(ob, "")
         rec["operation"] = op
-        if plan.finish and (fr := d[plan.finish]):
+        fr = d[plan.finish] if plan.finish else None
+        if not fr and plan.usage and (ch := d.get("choices")):
+            fr = ch[0].get("finish_reason")
+        if fr:
             rec["finish_reason"] = fr
         outcome, err = self.outcome(d, plan)
         rec["outcome"] = outcome
