@@ -97,7 +97,9 @@ class TgiAdapter(Adapter):
             spans = ""
             after = body
         else:
-            i = body.find(": text_generation")
+            # A Success line ends with its message, so its target is the last one; elsewhere the
+            # first (a message may quote a Python path such as `text_generation_server/...`).
+            i = body.rfind(": text_generation") if body.endswith(": Success") else body.find(": text_generation")
             if i < 0:
                 return None
             spans = body[:i]

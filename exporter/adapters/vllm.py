@@ -113,6 +113,8 @@ class VllmAdapter(Adapter):
 
     def parse_text(self, text: str) -> Any:
         if not text.startswith(_STARTS):
+            if text[:1].isdigit() and (i := text.find(" uvicorn.access ", 10, 40)) > 0:
+                return parse_uvicorn(text[i + 16:], "vllm" if self.seen else "")  # a custom access format
             return None
         prefix = ""
         rest = text
@@ -125,7 +127,7 @@ class VllmAdapter(Adapter):
         if rest.startswith("INFO:  ") or rest.startswith(("WARNING:  ", "ERROR:    ")):
             rec = parse_uvicorn(rest, "vllm" if (self.seen or prefix) else "")
             if rec is None:
-                return None if not prefix else self._raw(prefix, rest)
+                return IGNORED  # uvicorn's own lines (startup, shutdown)
             out = self._close()
             return [*out, rec] if out else rec
         sp = rest.find(" ")
