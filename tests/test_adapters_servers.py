@@ -75,7 +75,8 @@ def test_tgi_multiline_error_is_classified_by_its_later_lines() -> None:
                  "send_error: text_generation_router_v3::backend: backends/v3/src/backend.rs:1: "
                  "Request failed during generation: Server error: ")
     assert a.parse_text("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB") == []
-    [rec] = requests(a.parse_text("2025-05-26T10:46:35.000000Z  INFO text_generation_router::server: x.rs:1: Connected"))
+    nxt = "2025-05-26T10:46:35.000000Z  INFO text_generation_router::server: x.rs:1: Connected"
+    [rec] = requests(a.parse_text(nxt))
     assert (rec["error_type"], rec["operation"]) == ("oom", "chat")
 
 

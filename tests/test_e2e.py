@@ -27,12 +27,17 @@ def gen_logs(n: int, seed: int) -> bytes:
 
 def independent_count(data: bytes) -> dict[str, Any]:
     """Count the seed applications' lines with plain json, by how gen_logs.py writes them."""
-    c: dict[str, Any] = {"lines": 0, "text": 0, "req": defaultdict(int), "err": defaultdict(int),
+    c: dict[str, Any] = {"lines": 0, "text": 0, "access": defaultdict(int), "req": defaultdict(int),
+                         "err": defaultdict(int),
                          "dur_sum": defaultdict(float), "dur_n": defaultdict(int), "queue_sum": 0.0,
                          "inf_sum": 0.0, "queue_n": 0, "tok_in": defaultdict(int), "tok_out": defaultdict(int)}
     for line in data.decode().split("\n")[:-1]:
         c["lines"] += 1
         if not line.startswith("{"):
+            if line.startswith("INFO:     ") and '" ' in line:  # uvicorn access lines are records
+                request, status = line.rsplit('"', 2)[1:]
+                c["access"][(request.split()[0], request.split()[1], status.split()[0])] += 1
+                continue
             c["text"] += 1
             continue
         o = json.loads(line)
@@ -82,6 +87,9 @@ def test_pipe_20k_seed_lines_passthrough_and_exact_counts(tmp_path: Path) -> Non
     assert total(s, "llm_exporter_lines_total") == want["lines"]
     assert total(s, "llm_exporter_lines_total", outcome="unparsed") == want["text"]
     assert total(s, "llm_exporter_lines_total", outcome="record") == want["lines"] - want["text"]
+    assert want["access"]
+    for (method, path, code), n in want["access"].items():
+        assert total(s, "llm_http_requests_total", method=method, path=path, code=code) == n
     assert total(s, "llm_exporter_bytes_total") == len(data)
     for (op, model, outcome), n in want["req"].items():
         assert total(s, "llm_requests_total", outcome=outcome, **common(op, model)) == n, (op, model, outcome)
@@ -249,6 +257,9 @@ def test_demo_app_output_is_understood() -> None:
     r = run_cli("replay", "-", stdin=demo)
     s = parse_metrics(r.stdout.decode())
     n_text = sum(1 for ln in demo.split(b"\n")[:-1] if not ln.startswith(b"{"))
+    n_access = sum(1 for ln in demo.split(b"\n")[:-1] if ln.startswith(b"INFO:     ") and b'HTTP/1.1" ' in ln)
+    assert total(s, "llm_http_requests_total") == n_access  # uvicorn access lines are records
+    n_text -= n_access
     assert total(s, "llm_exporter_lines_total", outcome="unparsed") == n_text
     assert total(s, "llm_exporter_lines_total", outcome="record") == 500 - n_text
     assert total(s, "llm_exporter_lines_total", outcome="invalid") == 0

@@ -239,11 +239,13 @@ def test_ollama_gin_lines_with_go_durations() -> None:
 def test_ollama_api_objects_with_nanosecond_durations() -> None:
     """`done:true` responses: tokens, total_duration in ns, eval_duration per output token."""
     s, _ = replay("ollama_api.jsonl")
-    assert v(s, "llm_requests_total", gen_ai_request_model="deepseek-r1:1.5b", gen_ai_operation_name="text_completion") == 1
+    assert v(s, "llm_requests_total", gen_ai_request_model="deepseek-r1:1.5b",
+             gen_ai_operation_name="text_completion") == 1
     assert v(s, "llm_requests_total", gen_ai_request_model="llama3.2:latest", gen_ai_operation_name="chat") == 1
     assert v(s, "gen_ai_server_request_duration_seconds_sum") == pytest.approx((256103089 + 872113375) / 1e9)
     assert v(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 10 + 29
-    assert v(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", gen_ai_request_model="llama3.2:latest") == 25
+    assert v(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output",
+             gen_ai_request_model="llama3.2:latest") == 25
     assert v(s, "gen_ai_server_time_per_output_token_seconds_sum", gen_ai_request_model="llama3.2:latest") == \
         pytest.approx(321374542 / 1e9 / 25)
     assert v(s, "llm_request_finish_reasons_total", gen_ai_response_finish_reason="stop") == 2
