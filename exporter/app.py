@@ -24,6 +24,7 @@ from exporter.cli import StartupError
 from exporter.collectors.gpu import GpuCollector
 from exporter.metrics import LLMMetrics
 from exporter.pipeline import Pipeline
+from exporter.reload import ConfigProblem, Reloader
 from exporter.server import make_app
 from exporter.settings import Settings
 from exporter.sources.pipe import PipeSource
@@ -48,6 +49,8 @@ class App:
             self.registry.register(self.gpu)
         self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
+        self.reloader = Reloader(self.pipeline, settings.config, settings.web_config)
+        self.registry.register(self.reloader)
         self.sources: list[Any] = []
         self.exit_code = 0
         self._stop = asyncio.Event()
@@ -72,6 +75,8 @@ class App:
 
     async def start_server(self) -> None:
         extra = debug.routes(self.pipeline) if self.settings.debug_endpoints else []
+        if self.settings.web_enable_reload:
+            extra.append(self.reloader.route())
         app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra)
         ssl_context = None
         if self.settings.web_config is not None:
@@ -80,6 +85,7 @@ class App:
             except StartupProblem as e:
                 raise StartupError(f"--web-config {e}") from None
             app.middlewares.append(wc.middleware(self.settings.http_ingest_token))
+            self.reloader.web_config = wc
             ssl_context = wc.ssl_context
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -109,6 +115,11 @@ class App:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        try:
+            self.reloader.load_initial()
+        except ConfigProblem as e:
+            raise StartupError(f"--config {e}") from None
         await loop.run_in_executor(None, self.start_gpu)
         await self.start_server()
         self.worker.start()
@@ -121,6 +132,13 @@ class App:
         await self._stop.wait()
         await self.shutdown()
         return self.exit_code
+
+    def _on_sighup(self) -> None:
+        """Reload --config and --web-config; in wrapper mode the child gets its SIGHUP too."""
+        self._reload_task = asyncio.ensure_future(self.reloader.reload("SIGHUP"))
+        for src in self.sources:
+            if hasattr(src, "send_signal"):
+                src.send_signal(signal.SIGHUP)
 
     def _on_stop_signal(self) -> None:
         (self._stop_now if self._stop.is_set() else self._stop).set()

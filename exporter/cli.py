@@ -56,6 +56,7 @@ def daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-chunks", metavar="N", type=int, help="parse queue bound, in 64 KiB chunks (128)")
     p.add_argument("--shutdown-grace", metavar="SECONDS", type=float, help="serve /metrics after stop (0)")
     _bool_flag(p, "debug-endpoints", "enable /debug/rejects")
+    _bool_flag(p, "web-enable-reload", "enable POST /-/reload (SIGHUP always reloads)")
     return p
 
 

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     queue_chunks: int = Field(128, gt=0, description="parse queue bound, in read chunks of up to 64 KiB")
     shutdown_grace: float = Field(0.0, ge=0)
     debug_endpoints: bool = False
+    web_enable_reload: bool = False
     command: list[str] = Field(default_factory=list, description="wrapper mode: the child's argv")
 
     @field_validator("file", "gpu_devices", mode="before")

@@ -140,21 +140,31 @@ class WebConfig:
     """What the HTTP server applies: an optional TLS context, optional basic auth, extra headers."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None, auth: BasicAuth | None,
-                 headers: dict[str, str]) -> None:
+                 headers: dict[str, str], cert_files: tuple[str, str] | None = None) -> None:
         self.ssl_context = ssl_context
         self.auth = auth
         self.headers = headers
+        self.cert_files = cert_files
+
+    def update_from(self, new: WebConfig) -> None:
+        """Take a re-read file's users, headers and certificate (new connections use it). TLS
+        settings other than the certificate and key stay as they were started."""
+        if self.ssl_context is not None and new.cert_files is not None:
+            self.ssl_context.load_cert_chain(*new.cert_files)
+            self.cert_files = new.cert_files
+        self.auth = new.auth
+        self.headers = new.headers
 
     def middleware(self, ingest_token: str | None = None) -> Callable[..., Awaitable[web.StreamResponse]]:
         """An aiohttp middleware: basic auth on every path. On `/ingest`, a request that carries
         the right `Authorization: Bearer` token (when one is set) passes instead, since a client
         can send only one Authorization header."""
-        auth, headers = self.auth, self.headers
         token = ingest_token.encode() if ingest_token else None
 
         @web.middleware
         async def mw(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
+            auth, headers = self.auth, self.headers  # read per request: a reload may replace them
             if auth is not None:
                 header = request.headers.get("Authorization")
                 ok = False
@@ -174,10 +184,14 @@ class WebConfig:
         return mw
 
 
+def _path(p: str, base: Path) -> str:
+    q = Path(p)
+    return str(q if q.is_absolute() else base / q)
+
+
 def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     def path(p: str) -> str:
-        q = Path(p)
-        return str(q if q.is_absolute() else base / q)
+        return _path(p, base)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _VERSIONS[tls.min_version]
@@ -227,4 +241,6 @@ def load_web_config(path: Path) -> WebConfig:
         raise StartupProblem(f"{path}: tls_server_config: {e}") from None
     auth = BasicAuth(cfg.basic_auth_users) if cfg.basic_auth_users else None
     headers = cfg.http_server_config.headers if cfg.http_server_config else {}
-    return WebConfig(ctx, auth, headers)
+    tls = cfg.tls_server_config
+    files = (_path(tls.cert_file, path.parent), _path(tls.key_file, path.parent)) if tls else None
+    return WebConfig(ctx, auth, headers, files)
