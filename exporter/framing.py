@@ -60,6 +60,8 @@ class LineFramer:
             self._skipping = False
             return [], 1
         tail, self._pending = self._pending, b""
+        if not tail:
+            return [], 0
         if tail[-1:] == b"\r":
-            tail = tail[:-1]
-        return ([tail] if tail else []), 0
+            tail = tail[:-1]  # a lone CR at EOF is still a (blank) line
+        return [tail], 0
