@@ -37,6 +37,7 @@ STATS_LABELS = ("gen_ai_provider_name", "gen_ai_request_model", "engine")
 OUTCOMES = ("success", "error", "aborted")
 LINE_OUTCOMES = ("record", "ignored", "unparsed", "invalid", "too_long", "dropped")
 EXEMPLAR_ID_MAX = 64  # OpenMetrics caps an exemplar's label set at 128 UTF-8 characters
+ADMITTED_CACHE = 4096  # (operation, provider, model) values seen admitted, found without the limiters
 
 
 class Hist:
@@ -185,6 +186,8 @@ class LLMMetrics:
         self.lines: dict[tuple[str, str], int] = {}
         self.bytes: dict[str, int] = {}
         self.window = Window()
+        self._wslot: list[Any] = [None]  # the window's current one-second slot
+        self._admitted: dict[tuple[str, str, str], RequestSeries] = {}
         self._lim_model = self.limiter("llm_requests_total", "gen_ai_request_model")
         self._lim_op = self.limiter("llm_requests_total", "gen_ai_operation_name")
         self._lim_err = self.limiter("llm_request_errors_total", "error_type")
@@ -213,10 +216,13 @@ class LLMMetrics:
         self._apply[rec["kind"]](rec, now)
 
     def apply_request(self, rec: Any, now: float | None = None) -> None:
-        key = (self._lim_op(rec["operation"]), rec["provider"], self._lim_model(rec["model"]))
-        s = self.requests.get(key)
+        # Hot path: Hist.observe is written out inline (one call less per histogram), and a
+        # series whose raw label values were all admitted by their limiters is found again
+        # without asking them (they would hand back the same values and count nothing).
+        raw = (rec["operation"], rec["provider"], rec["model"])
+        s = self._admitted.get(raw)
         if s is None:
-            s = self.requests[key] = RequestSeries()
+            s = self._series_for(raw)
         outcome = rec["outcome"]
         oi = 0 if outcome == "success" else (1 if outcome == "error" else 2)
         s.requests[oi] += 1
@@ -225,36 +231,52 @@ class LLMMetrics:
         if oi == 1:
             err = self._lim_err(rec["error_type"] or "_OTHER")
             s.errors[err] = s.errors.get(err, 0) + 1
-        w = self.window.slot(self._clock() if now is None else now)
+        sec = int(self._clock() if now is None else now)
+        w = self._wslot
+        if w[0] != sec:
+            w = self._wslot = self.window.slot(sec)
         w[1 + oi] += 1
         d = get("duration_s")
         if d is not None:
             h = s.duration.get(err)
             if h is None:
                 h = s.duration[err] = Hist(DURATION_BUCKETS, exemplars=True)
-            h.observe(d, get("request_id"))
-            w[6][bisect_left(DURATION_BUCKETS, d)] += 1
+            i = bisect_left(DURATION_BUCKETS, d)
+            h.counts[i] += 1
+            h.sum += d
+            rid = get("request_id")
+            if rid is not None:
+                h.exemplars[i] = (rid[:EXEMPLAR_ID_MAX], d, time.time())  # type: ignore[index]
+            w[6][i] += 1
         v = get("queue_s")
         if v is not None:
-            if s.queue is None:
-                s.queue = Hist(DURATION_BUCKETS)
-            s.queue.observe(v)
+            h = s.queue
+            if h is None:
+                h = s.queue = Hist(DURATION_BUCKETS)
+            h.counts[bisect_left(DURATION_BUCKETS, v)] += 1
+            h.sum += v
         v = get("inference_s")
         if v is not None:
-            if s.inference is None:
-                s.inference = Hist(DURATION_BUCKETS)
-            s.inference.observe(v)
+            h = s.inference
+            if h is None:
+                h = s.inference = Hist(DURATION_BUCKETS)
+            h.counts[bisect_left(DURATION_BUCKETS, v)] += 1
+            h.sum += v
         tin = get("input_tokens")
         if tin is not None:
-            if s.tokens_in is None:
-                s.tokens_in = Hist(TOKEN_BUCKETS)
-            s.tokens_in.observe(tin)
+            h = s.tokens_in
+            if h is None:
+                h = s.tokens_in = Hist(TOKEN_BUCKETS)
+            h.counts[bisect_left(TOKEN_BUCKETS, tin)] += 1
+            h.sum += tin
             w[4] += tin
         tout = get("output_tokens")
         if tout is not None:
-            if s.tokens_out is None:
-                s.tokens_out = Hist(TOKEN_BUCKETS)
-            s.tokens_out.observe(tout)
+            h = s.tokens_out
+            if h is None:
+                h = s.tokens_out = Hist(TOKEN_BUCKETS)
+            h.counts[bisect_left(TOKEN_BUCKETS, tout)] += 1
+            h.sum += tout
             w[5] += tout
         fr = get("finish_reason")
         if fr:
@@ -274,6 +296,16 @@ class LLMMetrics:
             if s.tpot is None:
                 s.tpot = Hist(TPOT_BUCKETS)
             s.tpot.observe(tpot)
+
+    def _series_for(self, raw: tuple[str, str, str]) -> RequestSeries:
+        op, provider, model = raw
+        key = (self._lim_op(op), provider, self._lim_model(model))
+        s = self.requests.get(key)
+        if s is None:
+            s = self.requests[key] = RequestSeries()
+        if key == raw and len(self._admitted) < ADMITTED_CACHE:
+            self._admitted[raw] = s
+        return s
 
     def apply_stats(self, rec: Any, now: float | None = None) -> None:
         key = (rec["provider"], self._lim_model(rec.get("model") or ""), self._lim_engine(rec.get("engine") or ""))
