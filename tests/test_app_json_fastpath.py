@@ -13,7 +13,7 @@ from bench import inputs
 from exporter.adapters.app_json import _KNOWN, AppJsonAdapter
 from exporter.adapters.base import Invalid
 
-NAMES = sorted(_KNOWN) + ["prompt", "message", "gpu_memory_mb", "total_tokens"]
+NAMES = [*sorted(_KNOWN), "prompt", "message", "gpu_memory_mb", "total_tokens"]
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.text(max_size=12),
