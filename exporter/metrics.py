@@ -187,7 +187,7 @@ class LLMMetrics:
         self.bytes: dict[str, int] = {}
         self.window = Window()
         self._wslot: list[Any] = [None]  # the window's current one-second slot
-        self._admitted: dict[tuple[str, str, str], RequestSeries] = {}
+        self._admitted: set[tuple[str, str, str]] = set()
         self._lim_model = self.limiter("llm_requests_total", "gen_ai_request_model")
         self._lim_op = self.limiter("llm_requests_total", "gen_ai_operation_name")
         self._lim_err = self.limiter("llm_request_errors_total", "error_type")
@@ -216,13 +216,16 @@ class LLMMetrics:
         self._apply[rec["kind"]](rec, now)
 
     def apply_request(self, rec: Any, now: float | None = None) -> None:
-        # Hot path: Hist.observe is written out inline (one call less per histogram), and a
-        # series whose raw label values were all admitted by their limiters is found again
-        # without asking them (they would hand back the same values and count nothing).
-        raw = (rec["operation"], rec["provider"], rec["model"])
-        s = self._admitted.get(raw)
+        # Hot path: Hist.observe is written out inline (one call less per histogram), and label
+        # values all admitted by their limiters before are not asked again (the limiters would
+        # hand back the same values and count nothing; a limiter that forgets values must clear
+        # `_admitted`).
+        key = (rec["operation"], rec["provider"], rec["model"])
+        if key not in self._admitted:
+            key = self._limited(key)
+        s = self.requests.get(key)
         if s is None:
-            s = self._series_for(raw)
+            s = self.requests[key] = RequestSeries()
         outcome = rec["outcome"]
         oi = 0 if outcome == "success" else (1 if outcome == "error" else 2)
         s.requests[oi] += 1
@@ -297,15 +300,12 @@ class LLMMetrics:
                 s.tpot = Hist(TPOT_BUCKETS)
             s.tpot.observe(tpot)
 
-    def _series_for(self, raw: tuple[str, str, str]) -> RequestSeries:
+    def _limited(self, raw: tuple[str, str, str]) -> tuple[str, str, str]:
         op, provider, model = raw
         key = (self._lim_op(op), provider, self._lim_model(model))
-        s = self.requests.get(key)
-        if s is None:
-            s = self.requests[key] = RequestSeries()
         if key == raw and len(self._admitted) < ADMITTED_CACHE:
-            self._admitted[raw] = s
-        return s
+            self._admitted.add(raw)
+        return key
 
     def apply_stats(self, rec: Any, now: float | None = None) -> None:
         key = (rec["provider"], self._lim_model(rec.get("model") or ""), self._lim_engine(rec.get("engine") or ""))
