@@ -27,7 +27,11 @@ from exporter.pipeline import Pipeline
 from exporter.reload import ConfigProblem, Reloader
 from exporter.server import make_app
 from exporter.settings import Settings
+from exporter.sources.command import CommandSource
+from exporter.sources.file_tail import FileTail
+from exporter.sources.http_push import Ingest
 from exporter.sources.pipe import PipeSource
+from exporter.state import checkpoint_every, open_state
 from exporter.webconfig import StartupProblem, load_web_config
 from exporter.worker import Worker
 
@@ -53,6 +57,7 @@ class App:
         self.registry.register(self.reloader)
         self.sources: list[Any] = []
         self.exit_code = 0
+        self.state, self.saved = open_state(settings.state_dir)
         self._stop = asyncio.Event()
         self._stop_now = asyncio.Event()  # a second SIGTERM/SIGINT cuts the --shutdown-grace short
         self.stopping = False
@@ -77,6 +82,9 @@ class App:
         extra = debug.routes(self.pipeline) if self.settings.debug_endpoints else []
         if self.settings.web_enable_reload:
             extra.append(self.reloader.route())
+        s = self.settings
+        if s.http_ingest:
+            extra += Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes).routes()
         app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra)
         ssl_context = None
         if self.settings.web_config is not None:
@@ -110,6 +118,22 @@ class App:
                              self.worker, self.metrics, s.max_line_bytes, on_eof=on_eof)
             src.start()
             self.sources.append(src)
+        if s.file:
+            tail = FileTail(s.file, self.worker, self.metrics, start=s.file_start, max_line=s.max_line_bytes,
+                            saved=self.saved.get("files"))
+            tail.start()
+            self.sources.append(tail)
+            if self.state is not None:
+                self.state.register("files", tail.snapshot)
+        if s.command:
+            def child_exited(code: int) -> None:
+                self.exit_code = code
+                loop.call_soon_threadsafe(self._stop.set)
+
+            child = CommandSource(s.command, self.worker, self.metrics, passthrough=s.passthrough,
+                                  max_line=s.max_line_bytes, on_exit=child_exited)
+            child.start(loop)
+            self.sources.append(child)
 
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -129,7 +153,9 @@ class App:
                                                  "sources": [x.name for x in self.sources]}})
         if self.gpu is not None:
             self.gpu.announce()
+        checkpoints = loop.create_task(checkpoint_every(self.state, self.metrics.lock))
         await self._stop.wait()
+        checkpoints.cancel()
         await self.shutdown()
         return self.exit_code
 
@@ -151,6 +177,8 @@ class App:
             if hasattr(src, "stop"):
                 await loop.run_in_executor(None, src.stop)
         await loop.run_in_executor(None, self.worker.stop)
+        if self.state is not None:  # every queued line is counted now: offsets and metrics agree
+            await loop.run_in_executor(None, self.state.checkpoint, self.metrics.lock)
         if self.settings.shutdown_grace > 0:  # keep serving /metrics for a last scrape
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_now.wait(), self.settings.shutdown_grace)

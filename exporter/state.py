@@ -10,6 +10,7 @@ one, never a mix. A missing or unreadable state file means "no state" (logged), 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -24,6 +25,8 @@ log = logging.getLogger("llm_exporter.state")
 
 FILENAME = "state.json"
 VERSION = 1
+#: seconds between checkpoints while running (one more is taken at a graceful stop)
+CHECKPOINT_EVERY = 5.0
 
 
 class StateStore:
@@ -87,3 +90,30 @@ class StateStore:
         with ctx:
             sections = {owner: snap() for owner, snap in self._owners.items()}
         self.save(sections)
+
+
+def open_state(directory: Path | None) -> tuple[StateStore | None, dict[str, Any]]:
+    """The store of `--state-dir` and what it holds; an unusable directory is a start-up error."""
+    if directory is None:
+        return None, {}
+    from exporter.cli import StartupError
+
+    store = StateStore(directory)
+    try:
+        store.prepare()
+    except OSError as e:
+        raise StartupError(f"--state-dir {directory}: {e.strerror or e}") from None
+    return store, store.load()
+
+
+async def checkpoint_every(store: StateStore | None, lock: Any, interval: float = CHECKPOINT_EVERY) -> None:
+    """Checkpoint every `interval` seconds, off the event loop (a failed write is logged, not fatal)."""
+    if store is None:
+        return
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await loop.run_in_executor(None, store.checkpoint, lock)
+        except OSError as e:
+            log.warning("state checkpoint failed: %s", e)

@@ -61,6 +61,7 @@ class CommandSource:
         except OSError as e:
             raise StartupError(f"cannot run {self.argv[0]!r}: {e.strerror or e}") from None
         self.proc = proc
+        log.info("started child", extra={"fields": {"pid": proc.pid, "argv": self.argv}})
         assert proc.stdout is not None and proc.stderr is not None
         self._files = [proc.stdout, proc.stderr]
         for name, f, out in (("stdout", proc.stdout, 1), ("stderr", proc.stderr, 2)):
@@ -73,7 +74,6 @@ class CommandSource:
                 loop.add_signal_handler(sig, self.forward, sig)
         threading.Thread(target=self._wait, name="child-wait", daemon=True).start()
         self.attached = True
-        log.info("started child", extra={"fields": {"pid": proc.pid, "argv": self.argv}})
 
     def forward(self, sig: int) -> None:
         """Send `sig` to the child while it runs."""

@@ -111,8 +111,21 @@ class _Inotify:
 class _Stream:
     """One followed file (one identity)."""
 
-    __slots__ = ("dev", "fd", "fp", "framer", "grew", "ino", "key", "offset", "path", "rotated", "seq",
-                 "sent", "sid")
+    __slots__ = (
+        "dev",
+        "fd",
+        "fp",
+        "framer",
+        "grew",
+        "ino",
+        "key",
+        "offset",
+        "path",
+        "rotated",
+        "sent",
+        "seq",
+        "sid",
+    )
 
     def __init__(self, path: str, fd: int, st: os.stat_result, seq: int, max_line: int) -> None:
         self.path = path
@@ -249,10 +262,10 @@ class FileTail:
                 if not os.path.isdir(path):
                     matches.setdefault((st.st_dev, st.st_ino), path)
         for ident, s in self._streams.items():
-            path = matches.get(ident)
-            s.rotated = path is None
-            if path is not None:
-                s.path = path
+            found = matches.get(ident)
+            s.rotated = found is None
+            if found is not None:
+                s.path = found
         self._read_all()  # old files first: finish what was rotated before reading its successor
         for ident, path in matches.items():
             if ident not in self._streams:
@@ -352,7 +365,7 @@ class FileTail:
         s.framer = LineFramer(self._max_line)
         s.offset = s.sent = 0
         s.fp = os.pread(s.fd, FP_LEN, 0)
-        self._worker.put(SOURCE, [], commit=self._commit_fn(s, 0, 0, 0, reset=True), stream=s.sid)
+        self._worker.put(SOURCE, [], commit=self._commit_fn(s, 0, 0, 0), stream=s.sid)
 
     def _send(self, s: _Stream, lines: list[bytes], too_long: int, end: int) -> None:
         if end == s.sent and not lines and not too_long:
@@ -361,8 +374,7 @@ class FileTail:
         s.sent = end
         self._worker.put(SOURCE, lines, commit=self._commit_fn(s, end, nbytes, too_long), stream=s.sid)
 
-    def _commit_fn(self, s: _Stream, end: int, nbytes: int, too_long: int,
-                   reset: bool = False) -> Callable[[], None]:
+    def _commit_fn(self, s: _Stream, end: int, nbytes: int, too_long: int) -> Callable[[], None]:
         applied, metrics = self._applied, self._metrics
         key, path, fp = s.key, s.path, s.fp.hex()
 
@@ -374,6 +386,14 @@ class FileTail:
                 metrics.count_line(SOURCE, "too_long", too_long)
 
         return commit
+
+    def _forget_fn(self, key: str) -> Callable[[], None]:
+        applied = self._applied
+
+        def forget() -> None:  # pipeline thread, metrics lock held: the file is done, drop its offset
+            applied.pop(key, None)
+
+        return forget
 
     def _flush_partials(self) -> None:
         now = time.monotonic()
@@ -391,7 +411,6 @@ class FileTail:
                 self._send(s, lines, too_long, s.offset)
                 os.close(s.fd)
                 del self._streams[ident]
-                key, applied = s.key, self._applied
-                self._worker.put(SOURCE, [], commit=lambda: applied.pop(key, None), stream=s.sid)
+                self._worker.put(SOURCE, [], commit=self._forget_fn(s.key), stream=s.sid)
                 self._worker.flush_source(SOURCE, stream=s.sid, forget=True)
                 log.info("finished %s (rotated away)", s.path)
