@@ -84,7 +84,9 @@ class App:
             extra.append(self.reloader.route())
         s = self.settings
         if s.http_ingest:
-            extra += Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes).routes()
+            ingest = Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes)
+            extra += ingest.routes()
+            self.sources.append(ingest)
         app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra)
         ssl_context = None
         if self.settings.web_config is not None:

@@ -99,7 +99,10 @@ def _reply(status: int, reason: str = "", close: bool = False) -> web.Response:
 
 
 class Ingest:
-    """The `/ingest` handler and its checks."""
+    """The `/ingest` handler and its checks (a source: attached once the server serves it)."""
+
+    name = SOURCE
+    attached = True
 
     def __init__(self, worker: Worker, metrics: LLMMetrics, token: str | None, max_bytes: int) -> None:
         self._worker = worker
