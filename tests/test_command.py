@@ -76,7 +76,9 @@ def test_lines_from_both_pipes_are_counted_before_exit(tmp_path: Path) -> None:
              f"for i in range({n_err}): print('plain text', i, file=sys.stderr)\n"
              f"sys.stdout.flush(); sys.stderr.flush()\n"
              f"import time; time.sleep(60)\n")
-    with Exporter("--", sys.executable, "-c", child, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as e:
+    # a queue longer than the child's writes: nothing can be dropped, whatever the machine's load
+    with Exporter("--queue-chunks", "100000", "--", sys.executable, "-c", child, stdin=subprocess.DEVNULL,
+                  stdout=subprocess.DEVNULL) as e:
         e.wait_ready()
         s = e.wait_lines(n_out + n_err)
         assert total(s, "llm_exporter_lines_total", source="stdout") == n_out
