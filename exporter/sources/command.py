@@ -3,7 +3,8 @@
 The child's stdout and stderr are two pipes, each read by a `PipeSource` (sources `stdout` and
 `stderr`): every byte goes first to our own stdout / stderr, unchanged, then to the parser, which
 drops (and counts) lines rather than ever slowing the child. The child inherits our stdin and
-environment. SIGTERM, SIGINT and SIGHUP sent to us are forwarded to the child. When the child
+environment. SIGTERM and SIGINT sent to us are forwarded to the child (SIGHUP too, after our own
+reload, through `send_signal`); we stop when the child has exited. When the child
 exits, what is left in its pipes is read (up to `drain_timeout` seconds if a grandchild keeps
 them open), then `on_exit` gets the child's exit code: its own, or 128+N when signal N killed it.
 """
@@ -25,7 +26,9 @@ from exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter.source")
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: taken over from the app's stop handlers: the child decides when we stop (SIGHUP is the app's:
+#: it reloads our configuration and hands the signal on through `send_signal`)
+FORWARDED = (signal.SIGTERM, signal.SIGINT)
 
 
 def exit_code(returncode: int) -> int:
@@ -79,6 +82,8 @@ class CommandSource:
         """Send `sig` to the child while it runs."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
+
+    send_signal = forward
 
     def _wait(self) -> None:
         assert self.proc is not None
