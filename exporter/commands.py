@@ -27,13 +27,22 @@ def replay(argv: list[str]) -> int:
     p.add_argument("--max-line-bytes", type=int, default=1 << 20)
     p.add_argument("--openmetrics", action="store_true", help="OpenMetrics output (with exemplars)")
     p.add_argument("--rejects", type=int, default=5, help="rejected lines to show on stderr (5)")
+    p.add_argument("--config", metavar="FILE", help="YAML: custom JSON mappings, extra labels, metrics")
     ns = p.parse_args(argv)
     from exporter.adapters import ADAPTERS
 
     if ns.format != "auto" and ns.format not in ADAPTERS:
         raise StartupError(f"--format: unknown format {ns.format!r}; known: auto, {', '.join(sorted(ADAPTERS))}")
+    config = None
+    if ns.config is not None:
+        from exporter.config import ConfigError, load_config
+
+        try:
+            config = load_config(ns.config)
+        except ConfigError as e:
+            raise StartupError(f"--config {e}") from None
     metrics = LLMMetrics(label_limit=ns.label_limit)
-    pipeline = Pipeline(metrics, fmt=ns.format)
+    pipeline = Pipeline(metrics, fmt=ns.format, config=config)
     for path in ns.files:
         source = "stdin" if path == "-" else "file"
         framer = LineFramer(ns.max_line_bytes)
@@ -86,7 +95,24 @@ def schema(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"replay": replay, "schema": schema}
+def check_config(argv: list[str]) -> int:
+    p = _Parser(prog="llm-exporter check-config",
+                description="Validate a --config file and print what it defines (exit 1 on an error).")
+    p.add_argument("file", metavar="FILE")
+    ns = p.parse_args(argv)
+    from exporter.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(ns.file)
+    except ConfigError as e:
+        raise StartupError(str(e)) from None
+    print(f"{ns.file}: OK")
+    for line in cfg.describe():
+        print(line)
+    return 0
+
+
+COMMANDS = {"replay": replay, "schema": schema, "check-config": check_config}
 
 
 def run(name: str, argv: list[str]) -> int:

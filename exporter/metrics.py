@@ -178,7 +178,7 @@ class LLMMetrics:
         self._clock = clock
         self.label_limit = label_limit
         self._limiters: dict[tuple[str, str], LabelLimiter] = {}
-        self.requests: dict[tuple[str, str, str], RequestSeries] = {}
+        self.requests: dict[tuple[str, ...], RequestSeries] = {}
         self.stats: dict[tuple[str, str, str], dict[str, float]] = {}
         self.http: dict[tuple[str, str, str, str], int] = {}
         self.logs: dict[tuple[str, str], int] = {}
@@ -199,7 +199,29 @@ class LLMMetrics:
             "stats": self.apply_stats,
             "http": self.apply_http,
             "log": self.apply_log,
+            "custom": self.apply_custom,
         }
+        # --config: extra label names on every request family, and the file's own metrics
+        self.extra_labels: tuple[str, ...] = ()
+        self._lim_extra: list[LabelLimiter] = []
+        self.custom: Any = None
+
+    def configure(self, config: Any) -> None:
+        """Take the extra labels and custom metrics of a `--config` (None: none). Changing the extra
+        label names starts the request series over, as a restart would (caller holds the lock)."""
+        names = tuple(config.label_names) if config is not None else ()
+        if names != self.extra_labels:
+            self.requests.clear()
+            self.extra_labels = names
+            self._lim_extra = [self.limiter("llm_requests_total", n) for n in names]
+        specs = config.all_metrics if config is not None else []
+        if not specs:
+            self.custom = None
+        elif self.custom is None or list(self.custom.specs.values()) != specs or \
+                self.custom.label_names[2:] != names:
+            from exporter.custom_metrics import CustomMetrics
+
+            self.custom = CustomMetrics(specs, names, self.limiter)
 
     def limiter(self, metric: str, label: str) -> LabelLimiter:
         """The value limiter of one label (created on first use)."""
@@ -220,9 +242,12 @@ class LLMMetrics:
         # values all admitted by their limiters before are not asked again (the limiters would
         # hand back the same values and count nothing; a limiter that forgets values must clear
         # `_admitted`).
-        key = (rec["operation"], rec["provider"], rec["model"])
+        key: tuple[str, ...] = (rec["operation"], rec["provider"], rec["model"])
         if key not in self._admitted:
-            key = self._limited(key)
+            key = self._limited(key)  # type: ignore[arg-type]
+        if self.extra_labels:  # --config extra_labels: "" where the record has none
+            ex = rec.get("extra_labels") or {}
+            key = (*key, *(lim(ex.get(n) or "") for n, lim in zip(self.extra_labels, self._lim_extra, strict=True)))
         s = self.requests.get(key)
         if s is None:
             s = self.requests[key] = RequestSeries()
@@ -307,6 +332,10 @@ class LLMMetrics:
             self._admitted.add(raw)
         return key
 
+    def apply_custom(self, rec: Any, now: float | None = None) -> None:
+        if self.custom is not None:
+            self.custom.apply(rec)
+
     def apply_stats(self, rec: Any, now: float | None = None) -> None:
         key = (rec["provider"], self._lim_model(rec.get("model") or ""), self._lim_engine(rec.get("engine") or ""))
         g = self.stats.setdefault(key, {})
@@ -351,30 +380,31 @@ class LLMMetrics:
         yield from fams
 
     def _families(self, with_exemplars: bool) -> Iterator[Metric]:
+        common = (*COMMON, *self.extra_labels)
         dur = HistogramMetricFamily("gen_ai_server_request_duration_seconds",
                                     "Generative AI server request duration, end to end.",
-                                    labels=(*COMMON, "error_type"), unit="seconds")
+                                    labels=(*common, "error_type"), unit="seconds")
         ttft = HistogramMetricFamily("gen_ai_server_time_to_first_token_seconds",
                                      "Time to generate the first token, successful requests.",
-                                     labels=COMMON, unit="seconds")
+                                     labels=common, unit="seconds")
         tpot = HistogramMetricFamily("gen_ai_server_time_per_output_token_seconds",
                                      "Time per output token after the first, successful requests.",
-                                     labels=COMMON, unit="seconds")
+                                     labels=common, unit="seconds")
         tok = HistogramMetricFamily("gen_ai_client_token_usage",
                                     "Number of input and output tokens per request.",
-                                    labels=(*COMMON, "gen_ai_token_type"))
+                                    labels=(*common, "gen_ai_token_type"))
         queue = HistogramMetricFamily("llm_request_queue_duration_seconds",
                                       "Time a request waited before inference started.",
-                                      labels=COMMON, unit="seconds")
+                                      labels=common, unit="seconds")
         inf = HistogramMetricFamily("llm_request_inference_duration_seconds",
                                     "Time a request spent in inference (prefill and decode).",
-                                    labels=COMMON, unit="seconds")
+                                    labels=common, unit="seconds")
         req = CounterMetricFamily("llm_requests", "Finished requests by outcome.",
-                                  labels=(*COMMON, "outcome"))
+                                  labels=(*common, "outcome"))
         errs = CounterMetricFamily("llm_request_errors", "Failed requests by error type.",
-                                   labels=(*COMMON, "error_type"))
+                                   labels=(*common, "error_type"))
         fin = CounterMetricFamily("llm_request_finish_reasons", "Finished requests by finish reason.",
-                                  labels=(*COMMON, "gen_ai_response_finish_reason"))
+                                  labels=(*common, "gen_ai_response_finish_reason"))
         for key, s in self.requests.items():
             labels = list(key)
             for oi, n in enumerate(s.requests):
@@ -444,6 +474,8 @@ class LLMMetrics:
         for (metric, label), lim in sorted(self._limiters.items()):
             ovf.add_metric([metric, label], lim.overflow)
         yield ovf
+        if self.custom is not None:
+            yield from self.custom.families()
         info = GaugeMetricFamily("llm_exporter_build_info", "Build information; always 1.",
                                  labels=("version", "revision", "semconv_version"))
         info.add_metric([__version__, _revision(), SEMCONV_VERSION], 1)

@@ -100,7 +100,11 @@ def restore(m: LLMMetrics, data: Any) -> bool:
                     h = _unhist(r[name], bounds, name in _EXEMPLARS)
                     dropped += h is None
                     setattr(s, name, h)
-            t.requests[(r["k"][0], r["k"][1], r["k"][2])] = s
+            key = tuple(str(x) for x in r["k"])
+            if len(key) != 3 + len(m.extra_labels):  # the config's extra labels changed: start over
+                dropped += 1
+                continue
+            t.requests[key] = s
         for k, v in data.get("stats", []):
             t.stats[(k[0], k[1], k[2])] = {f: float(x) for f, x in v.items()}
         for k, n in data.get("http", []):

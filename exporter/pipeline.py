@@ -56,11 +56,23 @@ class Pipeline:
                  clock: Callable[[], float] = time.time) -> None:
         self.metrics = metrics
         self.fmt = fmt
+        self._config: Any = None
         self.config = config
         self.clock = clock
         self.rejects: deque[Reject] = deque(maxlen=REJECT_KEEP)
         self._sources: dict[str, _SourceState] = {}
         self._adapter_errors_logged: set[str] = set()
+
+    @property
+    def config(self) -> Any:
+        """The `--config` in force; setting it also sets the metrics' extra labels and custom metrics
+        (the caller holds the metrics lock, or nothing runs yet)."""
+        return self._config
+
+    @config.setter
+    def config(self, config: Any) -> None:
+        self._config = config
+        self.metrics.configure(config)
 
     def _state(self, source: str, stream: str | None = None) -> _SourceState:
         key = stream or source

@@ -6,7 +6,8 @@ Records are TypedDicts so the hot path builds plain dicts, while pydantic valida
 - `RequestRecord`: one finished request (seconds, tokens);
 - `StatsRecord`: a server's periodic stats line (gauges);
 - `HttpRecord`: one access-log line;
-- `LogRecord`: one log record of the server's own, by level.
+- `LogRecord`: one log record of the server's own, by level;
+- `CustomRecord`: one value for a metric the `--config` file defines.
 """
 
 from __future__ import annotations
@@ -80,7 +81,16 @@ class LogRecord(TypedDict):
     error_type: NotRequired[str | None]
 
 
-Record = RequestRecord | StatsRecord | HttpRecord | LogRecord
+class CustomRecord(TypedDict):
+    """One value of a metric defined in the `--config` file (`metrics:`)."""
+
+    kind: Literal["custom"]
+    name: str
+    value: Annotated[float, Field(allow_inf_nan=False)]
+    labels: dict[str, str]
+
+
+Record = RequestRecord | StatsRecord | HttpRecord | LogRecord | CustomRecord
 
 _RECORD: TypeAdapter[Record] = TypeAdapter(
     Annotated[Record, Field(discriminator="kind")]

@@ -18,6 +18,7 @@ ADAPTERS: dict[str, str] = {
     "llamacpp": "exporter.adapters.llamacpp:LlamacppAdapter",
     "ollama": "exporter.adapters.ollama:OllamaAdapter",
     "tgi": "exporter.adapters.tgi:TgiAdapter",
+    "custom-json": "exporter.adapters.custom:CustomJsonAdapter",
 }
 
 #: the order `auto` tries them in; the application JSON adapter comes first (the common case)
@@ -35,6 +36,8 @@ def load(name: str) -> type[Adapter]:
 def build_chain(fmt: str, config: Any = None) -> list[Adapter]:
     """Fresh adapter instances for one source: every adapter for `auto`, else the one named."""
     names = AUTO_ORDER if fmt == "auto" else [fmt]
+    if fmt != "custom-json" and getattr(config, "wants_custom_adapter", False):
+        names = ["custom-json", *names]  # the --config file's mappings, extra labels, metrics
     return [load(n)(config) for n in names]
 
 
