@@ -236,8 +236,8 @@ def load_config(path: Path | str) -> Config:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{p}{where}: {problem}") from None
+        problem = getattr(e, "problem", None)
+        raise ConfigError(f"{p}{where}: not valid YAML" + (f" ({problem})" if problem else "")) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -80,6 +80,8 @@ class Reloader:
             raise ConfigProblem(str(e)) from None
         except Exception as e:  # whatever the config loader raises: one line, never a crash
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if first.startswith(str(self.config_path)):  # the loader already named the file (and line)
+                raise ConfigProblem(first) from None
             raise ConfigProblem(f"{self.config_path}: {first}") from None
 
     def load_initial(self) -> Any:
