@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,34 +38,44 @@ class Measured:
 
 
 def wait_measured(proc: subprocess.Popen[bytes], t0: float, timeout: float | None = None) -> Measured:
-    """Reap `proc` with wait4 (its own rusage) and time it from `t0` (a perf_counter value);
-    past `timeout` seconds it is killed (and its exit code is then -9)."""
+    """Reap `proc` with wait4 (its own CPU time) and time it from `t0` (a perf_counter value);
+    past `timeout` seconds it is killed (and its exit code is then -9).
+
+    Peak RSS is sampled from /proc every few milliseconds while it runs: the kernel's
+    ru_maxrss of a child started from this (larger) Python process would report our size."""
     deadline = None if timeout is None else time.perf_counter() + timeout
+    peak = 0.0
     while True:
-        pid, status, ru = os.wait4(proc.pid, 0 if deadline is None else os.WNOHANG)
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            peak = max(peak, rss_mb(proc.pid))
         if deadline is not None and time.perf_counter() > deadline:
             proc.kill()
             deadline = None
-        time.sleep(0.002)
+        time.sleep(0.004)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = ""
     if proc.stderr is not None:
         err = proc.stderr.read().decode(errors="replace")
         proc.stderr.close()
-    return Measured(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, proc.returncode, err)
+    return Measured(wall, ru.ru_utime + ru.ru_stime, peak or ru.ru_maxrss / 1024, proc.returncode, err)
 
 
 def run_measured(argv: list[str], stdin: IO[Any] | int | None = subprocess.DEVNULL,
                  stdout: IO[Any] | int | None = subprocess.DEVNULL,
                  env: dict[str, str] | None = None) -> Measured:
     """Run `argv` to its end and measure it."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT,
-                            env={**os.environ, **(env or {})})
-    return wait_measured(proc, t0)
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child never blocks on it
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=err, cwd=ROOT,
+                                env={**os.environ, **(env or {})})
+        m = wait_measured(proc, t0)
+        err.seek(0)
+        m.stderr = err.read().decode(errors="replace")
+    return m
 
 
 def cpu_seconds(pid: int) -> float:
