@@ -5,16 +5,20 @@ and offered to the parser; the parser never holds up the passthrough, and lines 
 take in time are counted as `dropped`. Works for pipes, ttys and regular files alike (a thread
 doing blocking reads, since epoll cannot watch regular files). A regular file (`llm-exporter <
 app.log`) has no writer that could stall, so there the reader waits for the parser instead of
-dropping.
+dropping. A pipe's buffer is enlarged to 1 MiB and, after a read that emptied it, the reader waits
+50 ms before the next one: a trickle of lines is then read and parsed in a few batches a second
+(passthrough output lags by at most that), and a writer would need over 20 MB/s to ever wait.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 
 from exporter.framing import LineFramer
@@ -23,6 +27,22 @@ from exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter.source")
 CHUNK = 1 << 16
+#: After a read that emptied a pipe, wait this long before reading again: a steady trickle of
+#: lines then costs ~20 wake-ups a second instead of one per line (measured: each wake-up of the
+#: reader and the parser costs far more than the lines it carries). Only done once the pipe's
+#: buffer is `PIPE_BUFFER`, so a writer would have to log over 20 MB/s to ever wait on us.
+LINGER = 0.05
+PIPE_BUFFER = 1 << 20
+
+
+def enlarge_pipe(fd: int, size: int = PIPE_BUFFER) -> bool:
+    """Grow a pipe's kernel buffer to `size`; False for a non-pipe or when the kernel refuses."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        return fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size) >= size
+    except (OSError, AttributeError):
+        return False
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -71,6 +91,7 @@ class PipeSource:
         except OSError:
             regular = False
         submit = worker.put if regular else worker.offer
+        linger = LINGER if enlarge_pipe(self._fd_in) else 0.0
         try:
             while True:
                 try:
@@ -92,6 +113,8 @@ class PipeSource:
                     if too_long:
                         m.count_line(name, "too_long", too_long)
                     submit(name, lines)
+                if linger and len(chunk) < CHUNK:
+                    time.sleep(linger)
             with self._parse_lock:
                 if self._parsing:
                     lines, too_long = framer.flush()
