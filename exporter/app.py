@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -19,7 +20,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__, debug, logs
+from exporter import __version__, debug, logs, metricstate
 from exporter.cli import StartupError
 from exporter.collectors.gpu import GpuCollector
 from exporter.metrics import LLMMetrics
@@ -58,6 +59,9 @@ class App:
         self.sources: list[Any] = []
         self.exit_code = 0
         self.state, self.saved = open_state(settings.state_dir)
+        if self.state is not None:  # counters resume where the offsets saved beside them say
+            metricstate.restore(self.metrics, self.saved.get("metrics"))
+            self.state.register("metrics", functools.partial(metricstate.snapshot, self.metrics))
         self._stop = asyncio.Event()
         self._stop_now = asyncio.Event()  # a second SIGTERM/SIGINT cuts the --shutdown-grace short
         self.stopping = False

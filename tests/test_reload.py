@@ -157,3 +157,30 @@ def test_reload_rotates_basic_auth_users_and_certificates(tmp_path: Path) -> Non
         req = urllib.request.Request(https + "/metrics", headers={"Authorization": new})
         with urllib.request.urlopen(req, context=ctx_b, timeout=5) as r:
             assert parse_metrics(r.read().decode())[("llm_exporter_config_last_reload_successful", ())] == 0
+
+
+def test_wrapper_mode_sighup_reloads_and_reaches_the_child(tmp_path: Path) -> None:
+    """In wrapper mode SIGHUP reloads our config and is handed on to the child; /-/reload is ours alone."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("{}\n")
+    hups = tmp_path / "hups"
+    child = ("import os, signal, time\n"
+             f"signal.signal(signal.SIGHUP, lambda n, f: open({str(hups)!r}, 'a').write('hup\\n'))\n"
+             f"open({str(hups)!r}, 'w').close()\n"
+             "parent = os.getppid()\n"
+             "while os.getppid() == parent: time.sleep(0.05)\n")
+    with Exporter("--no-passthrough", "--config", str(cfg), "--web-enable-reload", "--", sys.executable, "-c",
+                  child, stdin=subprocess.DEVNULL) as e:
+        e.wait_ready()
+        _until(hups.exists, "child did not start")
+        ts0 = _reload_state(e)[1]
+        e.proc.send_signal(signal.SIGHUP)
+        _until(lambda: hups.read_text() == "hup\n", "child did not get the SIGHUP")
+        _until(lambda: _reload_state(e)[1] > ts0, "SIGHUP did not reload our config")
+        assert _post(e.url + "/-/reload")[0] == 200
+        assert hups.read_text() == "hup\n"  # POST /-/reload never signals the child
+        assert e.proc.poll() is None
+        assert e.stop() == 128 + signal.SIGTERM  # SIGTERM went to the child too; its code is ours
