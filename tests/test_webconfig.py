@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import socket
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -204,3 +205,34 @@ def test_ssl_port_refuses_raw_bytes_without_crashing(tmp_path: Path, pki: dict[s
             with contextlib.suppress(OSError):
                 assert not s.recv(100).startswith(b"HTTP/1.")
         assert _get(https + "/healthz", _client_ctx(pki))[0] == 200
+
+
+def test_ingest_takes_its_bearer_token_beside_basic_auth(tmp_path: Path, pw_hash: str) -> None:
+    """With basic auth on, /ingest accepts its own bearer token; without either it is 401."""
+    cfg = _write_cfg(tmp_path, f"basic_auth_users:\n  alice: '{pw_hash}'\n")
+    body = b'{"request_id":"i1","model":"m","status":"success","total_time_ms":12}\n'
+
+    def post(auth: str | None) -> int:
+        req = urllib.request.Request(f"{e.url}/ingest", data=body, method="POST",
+                                     headers={"Authorization": auth} if auth else {})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    with Exporter("--web-config", str(cfg), "--http-ingest", "--http-ingest-token", "tok-123",
+                  "--no-stdin", stdin=subprocess.DEVNULL) as e:
+        _wait(e, e.url)
+        assert post(None) == 401
+        assert post("Bearer wrong") == 401
+        assert post(_basic("alice", PASSWORD)) == 401  # past basic auth, but /ingest wants its token
+        assert post("Bearer tok-123") == 204
+        assert _get(e.url + "/metrics")[0] == 401  # the ingest token opens /ingest only
+        req = urllib.request.Request(e.url + "/metrics", headers={"Authorization": "Bearer tok-123"})
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(req, timeout=5)
+        deadline = time.monotonic() + 10
+        while b"llm_requests_total{" not in _get(e.url + "/metrics", None, _basic("alice", PASSWORD))[1]:
+            assert time.monotonic() < deadline, "the ingested line was not counted"
+            time.sleep(0.05)
