@@ -56,6 +56,10 @@ class App:
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
         self.reloader = Reloader(self.pipeline, settings.config, settings.web_config)
         self.registry.register(self.reloader)
+        try:  # before the restore: the config's extra labels shape the request series restored
+            self.reloader.load_initial()
+        except ConfigProblem as e:
+            raise StartupError(f"--config {e}") from None
         self.sources: list[Any] = []
         self.exit_code = 0
         self.state, self.saved = open_state(settings.state_dir)
@@ -146,10 +150,6 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        try:
-            self.reloader.load_initial()
-        except ConfigProblem as e:
-            raise StartupError(f"--config {e}") from None
         await loop.run_in_executor(None, self.start_gpu)
         await self.start_server()
         self.worker.start()

@@ -124,3 +124,22 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path: Path) -> N
     (Path(__file__).resolve().parent.parent / "test-output" / "restart.json").write_text(
         json.dumps({**report, "diffs": diffs, "truth": truth}, indent=1))
     assert diffs == {}
+
+
+def test_extra_labels_survive_a_restart(tmp_path: Path) -> None:
+    """With --config extra labels, request series restored from the checkpoint keep their values."""
+    log, state, cfg = tmp_path / "app.log", tmp_path / "state", tmp_path / "c.yml"
+    cfg.write_text("extra_labels: [src_lang]\n")
+    line = '{"request_id":"x%d","model":"m","status":"success","latency_ms":30,"src_lang":"%s"}\n'
+    log.write_text("".join(line % (i, "de" if i % 3 else "fr") for i in range(300)))
+    args = ("--no-stdin", "--file", str(log), "--file-start", "beginning", "--state-dir", str(state),
+            "--config", str(cfg))
+    for n in (300, 450):
+        with Exporter(*args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL) as e:
+            e.wait_ready()
+            s = e.wait_lines(n)
+            assert total(s, "llm_requests_total", src_lang="fr") == n // 3
+            assert total(s, "llm_requests_total", src_lang="de") == n - n // 3
+            assert e.stop() == 0
+        with open(log, "a") as f:
+            f.write("".join(line % (i, "de" if i % 3 else "fr") for i in range(300, 450)))
