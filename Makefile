@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint tools bench bench-quick bench-smoke clean
+.PHONY: demo test test-fast test-image lint tools bench bench-quick bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP) tools
 	$(BIN)/ruff check exporter tests bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+## test-image: build the container image with podman (no Docker engine) and run it: non-root,
+## read-only root filesystem, /healthz, HEALTHCHECK, metrics from piped input
+test-image: $(STAMP)
+	bash scripts/test-image.sh
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
