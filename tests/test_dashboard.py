@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import GaugeMetricFamily
 
+from exporter.collectors.gpu import GpuCollector
 from exporter.metrics import DURATION_BUCKETS, LLMMetrics
 from exporter.server import make_app
+from tests.fake_nvml import FakeGpu, FakeNvml
 from tests.helpers import ROOT, Exporter, free_port, http_get, parse_metrics, tool, total
 
 OUT = ROOT / "test-output"
@@ -143,23 +144,6 @@ def test_page_numbers_match_metrics_in_a_real_browser() -> None:
         assert code == 200 and b"/metrics" in body and b"<noscript><h2>Last minute</h2><table><tr>" in body
 
 
-class _FakeGpus:
-    """Stands in for the NVML collector: the same hw_gpu_* samples it serves."""
-
-    def __init__(self) -> None:
-        self.used = [10 * 2**30, 30 * 2**30]
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        mem = GaugeMetricFamily("hw_gpu_memory_usage_bytes", "GPU memory used.", labels=("hw_id", "gpu"))
-        lim = GaugeMetricFamily("hw_gpu_memory_limit_bytes", "GPU memory size.", labels=("hw_id", "gpu"))
-        util = GaugeMetricFamily("hw_gpu_utilization_ratio", "GPU utilisation.", labels=("hw_id", "gpu"))
-        for i, used in enumerate(self.used):
-            mem.add_metric([f"GPU-{i}", str(i)], used)
-            lim.add_metric([f"GPU-{i}", str(i)], 80 * 2**30)
-            util.add_metric([f"GPU-{i}", str(i)], 0.25 + 0.5 * i)
-        yield from (mem, lim, util)
-
-
 @contextmanager
 def _serve(app: web.Application) -> Iterator[str]:
     port = free_port()
@@ -191,7 +175,12 @@ def test_page_draws_each_gpu(tmp_path: Path) -> None:
     registry = CollectorRegistry(auto_describe=False)
     metrics = LLMMetrics()
     registry.register(metrics)  # type: ignore[arg-type]
-    registry.register(_FakeGpus())  # type: ignore[arg-type]
+    # the real NVML collector over a fake NVML library: the page reads what the collector serves
+    gpus = GpuCollector(FakeNvml([FakeGpu("GPU-aaaa", util=25, mem_used=10 * 2**30),
+                                  FakeGpu("GPU-bbbb", util=75, mem_used=30 * 2**30)]))
+    assert gpus.init()
+    gpus.poll()
+    registry.register(gpus)
     with _serve(make_app(registry, metrics, lambda: True)) as url, _browser() as browser:
         data = json.loads(http_get(url + "/api/dashboard")[2])
         assert [(g["gpu"], g["memory_used_bytes"], g["utilization_ratio"]) for g in data["gpus"]] == [
