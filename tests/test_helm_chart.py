@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import yaml
 
 from exporter.cli import daemon_parser, settings_from_args
 from tests.deploy_tools import deploy_tool
-from tests.helpers import ROOT, SHARED, Exporter
+from tests.helpers import ROOT, SHARED, Exporter, total
 
 CHART = ROOT / "helm" / "llm-exporter"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
@@ -355,3 +357,82 @@ def test_container_snippet_adds_the_sidecar_to_your_own_deployment(tmp_path: Pat
     assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
     assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+
+
+def _json_lines(text: str) -> int:
+    n = 0
+    for line in text.splitlines():
+        try:
+            json.loads(line)
+        except ValueError:
+            continue
+        n += 1
+    return n
+
+
+def _local_argv(argv: list[str], tmp_path: Path) -> list[str]:
+    """The rendered exporter argv with the pod's listen address and state path moved to this machine."""
+    out = [a for a in argv if not a.startswith("--listen=")]
+    return [f"--state-dir={tmp_path / 'state'}" if a.startswith("--state-dir=") else a for a in out]
+
+
+def test_tail_mode_pod_commands_count_every_server_line(tmp_path: Path) -> None:
+    """The rendered server command (bash + tee) and exporter argv, run as processes: every line the
+    server wrote is read from the shared directory, and the requests match the lines."""
+    gen = SHARED / "bench" / "gen_logs.py"
+    script = f"import runpy, sys; sys.argv = ['gen', '1500', '8']; runpy.run_path({str(gen)!r}, run_name='__main__')"
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    command = json.dumps(["python3", "-c", script])
+    docs = render("--set", f"tail.logDir={logs}", "--set-json", f"server.command={command}",
+                  "--set-json", "server.args=[]")
+    server = container(pod_spec(docs), "server")
+    out = subprocess.run(server["command"], capture_output=True, text=True, timeout=60, check=True).stdout
+    with Exporter(*_local_argv(exporter_argv(docs), tmp_path)) as exp:
+        exp.wait_ready()
+        samples = exp.wait_lines(out.count("\n"))
+    assert total(samples, "llm_exporter_lines_total") == out.count("\n") == 1500
+    assert total(samples, "llm_requests_total") == _json_lines(out)
+
+
+def test_wrapper_mode_container_argv_counts_the_childs_lines(tmp_path: Path) -> None:
+    """The rendered wrapper-mode argv, run as a process: llm-exporter runs the server command as its
+    child and counts each of its lines."""
+    gen = SHARED / "bench" / "gen_logs.py"
+    script = (f"import runpy, sys, time; sys.argv = ['gen', '1200', '9']; runpy.run_path({str(gen)!r}, "
+              "run_name='__main__'); sys.stdout.flush(); time.sleep(30)")
+    docs = render("-f", str(CHART / "ci" / "wrapper-values.yaml"), "--set-json",
+                  "server.command=" + json.dumps([sys.executable, "-c", script]), "--set-json", "server.args=[]")
+    expected = subprocess.run(["python3", str(gen), "1200", "9"], capture_output=True, text=True, check=True).stdout
+    with Exporter(*_local_argv(exporter_argv(docs), tmp_path), stdout=subprocess.DEVNULL) as exp:
+        exp.wait_ready()
+        samples = exp.wait_lines(1200)
+        exp.stop()  # SIGTERM reaches the child through the exporter
+    assert total(samples, "llm_exporter_lines_total") == 1200
+    assert total(samples, "llm_requests_total") == _json_lines(expected)
+
+
+def test_push_mode_exporter_accepts_lines_with_the_rendered_token(tmp_path: Path) -> None:
+    """The rendered push-mode argv and the token from the rendered Secret, run for real: /ingest
+    refuses a request without the token and counts every line of one with it."""
+    docs = render("-f", str(CHART / "ci" / "push-values.yaml"))
+    token = base64.b64decode(one(docs, "Secret")["data"]["token"]).decode()
+    lines = subprocess.run(["python3", str(SHARED / "bench" / "gen_logs.py"), "800", "4"], capture_output=True,
+                           text=True, check=True).stdout.splitlines(keepends=True)
+    body = "".join(line for line in lines if line.startswith("{")).encode()  # /ingest takes NDJSON only
+    n = body.count(b"\n")
+    with Exporter(*_local_argv(exporter_argv(docs), tmp_path),
+                  env={"LLM_EXPORTER_HTTP_INGEST_TOKEN": token}) as exp:
+        exp.wait_ready()
+        def post(headers: dict[str, str]) -> int:
+            req = urllib.request.Request(exp.url + "/ingest", data=body, method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as e:
+                return int(e.code)
+        assert post({"Content-Type": "application/x-ndjson"}) == 401
+        assert post({"Content-Type": "application/x-ndjson", "Authorization": f"Bearer {token}"}) == 204
+        samples = exp.wait_lines(n)
+    assert total(samples, "llm_exporter_lines_total") == n > 700
+    assert total(samples, "llm_requests_total") == _json_lines(body.decode()) == n

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import yaml
 
 from tests.deploy_tools import deploy_tool
-from tests.helpers import SHARED, free_port, http_get, parse_metrics, total
+from tests.helpers import ROOT, SHARED, free_port, http_get, parse_metrics, total
 
 IMAGE = os.environ.get("LLM_EXPORTER_IMAGE", "")
 pytestmark = [
@@ -106,3 +107,31 @@ def test_piped_lines_become_metrics_in_a_read_only_container(
 
     proc.stdin.close()  # EOF on stdin: a graceful stop with exit code 0
     assert proc.wait(30) == 0
+
+
+def test_compose_service_runs_the_demo_app_in_wrapper_mode() -> None:
+    """The llm-exporter service of examples/docker-compose.yml, run with podman as compose would
+    (its command, its read-only mount of the demo app, a read-only root): the app's requests are counted."""
+    svc = yaml.safe_load((ROOT / "examples" / "docker-compose.yml").read_text())["services"]["llm-exporter"]
+    assert svc["read_only"] is True
+    mounts = [v.replace("./", str(ROOT / "examples") + "/", 1) for v in svc["volumes"]]
+    name = f"llm-exporter-compose-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    args = ["run", "-d", "--rm", "--name", name, "--read-only", "--network=host",
+            "-e", f"LLM_EXPORTER_LISTEN=127.0.0.1:{port}"]
+    for m in mounts:
+        args += ["-v", m]
+    podman(*args, IMAGE, *svc["command"])
+    try:
+        deadline = time.monotonic() + 60
+        requests = 0.0
+        while requests < 3 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                requests = total(parse_metrics(http_get(f"http://127.0.0.1:{port}/metrics", timeout=2)[2].decode()),
+                                 "llm_requests_total")
+            except OSError:
+                continue
+        assert requests >= 3
+    finally:
+        podman("rm", "--force", "--time", "2", name, check=False)
