@@ -7,10 +7,12 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.adapters import ADAPTERS, IGNORED, Invalid, load
+from exporter.config import Config
 from exporter.metrics import LLMMetrics
 from exporter.pipeline import Pipeline
 from exporter.records import validate_record
@@ -28,10 +30,32 @@ json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12)
-keys = st.sampled_from(["message", "level", "levelname", "target", "fields", "span", "spans", "name", "exc_info",
+keys = st.sampled_from(["kind", "t", "ok", "n", "value", "src_lang", "latency_ms",
+                        "message", "level", "levelname", "target", "fields", "span", "spans", "name", "exc_info",
                         "done", "created_at", "model", "eval_count", "total_duration", "timings", "function",
                         "msg", "tid", "id_slot", "id_task", "usage", "choices", "object"])
 objects = st.dictionaries(keys, json_values, max_size=8)
+objects = objects | objects.map(lambda d: {**d, "kind": "call"})  # the test config's mapping matches these
+
+
+CONFIG = """\
+extra_labels: [src_lang]
+metrics:
+  - {name: app_value, type: gauge, path: value}
+mappings:
+  - name: m
+    match: {kind: call}
+    fields: {model: model, duration: {path: t, unit: ms}, input_tokens: usage.in, outcome: ok}
+    metrics:
+      - {name: app_n_total, type: counter, path: n}
+"""
+
+
+def make(name: str) -> Any:
+    """A fresh adapter; the config-driven one gets a config that uses every part of it."""
+    if name != "custom-json":
+        return load(name)()
+    return load(name)(Config.model_validate(yaml.safe_load(CONFIG)))
 
 
 def check(result: Any) -> None:
@@ -48,7 +72,7 @@ def check(result: Any) -> None:
 @given(lines=st.lists(texts, max_size=12))
 def test_text_lines_never_raise_and_records_validate(name: str, lines: list[str]) -> None:
     """Any text gives None, IGNORED or valid records (or Invalid); flush hands out valid records."""
-    a = load(name)()
+    a = make(name)
     for ln in lines:
         try:
             check(a.parse_text(ln))
@@ -63,7 +87,7 @@ def test_text_lines_never_raise_and_records_validate(name: str, lines: list[str]
 @given(objs=st.lists(objects, max_size=6))
 def test_json_objects_never_raise_and_records_validate(name: str, objs: list[dict[str, Any]]) -> None:
     """Any JSON object gives None, IGNORED or valid records (or Invalid)."""
-    a = load(name)()
+    a = make(name)
     for o in objs:
         try:
             line = orjson.dumps(o)

@@ -135,6 +135,19 @@ def test_vllm_streamed_request_counts_once_with_its_finish_reason() -> None:
     assert [(r["outcome"], r.get("finish_reason")) for r in got] == [("success", "length")]
 
 
+def test_vllm_streamed_output_tokens_are_counted_only_when_ids_are_logged() -> None:
+    """Deltas with `output_token_ids` add up; without them (vLLM 0.32) no token count is made up."""
+    a = VllmAdapter()
+    head = "INFO 09-02 08:46:16 [entrypoints/logger.py:92] Generated response chatcmpl-1 (streaming delta): "
+    a.parse_text(head + "output: 'a', output_token_ids: [5, 6], finish_reason: None")
+    [rec] = requests(a.parse_text(head + "output: 'b', output_token_ids: [7], finish_reason: stop"))
+    assert rec["output_tokens"] == 3
+    head = head.replace("chatcmpl-1", "chatcmpl-2")
+    a.parse_text(head + "output: 'a', finish_reason: None")
+    [rec] = requests(a.parse_text(head + "output: 'b', finish_reason: length"))
+    assert "output_tokens" not in rec
+
+
 def test_vllm_traceback_with_repeated_headers_is_one_record_of_its_last_exception() -> None:
     """Error in preprocessing + traceback lines with the same header: one validation error."""
     a = VllmAdapter()

@@ -10,6 +10,7 @@ new values past it into `_OTHER`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from exporter import errors
@@ -47,9 +48,13 @@ def _label_value(v: Any) -> str:
 
 
 def _number(v: Any) -> float | None:
-    if type(v) in (int, float) and v == v and v not in (float("inf"), float("-inf")):
-        return float(v)
-    return None
+    if type(v) not in (int, float):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
 
 
 class CustomJsonAdapter(Adapter):
@@ -105,7 +110,7 @@ class CustomJsonAdapter(Adapter):
                 else:
                     n = _number(v) if type(v) is not bool else None
                     s = n * UNIT_SECONDS[spec.unit or "s"] if n is not None else None
-                if s is None or s < 0:
+                if s is None or s < 0 or not math.isfinite(s):
                     raise Invalid("bad_duration")
                 rec[_CANON[canon]] = s
             elif canon in ("input_tokens", "output_tokens"):
@@ -146,6 +151,8 @@ class CustomJsonAdapter(Adapter):
         for spec in specs:
             n = _number(get_path(obj, spec.path))
             if n is None:
+                continue
+            if not math.isfinite(n * spec.scale):
                 continue
             out.append({"kind": "custom", "name": spec.name, "value": n * spec.scale,
                         "labels": {"gen_ai_provider_name": provider, "gen_ai_request_model": model, **extra}})

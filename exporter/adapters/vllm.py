@@ -105,7 +105,7 @@ class VllmAdapter(Adapter):
         super().__init__(config)
         self.model = ""
         self.seen = False  # a vLLM line was seen on this source (names the provider of bare access lines)
-        self.requests: OrderedDict[str, list[Any]] = OrderedDict()  # id -> [start, ended, out_tokens]
+        self.requests: OrderedDict[str, list[Any]] = OrderedDict()  # id -> [start, ended, out_tokens|None]
         self.evicted = 0
         self.pending: _Pending | None = None
 
@@ -332,15 +332,16 @@ class VllmAdapter(Adapter):
         if delta:
             if st is None:
                 st = self._start(rid, known=False)
-            if ntok:
-                st[2] += ntok
+            if ntok is not None:  # newer versions log no token ids: then no token count at all
+                st[2] = (st[2] or 0) + ntok
             if fr in ("None", "", "streaming_complete"):
                 return []
             ntok = st[2]
         elif fr in ("None", "", "streaming_complete"):
             if st is not None and st[1]:
                 return []
-            ntok = (st[2] if st is not None else 0) or ntok
+            if st is not None and st[2] is not None:
+                ntok = st[2]
             fr = ""
         outcome = "aborted" if fr == "abort" else "success"
         r = self._end(rid, outcome, fr or None, ntok)
@@ -352,7 +353,7 @@ class VllmAdapter(Adapter):
         rid = rid[:MAX_ID]
         st = self.requests.get(rid)
         if st is None:
-            st = self.requests[rid] = [self.clock() if known else None, False, 0]
+            st = self.requests[rid] = [self.clock() if known else None, False, None]
             if len(self.requests) > MAX_TRACKED:
                 self.requests.popitem(last=False)
                 self.evicted += 1
@@ -369,7 +370,7 @@ class VllmAdapter(Adapter):
             st[1] = True
             self.requests.move_to_end(rid)
         else:
-            self.requests[rid] = [None, True, 0]
+            self.requests[rid] = [None, True, None]
             if len(self.requests) > MAX_TRACKED:
                 self.requests.popitem(last=False)
                 self.evicted += 1
