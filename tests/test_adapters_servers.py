@@ -80,6 +80,13 @@ def test_tgi_multiline_error_is_classified_by_its_later_lines() -> None:
     assert (rec["error_type"], rec["operation"]) == ("oom", "chat")
 
 
+def test_tgi_router_info_lines_do_not_swallow_the_lines_after_them() -> None:
+    """After a Success line, an unknown plain line is not taken as part of it."""
+    a = TgiAdapter()
+    requests(a.parse_text(tgi_success('total_time="1s" queue_time="1ms" inference_time="0.9s" time_per_token="0.1s"')))
+    assert a.parse_text("some other program's output") is None
+
+
 @pytest.mark.parametrize("line", [
     b'{"timestamp":"2024-12-10T21:50:03.478010Z","level":"INFO","message":"Success","target":'
     b'"text_generation_router::server","span":{"total_time":"735.2ms","name":"chat_completions"}}',

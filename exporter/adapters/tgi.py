@@ -37,7 +37,7 @@ REQUEST_SPANS = {
     "HTTP request": "",
 }
 _TIMING = re.compile(r'(\w+)="([^"]*)"')
-MAX_BLOCK_LINES = 500
+MAX_BLOCK_LINES = 200
 
 
 class _Block:
@@ -115,12 +115,12 @@ class TgiAdapter(Adapter):
         out = self._close()
         op = _request_operation(spans)
         if level == "INFO" and msg == "Success":
-            recs = [self._success(spans, op or ""), *_log(level)]
-            self.block = _Block(level, "", False, None)
-            return out + recs
+            return [*out, self._success(spans, op or ""), *_log(level)]
         if target == "text_generation_launcher" and msg.startswith("Args {"):
             self._model_from_args(msg)
-        self.block = _Block(level, msg, level == "ERROR", op)
+        if level != "INFO" or target == "text_generation_launcher":
+            # only these go on over unprefixed lines (tracebacks, prompts, shard messages)
+            self.block = _Block(level, msg, level == "ERROR", op)
         if level == "ERROR":
             return out  # handed out when its last line has been seen
         return out + _log(level)
