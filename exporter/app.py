@@ -196,6 +196,9 @@ class App:
 
 def run(settings: Settings) -> int:
     logs.setup(settings.log_level)
+    # the GIL hand-off to a passthrough thread waits up to this long while the parser runs: 1 ms
+    # instead of 5 keeps the watched app's writes from stalling (bench/overload.py, docs/sources.md)
+    sys.setswitchinterval(0.001)
     app = App(settings)
     try:
         code = asyncio.run(app.main())

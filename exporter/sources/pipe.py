@@ -33,6 +33,8 @@ CHUNK = 1 << 16
 #: buffer is `PIPE_BUFFER`, so a writer would have to log over 20 MB/s to ever wait on us.
 LINGER = 0.05
 PIPE_BUFFER = 1 << 20
+#: one read, and so one wait for the GIL while the parser runs, takes up to this much
+READ = PIPE_BUFFER
 
 
 def enlarge_pipe(fd: int, size: int = PIPE_BUFFER) -> bool:
@@ -95,7 +97,7 @@ class PipeSource:
         try:
             while True:
                 try:
-                    chunk = os.read(self._fd_in, CHUNK)
+                    chunk = os.read(self._fd_in, READ)
                 except OSError as e:
                     if e.errno == errno.EINTR:
                         continue
@@ -109,10 +111,11 @@ class PipeSource:
                     if not self._parsing:
                         continue
                     m.count_bytes(name, len(chunk))
-                    lines, too_long = framer.feed(chunk)
-                    if too_long:
-                        m.count_line(name, "too_long", too_long)
-                    submit(name, lines)
+                    for off in range(0, len(chunk), CHUNK):
+                        lines, too_long = framer.feed(chunk[off : off + CHUNK])
+                        if too_long:
+                            m.count_line(name, "too_long", too_long)
+                        submit(name, lines)
                 if linger and len(chunk) < CHUNK:
                     time.sleep(linger)
             with self._parse_lock:
