@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import time
 import urllib.parse
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from tests.deploy_tools import deploy_tool
-from tests.helpers import ROOT, SHARED, Exporter, free_port, http_get
+from tests.helpers import FIXTURES, ROOT, SHARED, Exporter, free_port, http_get
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +33,14 @@ LINES, SEED = 6000, 11
 # gen_ai_server_request_duration_seconds buckets, from CONTRACT.md
 BOUNDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 DURATION_MS = ("duration_ms", "latency_ms", "total_time_ms", "response_time_ms")
+# Two GPUs through the test suite's stand-in NVML library: GPU 0 at 75 of 80 GiB, GPU 1 at 10 of 80.
+FULL_GPU = "GPU-0a1b2c3d-0000-4000-8000-000000000000"
+FAKE_GPUS = {
+    "PYTHONPATH": os.pathsep.join([str(FIXTURES / "fake_pynvml"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    "LLM_EXPORTER_TEST_FAKE_NVML": json.dumps({"gpus": [
+        {"uuid": FULL_GPU, "mem_used": 75 << 30, "mem_total": 80 << 30},
+        {"uuid": "GPU-0a1b2c3d-0000-4000-8000-000000000001", "mem_used": 10 << 30, "mem_total": 80 << 30}]}),
+}
 
 
 class Counts:
@@ -154,7 +163,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Exporter, Prometheus, list[str], lis
     lines = subprocess.run(["python3", str(GEN_LOGS), str(LINES), str(SEED)], capture_output=True, text=True,
                            check=True).stdout.splitlines(keepends=True)
     first, second = lines[: LINES // 2], lines[LINES // 2 :]
-    with Exporter("--no-passthrough", "--gpu", "off") as exp:
+    with Exporter("--no-passthrough", "--gpu", "on", "--gpu-interval", "0.2", env=FAKE_GPUS) as exp:
         exp.wait_ready()
         exp.stdin.write("".join(first).encode())
         exp.stdin.flush()
@@ -222,9 +231,10 @@ def test_recording_rules_match_an_independent_count(
             assert close(v, want_q[m], 0.02), (rule, m, v, want_q[m])
 
 
-def test_error_ratio_alert_is_pending_for_the_failing_models(
+def test_alerts_go_pending_for_the_failing_models_and_the_full_gpu(
         stack: tuple[Exporter, Prometheus, list[str], list[str]]) -> None:
-    """LLMErrorRatioHigh goes pending for exactly the models whose input has more than 5% errors."""
+    """LLMErrorRatioHigh goes pending for exactly the models whose input has more than 5% errors, and
+    LLMGPUMemoryHigh for the GPU at 75 of 80 GiB and not the one at 10 (the collector's real labels)."""
     exp, prom, first, second = stack
     n_first = sum(c.requests for c in count(first).values())
     prom.poll("sum(llm_requests_total)", lambda r: bool(r) and r[0][1] == n_first)
@@ -239,4 +249,7 @@ def test_error_ratio_alert_is_pending_for_the_failing_models(
 
     res = prom.poll('ALERTS{alertstate="pending"}', lambda r: pending(r) == want)
     assert pending(res) == want
-    assert {m["severity"] for m, _ in res} == {"critical"}
+    assert {m["severity"] for m, _ in res if m["alertname"] == "LLMErrorRatioHigh"} == {"critical"}
+
+    gpus = prom.poll('ALERTS{alertname="LLMGPUMemoryHigh"}', bool)
+    assert [(m["hw_id"], m["gpu"], m["alertstate"]) for m, _ in gpus] == [(FULL_GPU, "0", "pending")]
