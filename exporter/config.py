@@ -40,7 +40,8 @@ _METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
 DurationUnit = Literal["s", "ms", "us", "ns", "min", "h"]
-UNIT_SECONDS: dict[str, float] = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9, "min": 60.0, "h": 3600.0}
+#: units per second of each unit a mapping may name (seconds = `exporter.units.to_seconds(value, div)`)
+UNIT_DIV: dict[str, float] = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9, "min": 1 / 60, "h": 1 / 3600}
 DURATION_FIELDS = ("duration", "queue_time", "inference_time", "ttft", "tpot")
 PLAIN_FIELDS = ("request_id", "model", "operation", "outcome", "error_type", "input_tokens", "output_tokens",
                 "finish_reason")

@@ -38,6 +38,11 @@ NAME_SUFFIX_DIV: dict[str, float] = {
 }
 
 
+def to_seconds(value: float, div: float) -> float:
+    """`value` in a unit of `div` units per second, as seconds (`div` below 1: minutes, hours)."""
+    return value / div if div >= 1 else value * round(1 / div)
+
+
 def parse_duration(text: str, default_div: float = 1.0) -> float | None:
     """Seconds in `text`, or None when it is not a duration.
 
@@ -51,12 +56,11 @@ def parse_duration(text: str, default_div: float = 1.0) -> float | None:
     except ValueError:
         pass
     else:
-        v /= default_div
+        v = to_seconds(v, default_div)
         return v if math.isfinite(v) and v >= 0 else None
     if _WHOLE.fullmatch(s) is None:
         return None
     total = 0.0
     for num, unit in _PART.findall(s):
-        div = _UNIT_DIV[unit]
-        total += float(num) / div if div >= 1 else float(num) * round(1 / div)
+        total += to_seconds(float(num), _UNIT_DIV[unit])
     return total if math.isfinite(total) else None

@@ -83,6 +83,21 @@ def test_mapping_turns_a_nested_shape_into_requests(tmp_path: Path) -> None:
     assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **lbl) == 20
 
 
+@pytest.mark.parametrize(("unit", "values", "seconds"), [
+    ("ms", [286, "250", "1.5s"], [0.286, 0.25, 1.5]),
+    ("us", [955, "1200"], [0.000955, 0.0012]),
+    ("min", [2, "0.5"], [120.0, 30.0]),
+])
+def test_mapped_duration_unit_applies_to_numbers_and_number_strings(
+        tmp_path: Path, unit: str, values: list[object], seconds: list[float]) -> None:
+    """A mapping's unit scales a number and a bare number string alike; a string with its own unit keeps it."""
+    cfg = write(tmp_path, f"mappings:\n  - name: n\n    match: {{kind: c}}\n"
+                          f"    fields:\n      duration: {{path: t, unit: {unit}}}\n")
+    s = run(cfg, [{"kind": "c", "t": v} for v in values])
+    assert total(s, "gen_ai_server_request_duration_seconds_count") == len(values)
+    assert total(s, "gen_ai_server_request_duration_seconds_sum") == pytest.approx(sum(seconds), rel=1e-12)
+
+
 def test_extra_labels_are_on_every_request_series_and_empty_when_absent(tmp_path: Path) -> None:
     """src_lang/tgt_lang from both the mapping and canonical app lines; "" where a line lacks them."""
     s = run(write(tmp_path, CONFIG), LINES)

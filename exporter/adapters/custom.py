@@ -16,8 +16,8 @@ from typing import Any
 from exporter import errors
 from exporter.adapters.app_json import ABORT_WORDS, ERROR_WORDS, SUCCESS_WORDS, AppJsonAdapter
 from exporter.adapters.base import Adapter, Invalid
-from exporter.config import UNIT_SECONDS, Config, Mapping
-from exporter.units import parse_duration
+from exporter.config import UNIT_DIV, Config, Mapping
+from exporter.units import parse_duration, to_seconds
 
 _CANON = {"duration": "duration_s", "queue_time": "queue_s", "inference_time": "inference_s", "ttft": "ttft_s",
           "tpot": "tpot_s"}
@@ -105,11 +105,12 @@ class CustomJsonAdapter(Adapter):
                 continue
             found = True
             if canon in _CANON:
+                div = UNIT_DIV[spec.unit or "s"]
                 if type(v) is str:
-                    s = parse_duration(v, UNIT_SECONDS[spec.unit or "s"])
+                    s = parse_duration(v, div)
                 else:
                     n = _number(v) if type(v) is not bool else None
-                    s = n * UNIT_SECONDS[spec.unit or "s"] if n is not None else None
+                    s = to_seconds(n, div) if n is not None else None
                 if s is None or s < 0 or not math.isfinite(s):
                     raise Invalid("bad_duration")
                 rec[_CANON[canon]] = s
