@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 #: label names the request families already carry (an extra label cannot reuse them)
 RESERVED_LABELS = frozenset({"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
@@ -47,6 +47,16 @@ PLAIN_FIELDS = ("request_id", "model", "operation", "outcome", "error_type", "in
                 "finish_reason")
 
 
+def _dotted(v: str) -> str:
+    if not _PATH.fullmatch(v):
+        raise ValueError(f"not a dotted field path: {v!r}")
+    return v
+
+
+#: a dotted field path into a JSON line (`usage.prompt_tokens`, `choices.0.finish_reason`)
+DottedPath = Annotated[str, AfterValidator(_dotted)]
+
+
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line with the file and line number."""
 
@@ -58,16 +68,9 @@ class _Strict(BaseModel):
 class FieldSpec(_Strict):
     """Where a canonical field comes from: a dotted path, and for durations the unit of a number."""
 
-    path: str
+    path: DottedPath
     unit: DurationUnit | None = Field(None, description="unit of a numeric duration; strings like '735ms' "
                                                          "carry their own")
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if not _PATH.fullmatch(v):
-            raise ValueError(f"not a dotted field path: {v!r}")
-        return v
 
 
 class MetricSpec(_Strict):
@@ -75,7 +78,7 @@ class MetricSpec(_Strict):
 
     name: str
     type: Literal["counter", "gauge", "histogram"]
-    path: str
+    path: DottedPath
     help: str = ""
     scale: float = Field(1.0, gt=0, description="multiply the value (e.g. 1048576 for MiB -> bytes)")
     buckets: list[float] | None = None
@@ -87,13 +90,6 @@ class MetricSpec(_Strict):
             raise ValueError(f"not a Prometheus metric name: {v!r}")
         if v.startswith(("llm_", "gen_ai_", "hw_", "llm_exporter_")):
             raise ValueError(f"{v!r}: the llm_, gen_ai_ and hw_ prefixes belong to the built-in metrics")
-        return v
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if not _PATH.fullmatch(v):
-            raise ValueError(f"not a dotted field path: {v!r}")
         return v
 
     @model_validator(mode="after")
