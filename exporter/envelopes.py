@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 
-import orjson
+from exporter.adapters.base import json_object
 
 MAX_LAYERS = 4
 #: the most bytes held for one joined line; fragments beyond it are dropped (the line stays bounded)
@@ -120,11 +120,8 @@ class Envelope:
 
 def _docker_json(line: bytes) -> tuple[bytes, bytes, bool] | None:
     """(text, stream, complete) of a docker json-file entry, or None when `line` is not one."""
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    if type(obj) is not dict:
+    obj = json_object(line)
+    if obj is None:
         return None
     text = obj.get("log")
     stream = obj.get("stream", "")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-OTHER = "_OTHER"
+from exporter.labels import OTHER as OTHER
 
 #: Shared classes, in the words of ../CONTRACT.md.
 CLASSES = ("validation", "overloaded", "oom", "timeout", "engine_dead", "client_disconnect", "template")

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from exporter import adapters
-from exporter.adapters.base import IGNORED, Adapter, Invalid
+from exporter.adapters.base import IGNORED, Adapter, Invalid, json_object
 from exporter.envelopes import Envelope
 from exporter.metrics import LLMMetrics
 
@@ -155,7 +155,7 @@ class Pipeline:
                 parsed = False
                 for a in st.json_chain:
                     if a.wants_obj and not parsed:
-                        obj = _loads(line)
+                        obj = json_object(line)
                         parsed = True
                         if obj is None:
                             break
@@ -189,12 +189,3 @@ def _classify(res: Any) -> tuple[str, Any]:
         return "ignored", None
     return "record", res
 
-
-def _loads(line: bytes) -> dict[str, Any] | None:
-    import orjson
-
-    try:
-        obj = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if type(obj) is dict else None

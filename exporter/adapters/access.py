@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-OTHER = "_OTHER"
+from exporter.labels import OTHER
 
 #: API paths of the servers we read (exact match, query string removed).
 KNOWN_PATHS = frozenset({

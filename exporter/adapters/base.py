@@ -17,9 +17,20 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+import orjson
+
 IGNORED: Final = "ignored"
 
 Result = Any  # None | IGNORED | dict | list[dict]
+
+
+def json_object(data: bytes | str) -> dict[str, Any] | None:
+    """`data` parsed as JSON when it is one object, else None (never raises on input)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if type(obj) is dict else None
 
 
 class Invalid(Exception):

@@ -25,11 +25,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from exporter import errors
 from exporter.adapters.access import parse_uvicorn
-from exporter.adapters.base import IGNORED, Adapter
+from exporter.adapters.base import IGNORED, Adapter, json_object
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _STARTS = ("(", "DEBUG ", "INFO", "WARNING ", "ERROR ", "CRITICAL ")
@@ -135,7 +133,7 @@ class VllmAdapter(Adapter):
         if level not in LEVELS:
             if prefix:
                 if rest.startswith("{"):
-                    obj = _loads(rest)
+                    obj = json_object(rest)
                     if obj is not None:
                         res = self._json(obj)
                         return IGNORED if res is None else res
@@ -399,10 +397,3 @@ def _operation(rid: str) -> str:
         return "embeddings"
     return ""
 
-
-def _loads(text: str) -> dict[str, Any] | None:
-    try:
-        obj = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if type(obj) is dict else None
