@@ -39,13 +39,11 @@ class Reject:
 
 
 class _SourceState:
-    __slots__ = ("chain", "envelope", "json_chain", "lineno", "text_chain")
+    __slots__ = ("chain", "envelope", "lineno")
 
     def __init__(self, chain: list[Adapter]) -> None:
         self.envelope = Envelope()
         self.chain = chain
-        self.json_chain = chain
-        self.text_chain = chain
         self.lineno = 0
 
 
@@ -74,6 +72,15 @@ class Pipeline:
         self._config = config
         self.metrics.configure(config)
 
+    def reconfigure(self, config: Any) -> None:
+        """Swap in a new `--config`: multi-line records in progress are finished with the old one,
+        then every stream gets fresh adapters built with the new one."""
+        self.flush()
+        with self.metrics.lock:
+            self.config = config
+            for st in self._sources.values():
+                st.chain = adapters.build_chain(self.fmt, config)
+
     def _state(self, source: str, stream: str | None = None) -> _SourceState:
         key = stream or source
         st = self._sources.get(key)
@@ -99,11 +106,16 @@ class Pipeline:
                 st.lineno += 1
                 outcome, result = self._one(st, line)
                 if outcome == "record":
-                    if type(result) is list:
-                        for r in result:
-                            apply(r, now)
-                    else:
-                        apply(result, now)
+                    try:
+                        if type(result) is list:
+                            for r in result:
+                                apply(r, now)
+                        else:
+                            apply(result, now)
+                    except Exception:  # a malformed record must not end the pipeline thread
+                        self._log_adapter_error(None)
+                        outcome, result = "invalid", "adapter_error"
+                        self.rejects.append(Reject(source, st.lineno, outcome, result, line))
                 elif outcome != "ignored":
                     self.rejects.append(Reject(source, st.lineno, outcome, result, line))
                 counts[outcome] += 1
@@ -129,18 +141,21 @@ class Pipeline:
                 for held in st.envelope.flush():
                     outcome, result = self._one(st, held)
                     if outcome == "record":
-                        for r in result if type(result) is list else [result]:
-                            self.metrics.apply(r, now)
+                        self._safe_apply(result if type(result) is list else [result], now)
                 for a in st.chain:
-                    for r in self._safe_flush(a):
-                        self.metrics.apply(r, now)
+                    try:
+                        held_records = a.flush()
+                    except Exception:  # an adapter bug must not stop the daemon
+                        self._log_adapter_error(a)
+                        continue
+                    self._safe_apply(held_records, now)
 
-    def _safe_flush(self, a: Adapter) -> list[dict[str, Any]]:
+    def _safe_apply(self, records: list[dict[str, Any]], now: float) -> None:
         try:
-            return a.flush()
-        except Exception:  # an adapter bug must not stop the daemon
-            self._log_adapter_error(a)
-            return []
+            for r in records:
+                self.metrics.apply(r, now)
+        except Exception:  # a malformed record must not end the pipeline thread
+            self._log_adapter_error(None)
 
     def _one(self, st: _SourceState, raw: bytes) -> tuple[str, Any]:
         peeled = st.envelope.peel(raw)
@@ -149,11 +164,12 @@ class Pipeline:
         line = peeled.strip()
         if not line:
             return "ignored", None
+        a: Adapter | None = None
         try:
             if line[:1] == b"{":
                 obj: dict[str, Any] | None = None
                 parsed = False
-                for a in st.json_chain:
+                for a in st.chain:
                     if a.wants_obj and not parsed:
                         obj = json_object(line)
                         parsed = True
@@ -167,7 +183,7 @@ class Pipeline:
                 else:
                     return "unparsed", "json_unknown_shape"
             text = line.decode("utf-8", "replace")
-            for a in st.text_chain:
+            for a in st.chain:
                 res = a.parse_text(text)
                 if res is not None:
                     return _classify(res)
@@ -175,13 +191,15 @@ class Pipeline:
         except Invalid as e:
             return "invalid", e.reason
         except Exception:
-            self._log_adapter_error(st.chain[0])
+            self._log_adapter_error(a)
             return "invalid", "adapter_error"
 
-    def _log_adapter_error(self, a: Adapter) -> None:
-        if a.name not in self._adapter_errors_logged:
-            self._adapter_errors_logged.add(a.name)
-            log.exception("adapter %s failed on a line; counted as invalid/adapter_error", a.name)
+    def _log_adapter_error(self, a: Adapter | None) -> None:
+        """Log an adapter's failure (None: its record failed to apply) once per adapter."""
+        name = a.name if a is not None else "(record)"
+        if name not in self._adapter_errors_logged:
+            self._adapter_errors_logged.add(name)
+            log.exception("adapter %s failed on a line; counted as invalid/adapter_error", name)
 
 
 def _classify(res: Any) -> tuple[str, Any]:

@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter import adapters
+from exporter.config import load_config
 from exporter.pipeline import Pipeline
 from exporter.webconfig import StartupProblem, WebConfig, load_web_config
 
@@ -32,28 +31,6 @@ log = logging.getLogger("llm_exporter.reload")
 
 class ConfigProblem(ValueError):
     """A config file that cannot be used, worded as one line."""
-
-
-def _default_loader() -> Callable[[Path], Any]:
-    """`exporter.config.load_config` when this build has it, else a plain YAML mapping."""
-    try:
-        from exporter.config import load_config  # type: ignore[attr-defined,import-not-found,unused-ignore]
-    except ImportError:
-        return _yaml_mapping
-    return load_config  # type: ignore[no-any-return,unused-ignore]
-
-
-def _yaml_mapping(path: Path) -> Any:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigProblem(f"{path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigProblem(f"{path}:{f' line {mark.line + 1}:' if mark else ''} not valid YAML") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigProblem(f"{path}: expected a mapping at the top level")
-    return data
 
 
 class Reloader:
@@ -65,7 +42,7 @@ class Reloader:
         self.config_path = config_path
         self.web_config_path = web_config_path
         self.web_config = web_config
-        self._loader = loader or _default_loader()
+        self._loader = loader or load_config
         self.last_ok = True
         self.last_success = time.time()
         self.reloads = 0
@@ -91,13 +68,7 @@ class Reloader:
         return cfg
 
     def _apply(self, cfg: Any, wc: WebConfig | None) -> None:
-        p = self.pipeline
-        m = p.metrics
-        p.flush()  # records that multi-line adapters hold are finished with the old config
-        with m.lock:
-            p.config = cfg
-            for st in p._sources.values():
-                st.chain = st.json_chain = st.text_chain = adapters.build_chain(p.fmt, cfg)
+        self.pipeline.reconfigure(cfg)
         if wc is not None and self.web_config is not None:
             self.web_config.update_from(wc)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from exporter import adapters
+from exporter.adapters.base import Adapter
 from exporter.metrics import LINE_OUTCOMES, LLMMetrics
 from exporter.pipeline import Pipeline
 
@@ -117,3 +120,29 @@ def test_a_random_seed_mix_counts_exactly(pipeline: Pipeline, metrics: LLMMetric
             lines.append(b"INFO: some text " + str(rnd.random()).encode())
     pipeline.process("t", lines)
     assert outcomes(metrics) == Counter(record=n_json, unparsed=200 - n_json)
+
+
+class _Broken(Adapter):
+    """Raises on `boom` lines, returns a record the metrics cannot apply for `bad` lines."""
+
+    name = "broken"
+
+    def parse_text(self, text: str) -> Any:
+        if text == "boom":
+            raise RuntimeError("adapter bug")
+        if text == "bad":
+            return {"kind": "no_such_kind"}
+        return {"kind": "log", "provider": "x", "level": "INFO"}
+
+
+def test_adapter_bugs_and_unappliable_records_are_counted_and_processing_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A raising adapter or a malformed record is one invalid/adapter_error line; later lines still count."""
+    monkeypatch.setitem(adapters.ADAPTERS, "broken", f"{__name__}:_Broken")
+    m = LLMMetrics()
+    p = Pipeline(m, fmt="broken")
+    p.process("t", [b"ok", b"boom", b"bad", b"ok"])
+    p.process("t", [b"ok"])
+    assert outcomes(m) == Counter(record=3, invalid=2)
+    assert [(r.lineno, r.reason) for r in p.rejects] == [(2, "adapter_error"), (3, "adapter_error")]
+    assert m.logs == {("x", "INFO"): 3}
