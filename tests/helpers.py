@@ -80,7 +80,8 @@ class Exporter:
         assert self.proc.stdin is not None
         return self.proc.stdin
 
-    def wait_ready(self, timeout: float = 15.0, path: str = "/readyz") -> None:
+    def wait_ready(self, timeout: float = 60.0, path: str = "/readyz") -> None:
+        """Poll until `path` answers 200 (a deadline, not a sleep: start-up is slow on a loaded machine)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
