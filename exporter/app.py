@@ -95,7 +95,9 @@ class App:
             ingest = Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes)
             extra += ingest.routes()
             self.sources.append(ingest)
-        app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra)
+        # the page samples GPU readings from the GPU collector alone (an empty registry without one)
+        gpu_source = self.gpu if self.gpu is not None else CollectorRegistry(auto_describe=False)
+        app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra, gpu_source=gpu_source)
         ssl_context = None
         if self.settings.web_config is not None:
             try:

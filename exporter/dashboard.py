@@ -1,11 +1,12 @@
 """The page at `/` and its data, `GET /api/dashboard`: the last 15 minutes at a glance.
 
 Requests by outcome, latency quantiles and tokens come from `LLMMetrics.window` (per-second
-slots, 900 s), cut into 10-second bins. Error types and GPU readings are sampled every bin from
-the metrics and from the registry's `hw_gpu_*` samples (whatever GPU collector is registered), so
-the page needs nothing else. The HTML (`exporter/static/index.html`) is self-contained: no
-external assets, hand-written SVG charts, so it works on an air-gapped cluster; it also carries a
-server-rendered summary for clients without JavaScript.
+slots, 900 s), cut into 10-second bins. Error types and GPU readings are sampled every bin, on a
+worker thread, from the metrics and from the `hw_gpu_*` samples of the GPU source (the GPU
+collector; by default the whole registry), so the page needs nothing else. The HTML
+(`exporter/static/index.html`) is self-contained: no external assets, hand-written SVG charts,
+so it works on an air-gapped cluster; it also carries a server-rendered summary for clients
+without JavaScript.
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ class Dashboard:
     """Samples what the window does not keep (error types, GPUs) and serves the page's data."""
 
     def __init__(self, registry: CollectorRegistry, metrics: LLMMetrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, gpu_source: Any = None) -> None:
         self.registry = registry
+        # anything with collect(): the GPU collector alone, so a sample never builds the LLM families
+        self.gpu_source = gpu_source if gpu_source is not None else registry
         self.metrics = metrics
         self.clock = clock
         self.started = clock()
@@ -78,7 +81,7 @@ class Dashboard:
     def gpus_now(self) -> dict[str, dict[str, Any]]:
         """Current GPU readings by GPU, from the registry's hw_gpu_* samples (empty: no GPU)."""
         gpus: dict[str, dict[str, Any]] = {}
-        for fam in self.registry.collect():
+        for fam in self.gpu_source.collect():
             if not fam.name.startswith("hw_gpu"):
                 continue
             for s in fam.samples:
@@ -99,7 +102,7 @@ class Dashboard:
         while True:
             await asyncio.sleep(BIN - (self.clock() % BIN))
             try:
-                self.sample()
+                await asyncio.get_running_loop().run_in_executor(None, self.sample)
             except Exception:  # a collector's bug must not end the sampling
                 import logging
 
@@ -186,9 +189,9 @@ def page(summary: dict[str, Any], uptime: float) -> str:
 
 
 def setup(app: web.Application, registry: CollectorRegistry, metrics: LLMMetrics,
-          started: float) -> Dashboard:
+          started: float, gpu_source: Any = None) -> Dashboard:
     """Add `/` and `/api/dashboard` to the app, with the sampler tied to its lifetime."""
-    d = Dashboard(registry, metrics)
+    d = Dashboard(registry, metrics, gpu_source=gpu_source)
 
     async def handle_index(request: web.Request) -> web.Response:
         return web.Response(text=page(metrics.summary(), time.time() - started), content_type="text/html",

@@ -1,15 +1,18 @@
 """HTTP: /metrics, /healthz, /readyz and the landing page at /.
 
 `/metrics` negotiates like prometheus-client (OpenMetrics with exemplars when the Accept header
-asks for it, else text format 0.0.4) and gzips when accepted. The exposition is built on the
-event loop from the collectors' snapshots, so a scrape never waits on NVML or on a source.
+asks for it, else text format 0.0.4) and gzips when accepted. The exposition is built on a worker
+thread from the collectors' snapshots, so a scrape never waits on NVML or on a source, and a
+large exposition never holds up the event loop (/healthz, /ingest).
 """
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -20,16 +23,22 @@ from exporter.metrics import LLMMetrics
 
 
 def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[], bool],
-             extra_routes: list[web.RouteDef] | None = None) -> web.Application:
+             extra_routes: list[web.RouteDef] | None = None, gpu_source: Any = None) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     started = time.time()
 
-    async def handle_metrics(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    def render(encoder: Callable[[CollectorRegistry], bytes], gz: bool) -> bytes:
         body = encoder(registry)
+        return gzip.compress(body, compresslevel=5) if gz else body
+
+    async def handle_metrics(request: web.Request) -> web.Response:
+        # Encoding thousands of series takes tens of milliseconds: do it on a worker thread so
+        # /healthz, /readyz and /ingest keep answering meanwhile.
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        gz = "gzip" in request.headers.get("Accept-Encoding", "")
+        body = await asyncio.get_running_loop().run_in_executor(None, render, encoder, gz)
         headers = {"Content-Type": content_type}
-        if "gzip" in request.headers.get("Accept-Encoding", ""):
-            body = gzip.compress(body, compresslevel=5)
+        if gz:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
 
@@ -51,7 +60,7 @@ def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[
         web.get("/readyz", handle_readyz),
         web.get("/api/summary", handle_summary),
     ])
-    dashboard.setup(app, registry, metrics, started)  # `/` and /api/dashboard
+    dashboard.setup(app, registry, metrics, started, gpu_source)  # `/` and /api/dashboard
     if extra_routes:
         app.add_routes(extra_routes)
     return app
