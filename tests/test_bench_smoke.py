@@ -29,6 +29,7 @@ def test_bench_smoke_runs_and_writes_parsable_figures(tmp_path: Path) -> None:
     assert sum(gen["pipe_outcomes"].values()) == lines
     assert sum(gen["replay_outcomes"].values()) == lines
     assert gen["pipe_outcomes"].get("dropped", 0) == 0
+    assert set(gen["ratios"]) == set(gen["ratios_cpu"])
     for name in ("llm-exporter replay", "llm-exporter pipe", "cat", "orjson.loads alone"):
         c = gen["contenders"][name]
         assert c["lines_per_s"] > 0 and c["cpu_s"] >= 0 and c["peak_rss_mb"] > 0
