@@ -9,6 +9,7 @@ multi-line records after `flush_after` seconds.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from typing import Any
 
 from exporter.pipeline import Pipeline
 
+log = logging.getLogger("llm_exporter.worker")
 _STOP = object()
 
 
@@ -55,11 +57,19 @@ class Worker:
         """Queue an end-of-stream flush of one stream's multi-line records (`forget`: drop its state)."""
         self._q.put((source, None, forget, stream))
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish everything queued, flush every adapter, end the thread."""
+    def stop(self, timeout: float = 120.0) -> None:
+        """Finish everything queued, flush every adapter, end the thread.
+
+        The queue holds at most `max_chunks` chunks of up to 64 KiB (about a second of parsing),
+        so the timeout only guards against a pipeline that hangs; if it ever expires, what was
+        left unparsed is logged rather than silently lost.
+        """
         if self._thread.is_alive():
             self._q.put(_STOP)
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error("pipeline did not finish in %.0f s; %d queued chunks left unparsed", timeout,
+                          self._q.qsize())
 
     def _run(self) -> None:
         p = self.pipeline
