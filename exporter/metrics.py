@@ -176,6 +176,7 @@ class LLMMetrics:
     def __init__(self, label_limit: int = 100, clock: Any = time.time) -> None:
         self.lock = threading.Lock()
         self._clock = clock
+        self._started = clock()
         self.label_limit = label_limit
         self._limiters: dict[tuple[str, str], LabelLimiter] = {}
         self.requests: dict[tuple[str, ...], RequestSeries] = {}
@@ -371,8 +372,11 @@ class LLMMetrics:
     # -- exposition ----------------------------------------------------------------------------
 
     def summary(self) -> dict[str, float | None]:
+        """The last minute's rates and latency quantiles (the time since start, if shorter)."""
+        now = self._clock()
+        span = max(1, min(60, int(now) - int(self._started) + 1))
         with self.lock:
-            return self.window.summary(self._clock())
+            return self.window.summary(now, span)
 
     def collect(self) -> Iterator[Metric]:
         with self.lock:

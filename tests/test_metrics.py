@@ -95,3 +95,15 @@ def test_promtool_accepts_the_exposition(metrics: LLMMetrics, registry: Collecto
     r = subprocess.run([tool("promtool"), "check", "metrics"], input=generate_latest(registry),
                        capture_output=True)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+
+
+def test_summary_rates_count_only_the_seconds_since_start() -> None:
+    """Ten requests in the first 5 s after start read as 2/s, not 10/60."""
+    now = [1000.0]
+    m = LLMMetrics(clock=lambda: now[0])
+    now[0] = 1004.5
+    for _ in range(10):
+        m.apply(req(duration_s=0.1))
+    assert m.summary()["requests_per_second"] == 2.0
+    now[0] = 1100.0  # a minute later, the same ten requests are outside the window
+    assert m.summary()["requests_per_second"] == 0.0
