@@ -106,14 +106,16 @@ class Pipeline:
                 st.lineno += 1
                 outcome, result = self._one(st, line)
                 if outcome == "record":
-                    try:
-                        if type(result) is list:
-                            for r in result:
-                                apply(r, now)
-                        else:
+                    if type(result) is list:
+                        ok = self._safe_apply(result, now)
+                    else:
+                        try:
                             apply(result, now)
-                    except Exception:  # a malformed record must not end the pipeline thread
-                        self._log_adapter_error(None)
+                            ok = True
+                        except Exception:  # a malformed record must not end the pipeline thread
+                            self._log_adapter_error(None)
+                            ok = False
+                    if not ok:
                         outcome, result = "invalid", "adapter_error"
                         self.rejects.append(Reject(source, st.lineno, outcome, result, line))
                 elif outcome != "ignored":
@@ -150,12 +152,15 @@ class Pipeline:
                         continue
                     self._safe_apply(held_records, now)
 
-    def _safe_apply(self, records: list[dict[str, Any]], now: float) -> None:
+    def _safe_apply(self, records: list[dict[str, Any]], now: float) -> bool:
+        """Apply records; False (logged once) when one cannot be applied."""
         try:
             for r in records:
                 self.metrics.apply(r, now)
         except Exception:  # a malformed record must not end the pipeline thread
             self._log_adapter_error(None)
+            return False
+        return True
 
     def _one(self, st: _SourceState, raw: bytes) -> tuple[str, Any]:
         peeled = st.envelope.peel(raw)
@@ -167,21 +172,18 @@ class Pipeline:
         a: Adapter | None = None
         try:
             if line[:1] == b"{":
-                obj: dict[str, Any] | None = None
-                parsed = False
+                # decoded once here, for every JSON adapter; a line that is not one JSON object
+                # goes only to adapters that read raw bytes (app-json lets pydantic judge it)
+                obj = json_object(line)
                 for a in st.chain:
-                    if a.wants_obj and not parsed:
-                        obj = json_object(line)
-                        parsed = True
-                        if obj is None:
-                            break
+                    if obj is None and a.wants_obj:
+                        continue
                     res = a.parse_json(line, obj)
                     if res is not None:
                         return _classify(res)
-                if parsed and obj is None:
-                    pass  # not JSON after all: the text adapters may still know it
-                else:
+                if obj is not None:
                     return "unparsed", "json_unknown_shape"
+                # not JSON after all: the text adapters may still know it
             text = line.decode("utf-8", "replace")
             for a in st.chain:
                 res = a.parse_text(text)

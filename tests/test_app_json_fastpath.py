@@ -31,7 +31,7 @@ objects = st.dictionaries(st.sampled_from(NAMES), values, min_size=1, max_size=8
 
 def _outcome(adapter: AppJsonAdapter, line: bytes, fast: bool) -> Any:
     try:
-        res = adapter.parse_json(line, None) if fast else adapter._validated(line, None)
+        res = adapter.parse_json(line, None) if fast else adapter._validated(line)
     except Invalid as e:
         return ("invalid", e.reason)
     return res

@@ -146,3 +146,25 @@ def test_adapter_bugs_and_unappliable_records_are_counted_and_processing_goes_on
     assert outcomes(m) == Counter(record=3, invalid=2)
     assert [(r.lineno, r.reason) for r in p.rejects] == [(2, "adapter_error"), (3, "adapter_error")]
     assert m.logs == {("x", "INFO"): 3}
+
+
+def test_each_json_line_is_decoded_once(pipeline: Pipeline, metrics: LLMMetrics,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """App lines and server JSON lines (vLLM logging, Ollama objects) are decoded by orjson once each."""
+    import orjson
+
+    calls = []
+    real = orjson.loads
+
+    def counting(data: bytes | str) -> object:
+        calls.append(data)
+        return real(data)
+
+    monkeypatch.setattr(orjson, "loads", counting)
+    lines = [b'{"latency_ms": 5, "model": "m"}',
+             b'{"asctime": "2026-11-22 03:41:09,721", "levelname": "INFO", "name": "vllm.x", "message": "hello"}',
+             b'{"model": "llama3", "created_at": "2024-01-01T00:00:00Z", "done": true, "total_duration": 5000000,'
+             b' "eval_count": 3, "prompt_eval_count": 2}']
+    pipeline.process("t", lines)
+    assert len(calls) == len(lines)
+    assert sum(outcomes(metrics).values()) == 3

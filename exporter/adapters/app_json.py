@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, NamedTuple
 
-import orjson
 from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from exporter import errors
-from exporter.adapters.base import Adapter, Invalid
+from exporter.adapters.base import Adapter, Invalid, json_object
 from exporter.units import NAME_SUFFIX_DIV, parse_duration
 
 Num = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True)]
@@ -120,8 +119,6 @@ OBJECT_OPERATIONS = {"chat.completion": "chat", "chat.completion.chunk": "chat",
 AppLine = TypedDict("AppLine", _fields, total=False)  # type: ignore[misc]
 APP_LINE: TypeAdapter[Any] = TypeAdapter(AppLine)
 _KNOWN = frozenset(_fields)
-_loads = orjson.loads
-_JSONDecodeError = orjson.JSONDecodeError
 
 # What the fast path accepts per field (None is always accepted: every field is optional).
 _DURATION, _COUNT, _ID, _TEXT, _USAGE, _ANY, _SLOW = range(7)
@@ -245,28 +242,24 @@ class AppJsonAdapter(Adapter):
     _shapes: ClassVar[dict[tuple[str, ...], tuple[tuple[tuple[str, int], ...], _Plan]]] = {}
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
-        if obj is None:
-            try:
-                raw = _loads(line)
-            except _JSONDecodeError:
-                raw = None
-            if type(raw) is dict:
-                keys = tuple(raw)
-                shape = self._shapes.get(keys)
-                if shape is None:
-                    known = tuple(k for k in keys if k in _KNOWN)
-                    shape = (tuple((k, _KINDS[k]) for k in known), make_plan(frozenset(known)))
-                    if len(self._shapes) < 4096:
-                        self._shapes[keys] = shape
-                if _plain(raw, shape[0]):
-                    plan = shape[1]
-                    return self.build(raw, plan) if plan.evidence else None
-        return self._validated(line, obj)
+        raw = obj if obj is not None else json_object(line)  # the pipeline hands the decoded line in
+        if raw is not None:
+            keys = tuple(raw)
+            shape = self._shapes.get(keys)
+            if shape is None:
+                known = tuple(k for k in keys if k in _KNOWN)
+                shape = (tuple((k, _KINDS[k]) for k in known), make_plan(frozenset(known)))
+                if len(self._shapes) < 4096:
+                    self._shapes[keys] = shape
+            if _plain(raw, shape[0]):
+                plan = shape[1]
+                return self.build(raw, plan) if plan.evidence else None
+        return self._validated(line)  # unusual values, or not JSON to orjson: pydantic decides
 
-    def _validated(self, line: bytes, obj: dict[str, Any] | None) -> Any:
+    def _validated(self, line: bytes) -> Any:
+        """The line judged by the pydantic schema alone (the authority the fast path agrees with)."""
         try:
-            d = APP_LINE.validate_json(line) if obj is None else APP_LINE.validate_python(
-                {k: v for k, v in obj.items() if k in _KNOWN})
+            d = APP_LINE.validate_json(line)
         except ValidationError as e:
             first = e.errors(include_url=False, include_context=False, include_input=False)[0]
             if first["type"] in ("json_invalid", "dict_type", "model_type"):
