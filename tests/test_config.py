@@ -196,3 +196,25 @@ def test_daemon_reads_custom_json_with_its_config(tmp_path: Path) -> None:
         assert total(s, "app_chars_total") == 450
         e.stdin.close()
         assert e.proc.wait(20) == 0
+
+
+def test_custom_metrics_do_not_hide_server_lines(tmp_path: Path) -> None:
+    """A vLLM JSON stats line that carries a custom metric's field still gives its vLLM gauges,
+    app lines get the metric, and a JSON line no adapter knows still feeds it."""
+    cfg = load_config(write(tmp_path, "metrics:\n  - {name: app_process, type: gauge, path: process}\n"))
+    m = LLMMetrics()
+    p = Pipeline(m, config=cfg)
+    p.process("t", [
+        b'{"asctime": "2025-05-19 10:13:31,418", "levelname": "INFO", "name": "vllm.v1.metrics.loggers",'
+        b' "process": 7, "message": "Engine 000: Avg prompt throughput: 12068.8 tokens/s, Avg generation'
+        b' throughput: 734.9 tokens/s, Running: 18 reqs, Waiting: 33 reqs, GPU KV cache usage: 87.7%,'
+        b' Prefix cache hit rate: 0.0%"}',
+        b'{"latency_ms": 5, "process": 9}',
+        b'{"event": "heartbeat", "process": 11}',
+    ])
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    assert reg.get_sample_value("llm_requests_running", {
+        "gen_ai_provider_name": "vllm", "gen_ai_request_model": "", "engine": "0"}) == 18
+    assert total(parse_metrics(generate_latest(reg).decode()), "llm_requests_total") == 1
+    assert reg.get_sample_value("app_process", {"gen_ai_provider_name": "app", "gen_ai_request_model": ""}) == 11

@@ -36,9 +36,14 @@ def load(name: str) -> type[Adapter]:
 def build_chain(fmt: str, config: Any = None) -> list[Adapter]:
     """Fresh adapter instances for one source: every adapter for `auto`, else the one named."""
     names = AUTO_ORDER if fmt == "auto" else [fmt]
-    if fmt != "custom-json" and getattr(config, "wants_custom_adapter", False):
-        names = ["custom-json", *names]  # the --config file's mappings, extra labels, metrics
-    return [load(n)(config) for n in names]
+    custom = fmt == "custom-json" or getattr(config, "wants_custom_adapter", False)
+    if not custom:
+        return [load(n)(config) for n in names]
+    # the --config file's mappings, extra labels and metrics: custom-json wraps app-json, so it
+    # takes app-json's place at the head; its tail instance reads lines nobody else claimed
+    cls = load("custom-json")
+    rest = [load(n)(config) for n in names if n not in ("custom-json", "app-json")]
+    return [cls(config), *rest, cls(config, tail=True)]  # type: ignore[call-arg]
 
 
 __all__ = ["ADAPTERS", "AUTO_ORDER", "IGNORED", "Adapter", "Invalid", "build_chain", "load"]

@@ -58,32 +58,37 @@ def _number(v: Any) -> float | None:
 
 
 class CustomJsonAdapter(Adapter):
-    """The `--config` file's mappings, extra labels and custom metrics."""
+    """The `--config` file's mappings, extra labels and custom metrics.
+
+    At the head of a chain it reads mapped lines and the application's own JSON lines (it wraps
+    the app-json adapter, which then leaves the chain, to add extra labels and custom metrics); a
+    line it does not claim goes on to the server adapters. The `tail` instance at the end of the
+    chain turns JSON lines that no adapter claimed into custom metrics, if any are configured.
+    """
 
     name = "custom-json"
     provider = "app"
-    wants_obj = True
 
-    def __init__(self, config: Any = None) -> None:
+    def __init__(self, config: Any = None, tail: bool = False) -> None:
         super().__init__(config)
         self.cfg: Config | None = config if isinstance(config, Config) else None
+        self.tail = tail
         self.app = AppJsonAdapter(config)
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
         cfg = self.cfg
         if cfg is None or obj is None:
             return None
+        if self.tail:
+            return self._custom_records(cfg.metrics, obj, "app", "", {}) or None
         for m in cfg.mappings:
             if all(get_path(obj, k) == v for k, v in m.match.items()):
                 rec = self._mapped(m, obj)
                 if rec is not None:
                     return [rec, *self._metrics(m.metrics + cfg.metrics, obj, rec)]
-        if not (cfg.extra_labels or cfg.metrics):
-            return None
         res = self.app.parse_json(line, obj)
         if res is None:
-            extra = self._custom_records(cfg.metrics, obj, "app", "", {})
-            return extra or None
+            return None  # perhaps a server's line: the rest of the chain, then the tail, decide
         recs = res if type(res) is list else [res]
         out: list[dict[str, Any]] = []
         for r in recs:
