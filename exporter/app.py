@@ -54,7 +54,8 @@ class App:
             self.registry.register(self.gpu)
         self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
-        self.reloader = Reloader(self.pipeline, settings.config, settings.web_config)
+        self.reloader = Reloader(self.pipeline, settings.config, settings.web_config,
+                                 on_pipeline=self.worker.call)
         self.registry.register(self.reloader)
         try:  # before the restore: the config's extra labels shape the request series restored
             self.reloader.load_initial()

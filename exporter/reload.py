@@ -37,8 +37,11 @@ class Reloader:
     """Owns the running config; `load_initial()` at start-up, `reload()` on demand."""
 
     def __init__(self, pipeline: Pipeline, config_path: Path | None, web_config_path: Path | None = None,
-                 web_config: WebConfig | None = None, loader: Callable[[Path], Any] | None = None) -> None:
+                 web_config: WebConfig | None = None, loader: Callable[[Path], Any] | None = None,
+                 on_pipeline: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.pipeline = pipeline
+        # runs the config swap on the pipeline thread (Worker.call); directly when there is none
+        self._on_pipeline: Callable[[Callable[[], None]], None] = on_pipeline or (lambda fn: fn())
         self.config_path = config_path
         self.web_config_path = web_config_path
         self.web_config = web_config
@@ -68,7 +71,7 @@ class Reloader:
         return cfg
 
     def _apply(self, cfg: Any, wc: WebConfig | None) -> None:
-        self.pipeline.reconfigure(cfg)
+        self._on_pipeline(lambda: self.pipeline.reconfigure(cfg))
         if wc is not None and self.web_config is not None:
             self.web_config.update_from(wc)
 

@@ -13,12 +13,14 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 from exporter.pipeline import Pipeline
 
 log = logging.getLogger("llm_exporter.worker")
 _STOP = object()
+_CALL = object()
 
 
 class Worker:
@@ -57,6 +59,17 @@ class Worker:
         """Queue an end-of-stream flush of one stream's multi-line records (`forget`: drop its state)."""
         self._q.put((source, None, forget, stream))
 
+    def call(self, fn: Callable[[], None], timeout: float | None = None) -> None:
+        """Run `fn` on the pipeline thread between two batches and wait for it (a config swap
+        must not race the thread that owns the parse state); directly when that thread is not
+        running yet."""
+        if not self._thread.is_alive() or threading.current_thread() is self._thread:
+            fn()
+            return
+        done: Future[None] = Future()
+        self._q.put((_CALL, fn, done, None))
+        done.result(timeout)
+
     def stop(self, timeout: float = 120.0) -> None:
         """Finish everything queued, flush every adapter, end the thread.
 
@@ -86,6 +99,13 @@ class Worker:
                 p.flush()
                 return
             source, lines, commit, stream = item
+            if source is _CALL:
+                try:
+                    lines()
+                    commit.set_result(None)
+                except BaseException as e:  # handed to the caller, who reports it
+                    commit.set_exception(e)
+                continue
             if lines is None:
                 p.flush(stream or source, forget=bool(commit))
             else:

@@ -168,3 +168,27 @@ def test_each_json_line_is_decoded_once(pipeline: Pipeline, metrics: LLMMetrics,
     pipeline.process("t", lines)
     assert len(calls) == len(lines)
     assert sum(outcomes(metrics).values()) == 3
+
+
+def test_worker_call_runs_on_the_pipeline_thread_between_batches(pipeline: Pipeline, metrics: LLMMetrics) -> None:
+    """Worker.call waits its turn behind queued lines and runs on the pipeline thread."""
+    import threading
+
+    from exporter.worker import Worker
+
+    w = Worker(pipeline, max_chunks=8)
+    w.start()
+    try:
+        w.put("t", [b'{"latency_ms": 5}'] * 100)
+        seen: list[tuple[str, int]] = []
+        w.call(lambda: seen.append((threading.current_thread().name, metrics.lines[("t", "record")])))
+        assert seen == [("pipeline", 100)]
+        def fail() -> None:
+            raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            w.call(fail)
+        w.put("t", [b'{"latency_ms": 5}'])  # the thread survived the failing call
+    finally:
+        w.stop()
+    assert metrics.lines[("t", "record")] == 101
