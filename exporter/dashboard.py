@@ -141,18 +141,19 @@ class Dashboard:
                            "output_tokens": b.tout / BIN if up else None,
                            "p50": b.q(0.5), "p95": b.q(0.95)})
         errors_now = self.errors_now()
-        baseline = next((e for t, e in self._errors if t >= now - SPAN), {})
+        baseline = next((e for t, e in list(self._errors) if t >= now - SPAN), {})
         err_totals = {k: v - baseline.get(k, 0) for k, v in errors_now.items() if v - baseline.get(k, 0) > 0}
         err_points = []
         prev: dict[str, int] | None = None
-        for t, e in [*self._errors, (now, errors_now)]:
+        errors = list(self._errors)  # one copy: the sampler thread appends meanwhile
+        for t, e in [*errors, (now, errors_now)]:
             if prev is not None and t >= now - SPAN:
                 err_points.append({"t": t, "counts": {k: v - prev.get(k, 0) for k, v in e.items()
                                                       if v - prev.get(k, 0) > 0}})
             prev = e
         gpus_now = self.gpus_now()
         history = {gid: [[t, g[gid].get("memory_used_bytes"), g[gid].get("utilization_ratio")]
-                         for t, g in self._gpus if gid in g and t >= now - SPAN]
+                         for t, g in list(self._gpus) if gid in g and t >= now - SPAN]
                    for gid in gpus_now}
         return {
             "version": __version__, "now": now, "uptime_seconds": now - self.started,

@@ -117,3 +117,5 @@ async def checkpoint_every(store: StateStore | None, lock: Any, interval: float 
             await loop.run_in_executor(None, store.checkpoint, lock)
         except OSError as e:
             log.warning("state checkpoint failed: %s", e)
+        except Exception:  # never end the checkpoint loop unseen
+            log.exception("state checkpoint failed")

@@ -62,3 +62,36 @@ def test_second_signal_cuts_the_grace_short() -> None:
         assert http_get(e.url + "/metrics")[0] == 200
         e.proc.send_signal(signal.SIGTERM)
         assert e.proc.wait(20) == 0
+
+
+def test_ingest_refuses_pushes_once_stopping() -> None:
+    """During the grace, /ingest answers 503 instead of 204 for lines nobody would count."""
+    import urllib.request
+
+    def push(url: str) -> int:
+        req = urllib.request.Request(url + "/ingest", data=b'{"latency_ms": 5}\n', method="POST",
+                                     headers={"Content-Type": "application/x-ndjson"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+
+    with Exporter("--no-passthrough", "--http-ingest", "--shutdown-grace", "600") as e:
+        e.wait_ready()
+        assert push(e.url) == 204
+        e.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while http_get(e.url + "/readyz")[0] != 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert push(e.url) == 503
+        while total(parse_metrics(http_get(e.url + "/metrics")[2].decode()), "llm_exporter_lines_total",
+                    source="http", outcome="record") != 1:  # the accepted push is counted, the refused not
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert total(parse_metrics(http_get(e.url + "/metrics")[2].decode()), "llm_exporter_lines_total",
+                     source="http") == 1
+        e.proc.send_signal(signal.SIGTERM)
+        assert e.proc.wait(20) == 0

@@ -109,7 +109,12 @@ class Ingest:
         self._metrics = metrics
         self._token = token.encode() if token else None
         self._max = max_bytes
+        self._stopping = False
         metrics.register_source(SOURCE)
+
+    def stop(self) -> None:
+        """Graceful stop: from now on a push is refused with 503 (its lines could not be counted)."""
+        self._stopping = True
 
     def routes(self) -> list[web.RouteDef]:
         return [web.post("/ingest", self.handle, expect_handler=self.expect)]
@@ -137,6 +142,8 @@ class Ingest:
         return None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping:
+            return _reply(503, "stopping: push to the next instance", close=True)
         refused = self._refuse(request)
         if refused is not None:
             return refused
