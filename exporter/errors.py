@@ -8,6 +8,7 @@ alert works for every server; any other short identifier an application logs is 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from exporter.labels import OTHER as OTHER
 
@@ -107,3 +108,35 @@ def classify_exception(line: str) -> str:
         if known is not None:
             return known
     return classify_message(line)
+
+
+SUCCESS_WORDS = frozenset({"success", "succeeded", "ok", "completed", "complete", "done", "finished", "200"})
+ERROR_WORDS = frozenset({"error", "failed", "failure", "fail", "exception", "timeout"})
+ABORT_WORDS = frozenset({"aborted", "abort", "cancelled", "canceled", "client_disconnect"})
+_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
+
+
+def outcome_of(status: Any, err_name: str = "", level: Any = None) -> tuple[str, str]:
+    """(outcome, error_type) of one request from what its log line says: a `status` word, HTTP
+    code or bool; an error's name; the line's level. Shared by every JSON request reader."""
+    if status is not None:
+        if type(status) is bool:
+            status = "success" if status else "error"
+        if type(status) is int:
+            if status >= 400:
+                return "error", normalize(err_name) if err_name else from_http_status(status)
+            return "success", ""
+        s = str(status).lower()
+        if s in SUCCESS_WORDS:
+            return "success", ""
+        if s in ABORT_WORDS:
+            return "aborted", ""
+        if s in ERROR_WORDS:
+            if err_name:
+                return "error", normalize(err_name)
+            return "error", "timeout" if s == "timeout" else OTHER
+    if err_name:
+        return "error", normalize(err_name)
+    if type(level) is str and level.upper() in _ERROR_LEVELS:
+        return "error", OTHER
+    return "success", ""

@@ -218,3 +218,22 @@ def test_custom_metrics_do_not_hide_server_lines(tmp_path: Path) -> None:
         "gen_ai_provider_name": "vllm", "gen_ai_request_model": "", "engine": "0"}) == 18
     assert total(parse_metrics(generate_latest(reg).decode()), "llm_requests_total") == 1
     assert reg.get_sample_value("app_process", {"gen_ai_provider_name": "app", "gen_ai_request_model": ""}) == 11
+
+
+@pytest.mark.parametrize(("status", "outcome", "error_type"), [
+    (429, "error", "overloaded"), (504, "error", "timeout"), (200, "success", ""), (False, "error", "_OTHER"),
+    ("cancelled", "aborted", ""), ("failed", "error", "_OTHER"),
+])
+def test_mapped_lines_and_app_lines_agree_on_outcome(tmp_path: Path, status: object, outcome: str,
+                                                      error_type: str) -> None:
+    """A status read through a config mapping gives the same outcome and error type as app JSON."""
+    from exporter.adapters.app_json import AppJsonAdapter
+    from exporter.adapters.custom import CustomJsonAdapter
+
+    cfg = load_config(write(tmp_path, "mappings:\n  - name: m\n    match: {kind: call}\n"
+                                      "    fields: {outcome: res.status, duration: t}\n"))
+    mapped = CustomJsonAdapter(cfg).parse_json(b"", {"kind": "call", "res": {"status": status}, "t": 1})
+    assert (mapped[0]["outcome"], mapped[0]["error_type"]) == (outcome, error_type)
+    if type(status) is not bool:  # app JSON's schema takes a word or an HTTP code
+        app = AppJsonAdapter().parse_json(json.dumps({"status": status, "latency": 1}).encode(), None)
+        assert (app["outcome"], app["error_type"]) == (outcome, error_type)

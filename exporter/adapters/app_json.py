@@ -67,9 +67,6 @@ PATH_OPERATIONS: dict[str, str] = {
     "/v1/messages": "chat",
 }
 
-SUCCESS_WORDS = frozenset({"success", "succeeded", "ok", "completed", "complete", "done", "finished", "200"})
-ERROR_WORDS = frozenset({"error", "failed", "failure", "fail", "exception", "timeout"})
-ABORT_WORDS = frozenset({"aborted", "abort", "cancelled", "canceled", "client_disconnect"})
 
 
 class _Usage(TypedDict, total=False):
@@ -329,21 +326,5 @@ class AppJsonAdapter(Adapter):
                 e = e.get("type") or (str(e["code"]) if e.get("code") is not None else "")
             err_name = e or ""
         status = d[plan.status] if plan.status else None
-        if status is not None:
-            if type(status) is int:
-                if status >= 400:
-                    return "error", errors.normalize(err_name) if err_name else errors.from_http_status(status)
-                return "success", ""
-            s = status.lower()
-            if s in SUCCESS_WORDS:
-                return "success", ""
-            if s in ABORT_WORDS:
-                return "aborted", ""
-            if s in ERROR_WORDS:
-                return "error", errors.normalize(err_name or ("timeout" if s == "timeout" else "")) \
-                    if (err_name or s == "timeout") else errors.OTHER
-        if err_name:
-            return "error", errors.normalize(err_name)
-        if plan.level is not None and (lv := d[plan.level]) and lv.upper() in ("ERROR", "CRITICAL", "FATAL"):
-            return "error", errors.OTHER
-        return "success", ""
+        level = d[plan.level] if plan.level is not None else None
+        return errors.outcome_of(status, err_name, level)

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from exporter import errors
-from exporter.adapters.app_json import ABORT_WORDS, ERROR_WORDS, SUCCESS_WORDS, AppJsonAdapter
+from exporter.adapters.app_json import AppJsonAdapter
 from exporter.adapters.base import Adapter, Invalid
 from exporter.config import UNIT_DIV, Config, Mapping
 from exporter.units import parse_duration, to_seconds
@@ -137,11 +137,7 @@ class CustomJsonAdapter(Adapter):
                 rec[canon] = _label_value(v)
         if not found:
             return None
-        rec["outcome"] = _outcome(outcome_v, bool(rec["error_type"]))
-        if rec["outcome"] != "error":
-            rec["error_type"] = ""
-        elif not rec["error_type"]:
-            rec["error_type"] = errors.OTHER
+        rec["outcome"], rec["error_type"] = errors.outcome_of(outcome_v, rec["error_type"])
         if m.extra_labels:
             rec["extra_labels"] = {n: _label_value(get_path(obj, p)) for n, p in m.extra_labels.items()}
         return rec
@@ -164,19 +160,3 @@ class CustomJsonAdapter(Adapter):
                         "labels": {"gen_ai_provider_name": provider, "gen_ai_request_model": model, **extra}})
         return out
 
-
-def _outcome(v: Any, has_error: bool) -> str:
-    if v is None:
-        return "error" if has_error else "success"
-    if type(v) is bool:
-        return "success" if v else "error"
-    if type(v) is int:
-        return "error" if v >= 400 else "success"
-    s = str(v).lower()
-    if s in SUCCESS_WORDS:
-        return "success"
-    if s in ABORT_WORDS:
-        return "aborted"
-    if s in ERROR_WORDS:
-        return "error"
-    return "error" if has_error else "success"
