@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -220,13 +220,22 @@ class Config(_Strict):
 
 def load_config(path: Path | str) -> Config:
     """Read and validate a config file (ConfigError with a line number on any problem)."""
+    return load_yaml_model(path, Config, ConfigError)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: Path | str, model: type[M], error: type[Exception]) -> M:
+    """Read a YAML file into a pydantic model; any problem raises `error` with one line naming the
+    file and, where there is one, the YAML line (shared by --config and --web-config)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"{p}: {e.strerror or e}") from None
+        raise error(f"{p}: {e.strerror or e}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"{p}: not UTF-8 text") from None
+        raise error(f"{p}: not UTF-8 text") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -234,13 +243,13 @@ def load_config(path: Path | str) -> Config:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None)
-        raise ConfigError(f"{p}{where}: not valid YAML" + (f" ({problem})" if problem else "")) from None
+        raise error(f"{p}{where}: not valid YAML" + (f" ({problem})" if problem else "")) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{p}:1: expected a mapping (key: value) at the top level")
+        raise error(f"{p}:1: expected a mapping (key: value) at the top level")
     try:
-        return Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         err = e.errors(include_url=False, include_input=False)[0]
         loc = tuple(err["loc"])
@@ -249,7 +258,7 @@ def load_config(path: Path | str) -> Config:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        raise ConfigError(f"{p}:{line}: {where + ': ' if where else ''}{msg}") from None
+        raise error(f"{p}:{line}: {where + ': ' if where else ''}{msg}") from None
 
 
 def _line_of(node: Any, loc: tuple[Any, ...]) -> int:

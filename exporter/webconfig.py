@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Literal
 
 import bcrypt
-import yaml
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from exporter.config import load_yaml_model
 
 log = logging.getLogger("llm_exporter.webconfig")
 
@@ -221,20 +222,7 @@ def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
 
 def load_web_config(path: Path) -> WebConfig:
     """Read and validate a web-config file; raise StartupProblem with one line on any mistake."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise StartupProblem(f"{path}: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise StartupProblem(f"{path}:{where} not valid YAML") from None
-    try:
-        cfg = WebConfigFile.model_validate(raw or {})
-    except ValidationError as e:
-        err = e.errors(include_url=False)[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "file"
-        raise StartupProblem(f"{path}: {loc}: {err['msg']}") from None
+    cfg = load_yaml_model(path, WebConfigFile, StartupProblem)
     try:
         ctx = _ssl_context(cfg.tls_server_config, path.parent) if cfg.tls_server_config else None
     except StartupProblem as e:

@@ -236,3 +236,17 @@ def test_ingest_takes_its_bearer_token_beside_basic_auth(tmp_path: Path, pw_hash
         while b"llm_requests_total{" not in _get(e.url + "/metrics", None, _basic("alice", PASSWORD))[1]:
             assert time.monotonic() < deadline, "the ingested line was not counted"
             time.sleep(0.05)
+
+
+def test_web_config_mistakes_name_the_file_and_line(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 and a wrong key each give one line (a reload keeps the old config)."""
+    from exporter.webconfig import StartupProblem, load_web_config
+
+    bad = tmp_path / "latin1.yml"
+    bad.write_bytes(b"basic_auth_users:\n  caf\xe9: x\n")
+    with pytest.raises(StartupProblem, match="not UTF-8 text"):
+        load_web_config(bad)
+    wrong = tmp_path / "wrong.yml"
+    wrong.write_text("tls_server_config:\n  cert_file: a\n  key_file: b\n  bogus: 1\n")
+    with pytest.raises(StartupProblem, match=r"wrong\.yml:4: "):
+        load_web_config(wrong)
