@@ -231,3 +231,31 @@ def test_offsets_snapshot_counts_only_applied_lines(tmp_path: Path, tail_parts: 
         assert [v["offset"] for v in snap.values()] == [len(body)]
     finally:
         tail.stop()
+
+
+def test_an_os_error_mid_pass_is_retried_not_fatal(tmp_path: Path, tail_parts: tuple[LLMMetrics, Worker],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that fails once (a file gone mid-scan, EIO) is retried; the source keeps following."""
+    metrics, worker = tail_parts
+    log = tmp_path / "a.log"
+    log.write_bytes(b"".join(line(k) for k in range(100)))
+    tail = FileTail([str(log)], worker, metrics, start="beginning", rescan=0.2)
+    real_scan = FileTail._scan
+    failures = []
+
+    def flaky_scan(self: FileTail) -> None:
+        if not failures:
+            failures.append(1)
+            raise OSError(5, "Input/output error")
+        real_scan(self)
+
+    monkeypatch.setattr(FileTail, "_scan", flaky_scan)
+    tail.start()
+    try:
+        wait_for(lambda: metrics.lines.get(("file", "record"), 0) >= 100)
+        with log.open("ab") as fh:
+            fh.write(b"".join(line(k) for k in range(100, 150)))
+        wait_for(lambda: metrics.lines.get(("file", "record"), 0) >= 150)
+        assert failures == [1] and metrics.lines[("file", "record")] == 150
+    finally:
+        tail.stop()

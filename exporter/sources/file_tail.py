@@ -215,12 +215,16 @@ class FileTail:
                 if ino is not None:
                     masks = ino.drain()
                     full = full or bool(masks & _DIR_CHANGES)
-                if full:
-                    last_full = now
-                    self._scan()
-                else:
-                    self._read_all()
-                self._flush_partials()
+                try:
+                    if full:
+                        last_full = now
+                        self._scan()
+                    else:
+                        self._read_all()
+                    self._flush_partials()
+                except OSError as e:  # a file vanished or failed mid-read: the next pass retries
+                    log.warning("file source: %s; retrying", e)
+                    last_full = 0.0  # rescan next time
                 self.attached = True
                 self._wait(ino, self._next_timeout(last_full))
         except Exception:  # a bug here must not take the daemon down silently
