@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Exporter, free_port, http_get, parse_metrics, total
+from tests.helpers import Exporter, free_port, total
 
 LINE = '{"request_id":"r%d","model":"m","status":"success","duration_ms":%d,"output_tokens":%d}'
 
@@ -91,10 +91,12 @@ def test_lines_from_both_pipes_are_counted_before_exit(tmp_path: Path) -> None:
 
 
 def test_exporter_stays_up_serving_metrics_while_the_child_runs() -> None:
-    """/metrics answers while a child runs; after the child ends the daemon is gone."""
-    with Exporter("--", sys.executable, "-c", "import time; time.sleep(1.5)", stdin=subprocess.DEVNULL) as e:
+    """/metrics answers, with the child's lines counted, while the child runs; then the daemon exits 0."""
+    child = "import sys, time; print('{\"latency_ms\": 5}', flush=True); sys.stdin.read()"
+    with Exporter("--", sys.executable, "-c", child) as e:
         e.wait_ready()
-        code, _, body = http_get(e.url + "/metrics")
-        assert code == 200
-        assert "llm_exporter_lines_total" in parse_metrics(body.decode()).__repr__()
+        s = e.wait_lines(1)
+        assert e.proc.poll() is None  # still running: the child waits for its stdin to close
+        assert total(s, "llm_exporter_lines_total", source="stdout", outcome="record") == 1
+        e.stdin.close()
         assert e.proc.wait(20) == 0
