@@ -40,6 +40,11 @@ def v(s: Samples, name: str, **labels: str) -> float:
     return total(s, name, **labels)
 
 
+def count(s: Samples, name: str, **labels: str) -> int:
+    """How many series match (a value of 0 proves nothing when the series is missing)."""
+    return sum(1 for (n, lb) in s if n == name and all(dict(lb).get(k) == x for k, x in labels.items()))
+
+
 # -- TGI -----------------------------------------------------------------------------------------
 
 def test_tgi_text_success_lines_give_durations_and_output_tokens() -> None:
@@ -116,7 +121,7 @@ def test_vllm_stats_lines_become_gauges_per_engine() -> None:
     assert v(s, "llm_prompt_throughput_tokens_per_second", engine="") == 2.4
     assert v(s, "llm_generation_throughput_tokens_per_second", engine="") == 0.2
     assert v(s, "llm_requests_running", engine="") == 1
-    assert v(s, "llm_requests_waiting", engine="") == 0
+    assert v(s, "llm_requests_waiting", engine="") == 0 and count(s, "llm_requests_waiting", engine="") == 1
     assert v(s, "llm_prefix_cache_hit_ratio", engine="") == pytest.approx(0.80)
     # engine "0": last `Engine 000:` line is 54: 410.1 tokens/s, Running 8, GPU KV 16.6%
     assert v(s, "llm_prompt_throughput_tokens_per_second", engine="0") == 410.1
@@ -174,7 +179,7 @@ def test_sglang_batch_lines_become_gauges() -> None:
     s, out = replay("sglang.log")
     # engine "" (no rank tag): last batch line is 12 (Prefill, python logging): #running-req 0, usage 0.00;
     # its gen throughput stays from line 7 (1635.11)
-    assert v(s, "llm_requests_running", engine="") == 0
+    assert v(s, "llm_requests_running", engine="") == 0 and count(s, "llm_requests_running", engine="") == 1
     assert v(s, "llm_generation_throughput_tokens_per_second", engine="") == 1635.11
     # engine TP0: last line 13: #running-req 40, full token usage 0.74, gen throughput 155.34
     assert v(s, "llm_requests_running", engine="TP0") == 40
@@ -230,6 +235,7 @@ def test_ollama_gin_lines_with_go_durations() -> None:
     chat = 414.019e-6 + (29 * 60 + 59) + 4.709180529 + 49.968259888 + 5.257673085  # 414.019µs, 29m59s ...
     assert v(s, "gen_ai_server_request_duration_seconds_sum", gen_ai_operation_name="chat") == pytest.approx(chat)
     assert v(s, "gen_ai_server_request_duration_seconds_sum", gen_ai_operation_name="text_completion") == 0.0
+    assert v(s, "gen_ai_server_request_duration_seconds_count", gen_ai_operation_name="text_completion") == 1  # 0s
     # slog lines: `time=... level=INFO` on 4 and 5, `level=ERROR` on 12
     assert v(s, "llm_log_messages_total", gen_ai_provider_name="ollama", level="INFO") == 2
     assert v(s, "llm_log_messages_total", gen_ai_provider_name="ollama", level="ERROR") == 1
