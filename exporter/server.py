@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,14 @@ def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[
              extra_routes: list[web.RouteDef] | None = None, gpu_source: Any = None) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     started = time.time()
+    # scrapes render on threads of their own: the default executor also holds /ingest pushes
+    # waiting for queue room, and those must never delay a scrape
+    render_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scrape")
+
+    async def close_pool(app: web.Application) -> None:
+        render_pool.shutdown(wait=False)
+
+    app.on_cleanup.append(close_pool)
 
     def render(encoder: Callable[[CollectorRegistry], bytes], gz: bool) -> bytes:
         body = encoder(registry)
@@ -36,7 +45,7 @@ def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[
         # /healthz, /readyz and /ingest keep answering meanwhile.
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         gz = "gzip" in request.headers.get("Accept-Encoding", "")
-        body = await asyncio.get_running_loop().run_in_executor(None, render, encoder, gz)
+        body = await asyncio.get_running_loop().run_in_executor(render_pool, render, encoder, gz)
         headers = {"Content-Type": content_type}
         if gz:
             headers["Content-Encoding"] = "gzip"
