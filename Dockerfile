@@ -9,7 +9,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY exporter ./exporter
+COPY llm_exporter ./llm_exporter
 RUN python3 -m venv /build \
     && /build/bin/pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .
 

@@ -25,7 +25,7 @@ tools:
 
 ## test: lint, type-check and the whole suite, with the real tools
 test: $(STAMP) tools
-	$(BIN)/ruff check exporter tests bench examples
+	$(BIN)/ruff check llm_exporter tests bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -35,10 +35,10 @@ test-image: $(STAMP)
 	bash scripts/test-image.sh
 
 test-fast: $(STAMP)
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q tests/unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check exporter tests bench examples
+	$(BIN)/ruff check llm_exporter tests bench examples
 	$(BIN)/mypy
 
 ## bench: the full benchmark (about 10 min); bench-quick: about 3 min; figures in bench/results/

@@ -112,7 +112,7 @@ def poll_cost(reps: int) -> dict[str, Any]:
     """Time the collector's poll and each NVML call, in this process, with the real bindings."""
     import pynvml
 
-    from exporter.collectors.gpu import GpuCollector
+    from llm_exporter.collectors.gpu import GpuCollector
 
     res: dict[str, Any] = {}
     fast = GpuCollector(pynvml, interval=1.0, slow_interval=1e9, processes=True)
@@ -256,7 +256,7 @@ def main() -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    exp = subprocess.Popen([sys.executable, "-m", "exporter", "--listen", f"127.0.0.1:{port}", "--gpu", "on",
+    exp = subprocess.Popen([sys.executable, "-m", "llm_exporter", "--listen", f"127.0.0.1:{port}", "--gpu", "on",
                             "--gpu-processes", "--gpu-interval", str(args.interval), "--no-passthrough"],
                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
                            cwd=ROOT)

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     if ns.switchinterval:
         procs.EXPORTER = [sys.executable, "-c", f"import sys; sys.setswitchinterval({ns.switchinterval}); "
-                          "sys.setswitchinterval = lambda v: None; from exporter.cli import main; sys.exit(main())"]
+                          "sys.setswitchinterval = lambda v: None; from llm_exporter.cli import main; sys.exit(main())"]
     lines = load_lines(ns.lines)
     rate = ns.rate or parse_rate(lines)
     res = overload(lines, rate, ns.factor, ns.seconds)

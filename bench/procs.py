@@ -23,7 +23,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 #: the daemon as a user starts it (the virtual environment's python that runs the benchmark)
-EXPORTER = [sys.executable, "-m", "exporter"]
+EXPORTER = [sys.executable, "-m", "llm_exporter"]
 
 
 @dataclass

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the llm-exporter image from the Dockerfile with podman (no Docker engine needed) and runs
-# tests/test_image.py against it: non-root, read-only root filesystem, /healthz, HEALTHCHECK, and
+# tests/deploy/test_image.py against it: non-root, read-only root filesystem, /healthz, HEALTHCHECK, and
 # metrics from piped input. Usage: scripts/test-image.sh [IMAGE_TAG]
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,4 +15,4 @@ start=$(date +%s)
 podman build --quiet --format docker --pull=never "${mounts[@]}" \
   --build-arg "LLM_EXPORTER_REVISION=$(git rev-parse --short HEAD 2>/dev/null || true)" -t "$IMAGE" . >/dev/null
 echo "built $IMAGE in $(( $(date +%s) - start )) s: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes"
-LLM_EXPORTER_IMAGE=$IMAGE .venv/bin/pytest -q -p no:cacheprovider tests/test_image.py
+LLM_EXPORTER_IMAGE=$IMAGE .venv/bin/pytest -q -p no:cacheprovider tests/deploy/test_image.py

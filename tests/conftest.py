@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 
-from exporter.metrics import LLMMetrics
-from exporter.pipeline import Pipeline
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.pipeline import Pipeline
+
+_KINDS = ("unit", "process", "deploy")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder: tests/unit (no process started), tests/process (a real daemon),
+    tests/deploy (image, chart, Prometheus, dashboards). `make test-fast` runs the unit tests alone."""
+    for item in items:
+        kind = Path(str(item.fspath)).parent.name
+        if kind in _KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ class Exporter:
                  env: dict[str, str] | None = None, cwd: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "exporter", "--listen", f"127.0.0.1:{self.port}", *args]
+        self.args = [sys.executable, "-m", "llm_exporter", "--listen", f"127.0.0.1:{self.port}", *args]
         self.proc = subprocess.Popen(self.args, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
                                      env={**os.environ, **(env or {})}, cwd=cwd or str(ROOT))
 

@@ -1,0 +1,5 @@
+"""`python -m exporter`: the same as the `llm-exporter` command."""
+
+from llm_exporter.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,261 @@
+"""llama.cpp (`llama-server`, the library, llama-cpp-python): per-request timing blocks, access lines.
+
+A finished request prints a timing block whose wording stayed the same across four eras while
+its framing changed: the library's `llama_print_timings:` lines, the 2024 server's JSON lines
+(`"function":"print_timings","msg":"prompt eval time = ..."`), the mid-2024 text
+`INFO [ print_timings] prompt eval time = ... | k=v ...`, and since late 2024 a header
+`slot print_timing: id 0 | task N | ` followed by three unprefixed lines (newest builds prefix
+each line, `[port] ` and an elapsed-time `m.ss.mmm.uuu I ` may precede them all). So one parser
+reads the timing text (`prompt eval time = X ms / N tokens`, `eval time = X ms / N tokens`,
+`total time = X ms / N tokens`) and a block collects it: it is handed out as one request at
+its `total time` line, or when the next block starts, or by `flush()`.
+
+Record: input tokens = prompt-eval tokens (the uncached part of the prompt), output tokens =
+eval tokens, duration = total time (else prompt + eval time), time to first token = prompt
+eval time (prefill; excludes any wait for a free slot), time per output token = eval time / eval
+tokens. Response bodies' `timings` objects give the same fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llm_exporter.adapters.access import http_record
+from llm_exporter.adapters.base import IGNORED, Adapter
+
+_LEVEL_LETTERS = {"I": "INFO", "W": "WARNING", "E": "ERROR", "D": "DEBUG"}
+_ERA2_LEVELS = {"INFO": "INFO", "WARN": "WARNING", "ERR": "ERROR", "VERB": "DEBUG", "DEBUG": "DEBUG"}
+_TIMING_STARTS = ("prompt eval time", "eval time", "generation eval time", "total time", "load time",
+                  "sample time", "graphs reused")
+_OWN_STARTS = ("slot ", "srv ", "main: ", "que ", "llama_", "common_", "build: ", "system info", "load_",
+               "print_info", "init: ", "request: ", "done request: ", "[")
+_LIB_PREFIXES = ("llama_print_timings:", "llama_perf_context_print:", "llama_perf_sampler_print:")
+
+
+def _timing(text: str) -> tuple[str, float | None, int | None] | None:
+    """(`prompt`/`eval`/`total`/`other`, ms, count) of a timing line, or None when it is not one."""
+    name, sep, rest = text.partition("=")
+    if not sep:
+        return None
+    name = name.strip()
+    if name == "prompt eval time":
+        kind = "prompt"
+    elif name in ("eval time", "generation eval time"):
+        kind = "eval"
+    elif name == "total time":
+        kind = "total"
+    elif name in ("load time", "sample time", "graphs reused"):
+        return ("other", None, None)
+    else:
+        return None
+    parts = rest.split()
+    try:
+        ms = float(parts[0])
+    except (ValueError, IndexError):
+        return None
+    n: int | None = None
+    if len(parts) >= 4 and parts[1] == "ms" and parts[2] == "/":
+        try:
+            n = int(parts[3])
+        except ValueError:
+            n = None
+    if ms < 0 or ms != ms or ms == float("inf") or (n is not None and n < 0):
+        return None
+    return (kind, ms, n)
+
+
+class _Block:
+    __slots__ = ("eval_ms", "eval_n", "prompt_ms", "prompt_n", "task", "total_ms")
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self.prompt_ms: float | None = None
+        self.prompt_n: int | None = None
+        self.eval_ms: float | None = None
+        self.eval_n: int | None = None
+        self.total_ms: float | None = None
+
+
+class LlamacppAdapter(Adapter):
+    """llama.cpp timing blocks (all eras), its access lines and its other server lines."""
+
+    name = "llamacpp"
+    provider = "llamacpp"
+    wants_obj = True
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.block: _Block | None = None
+
+    # -- text ------------------------------------------------------------------------------------
+
+    def parse_text(self, text: str) -> Any:
+        c = text[:1]
+        if not (c.isalpha() or c.isdigit() or c == "["):
+            return None
+        level = ""
+        s = text
+        if c == "[":
+            j = s.find("] ", 1, 12)
+            if j > 1 and s[1:j].isdigit():  # the router's `[port] ` of a child server
+                s = s[j + 2:].lstrip()
+            elif s.startswith("[") and s.endswith(" blob data]") and self.block is not None:
+                return []  # journald hid a timing line
+            else:
+                return None
+        if s[:1].isdigit():  # elapsed time `1.37.495.377 I `
+            sp = s.find(" ", 0, 20)
+            if sp < 0 or s.count(".", 0, sp) != 3 or s[sp + 2: sp + 3] != " ":
+                return None
+            level = _LEVEL_LETTERS.get(s[sp + 1], "")
+            if not level:
+                return None
+            s = s[sp + 3:].lstrip()
+        elif s is text:
+            if s.startswith(_LIB_PREFIXES):
+                return self._timing_text(s.split(":", 1)[1].strip(), "lib", level)
+            if s.startswith(_TIMING_STARTS):
+                res = self._timing_text(s, None, level)
+                if res is not None:
+                    return res
+                return None
+            sp = s.find(" [", 0, 6)
+            if sp > 0 and s[:sp] in _ERA2_LEVELS:  # mid-2024 `INFO [ function] msg | k=v ...`
+                j = s.find("] ", sp, sp + 40)
+                if j < 0:
+                    return None
+                func = s[sp + 2: j].strip()
+                msg = s[j + 2:].rpartition(" | ")[0] or s[j + 2:]
+                lv = _ERA2_LEVELS[s[:sp]]
+                if func == "print_timings":
+                    res = self._timing_text(msg.strip(), None, lv)
+                    return IGNORED if res is None else res
+                return _log(lv)
+            if not s.startswith(_OWN_STARTS):
+                return None
+        return self._server_line(s, level)
+
+    def _server_line(self, s: str, level: str) -> Any:
+        if s.startswith("slot print_timing:"):
+            parts = s.split("|", 2)
+            task = parts[1].strip() if len(parts) > 1 else ""
+            content = parts[2].strip() if len(parts) > 2 else ""
+            if not content:
+                out = self._close()
+                self.block = _Block(task)
+                return out + _log(level)
+            res = self._timing_text(content, task, level)
+            return (_log(level) or IGNORED) if res is None else res  # interim progress lines
+        if s.startswith(_TIMING_STARTS):
+            res = self._timing_text(s, None, level)
+            if res is not None:
+                return res
+        if s.startswith(("srv  log_server_r: ", "srv  log_server_r:", "request: ", "done request: ")):
+            i = s.find("request: ")
+            parts = s[i + 9:].split()
+            if len(parts) == 4 and parts[3].isdigit() and len(parts[3]) == 3:
+                return [http_record(self.provider, parts[0], parts[1], parts[3]), *_log(level)]
+        if s.startswith(_OWN_STARTS[:-1]):
+            return _log(level) or IGNORED
+        return None
+
+    def _timing_text(self, text: str, task: str | None, level: str) -> Any:
+        t = _timing(text)
+        if t is None:
+            return None
+        kind, ms, n = t
+        b = self.block
+        out: list[dict[str, Any]] = []
+        if kind == "other":
+            if b is not None and b.total_ms is None and text.startswith("graphs reused"):
+                out = self._close()  # newest builds end the block with this line
+            elif text.startswith("load time") and task == "lib":
+                out = self._close()
+                self.block = _Block("lib")
+            return out + _log(level)
+        if b is None or (task is not None and task != b.task and task != "lib"):
+            out = self._close()
+            b = self.block = _Block(task or "")
+        if kind == "prompt":
+            if b.prompt_ms is not None:
+                out += self._close()
+                b = self.block = _Block(task or "")
+            b.prompt_ms, b.prompt_n = ms, n
+        elif kind == "eval":
+            if b.eval_ms is not None:
+                out += self._close()
+                b = self.block = _Block(task or "")
+            b.eval_ms, b.eval_n = ms, n
+        else:
+            b.total_ms = ms
+            out += self._close()
+        return out + _log(level)
+
+    def _close(self) -> list[dict[str, Any]]:
+        b = self.block
+        self.block = None
+        if b is None or (b.eval_ms is None and b.prompt_ms is None and b.total_ms is None):
+            return []
+        return [request_record(self.provider, b.prompt_ms, b.prompt_n, b.eval_ms, b.eval_n, b.total_ms)]
+
+    def flush(self) -> list[dict[str, Any]]:
+        return self._close()
+
+    # -- JSON ------------------------------------------------------------------------------------
+
+    def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
+        if obj is None:
+            return None
+        timings = obj.get("timings")
+        if type(timings) is dict and ("predicted_n" in timings or "prompt_n" in timings):
+            return _from_timings(self.provider, timings, obj)
+        func, msg = obj.get("function"), obj.get("msg")
+        if type(func) is not str or type(msg) is not str or not ("tid" in obj or "id_slot" in obj):
+            return None
+        lv = obj.get("level")
+        level = _ERA2_LEVELS.get(lv, "") if type(lv) is str else ""
+        if func == "print_timings":
+            res = self._timing_text(msg.strip(), str(obj.get("id_task", "")), level)
+            if res is not None:
+                return res
+        return _log(level) or IGNORED
+
+
+def _log(level: str) -> list[dict[str, Any]]:
+    return [{"kind": "log", "provider": "llamacpp", "level": level}] if level else []
+
+
+def _num(v: Any) -> float | None:
+    if type(v) in (int, float) and v >= 0 and v == v and v != float("inf"):
+        return float(v)
+    return None
+
+
+def _from_timings(provider: str, t: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    pn, en = _num(t.get("prompt_n")), _num(t.get("predicted_n"))
+    rec = request_record(provider, _num(t.get("prompt_ms")), int(pn) if pn is not None else None,
+                         _num(t.get("predicted_ms")), int(en) if en is not None else None, None)
+    model = obj.get("model")
+    if type(model) is str:
+        rec["model"] = model[:128]
+    return rec
+
+
+def request_record(provider: str, prompt_ms: float | None, prompt_n: int | None, eval_ms: float | None,
+                   eval_n: int | None, total_ms: float | None) -> dict[str, Any]:
+    """One request from llama.cpp's timing numbers (milliseconds and token counts)."""
+    rec: dict[str, Any] = {"kind": "request", "provider": provider, "operation": "", "model": "",
+                           "outcome": "success", "error_type": ""}
+    if prompt_n is not None:
+        rec["input_tokens"] = prompt_n
+    if eval_n is not None:
+        rec["output_tokens"] = eval_n
+    if total_ms is not None:
+        rec["duration_s"] = total_ms / 1000.0
+    elif prompt_ms is not None or eval_ms is not None:
+        rec["duration_s"] = ((prompt_ms or 0.0) + (eval_ms or 0.0)) / 1000.0
+    if prompt_ms is not None:
+        rec["ttft_s"] = prompt_ms / 1000.0
+    if eval_ms is not None and eval_n:
+        rec["tpot_s"] = eval_ms / eval_n / 1000.0
+    return rec

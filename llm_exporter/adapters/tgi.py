@@ -1,0 +1,271 @@
+"""Hugging Face TGI: the router's `Success` lines and error lines, text and `--json-output`.
+
+Text lines are `<RFC3339>Z <LEVEL> [<span chain>: ]<target>: [<file>:<line>: ]<message>`. The span
+chain can hold Debug-printed request parameters (stop strings are user text), so it is never
+split or matched as a whole: a `Success` line is recognised by its end, and its timing fields
+are read from the last ` total_time="` onwards, the part TGI writes after the parameters.
+
+Each `Success` is one finished request: duration, queue and inference time, time per token,
+and output tokens = round(inference_time / time_per_token) (Rust's `Duration / u32` truncates to
+whole nanoseconds, so this is exact to ±1 token). Errors logged inside a request's span are
+failed requests, classified by message (`no permits available` → overloaded, ...). Lines that
+follow a record without any prefix (Python tracebacks relayed by the launcher, multi-line CUDA
+messages, prompts in DEBUG lines) belong to it: a record is counted once, and an error record
+is classified when its last line has been seen. JSON lines (two shapes: the launcher's with the
+message under `fields`, the router's flattened) carry the same data.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from llm_exporter import errors
+from llm_exporter.adapters.base import IGNORED, Adapter, Invalid
+from llm_exporter.units import parse_duration
+
+LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+_LEVEL_STARTS = ("INFO ", "WARN ", "ERROR ", "DEBUG ", "TRACE ")
+#: spans a request's own log lines are logged in, and the operation each one serves
+REQUEST_SPANS = {
+    "chat_completions": "chat",
+    "completions": "text_completion",
+    "generate": "text_completion",
+    "generate_stream": "text_completion",
+    "compat_generate": "text_completion",
+    "vertex_compatibility": "",
+    "HTTP request": "",
+}
+_TIMING = re.compile(r'(\w+)="([^"]*)"')
+MAX_BLOCK_LINES = 200
+
+
+class _Block:
+    """A record whose continuation lines may still come."""
+
+    __slots__ = ("error", "level", "lines", "operation", "text")
+
+    def __init__(self, level: str, text: str, error: bool, operation: str | None) -> None:
+        self.level, self.text, self.error, self.operation = level, text, error, operation
+        self.lines = 1
+
+
+class TgiAdapter(Adapter):
+    """TGI launcher and router lines, default text format and `--json-output`."""
+
+    name = "tgi"
+    provider = "tgi"
+    wants_obj = True
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.model = ""
+        self.block: _Block | None = None
+
+    # -- text ------------------------------------------------------------------------------------
+
+    def parse_text(self, text: str) -> Any:
+        c = text[:1]
+        rest: str | None = None
+        if c.isdigit():
+            if len(text) > 27 and text[4] == "-" and text[10] == "T" and text[13] == ":":
+                sp = text.find(" ", 19, 40)
+                if sp > 0 and text[sp - 1] == "Z":
+                    rest = text[sp:].lstrip()
+        elif text.startswith(_LEVEL_STARTS) and len(text) > 6 and not text[6].isdigit():
+            rest = text
+        if rest is not None:
+            sp = rest.find(" ")
+            level = rest[:sp]
+            if level in LEVELS:
+                res = self._line(level, rest[sp + 1:].lstrip())
+                if res is not None:
+                    return res
+        return self._continuation(text)
+
+    def _continuation(self, text: str) -> Any:
+        b = self.block
+        if b is None or b.lines >= MAX_BLOCK_LINES:
+            return None
+        b.lines += 1
+        if b.error and b.lines <= 40:
+            b.text += "\n" + text[:300]
+        return []
+
+    def _line(self, level: str, body: str) -> Any:
+        if body.startswith("text_generation"):
+            spans = ""
+            after = body
+        else:
+            # A Success line ends with its message, so its target is the last one; elsewhere the
+            # first (a message may quote a Python path such as `text_generation_server/...`).
+            i = body.rfind(": text_generation") if body.endswith(": Success") else body.find(": text_generation")
+            if i < 0:
+                return None
+            spans = body[:i]
+            after = body[i + 2:]
+        k = after.find(": ")
+        if k < 0:
+            target, msg = after.rstrip(":"), ""
+        else:
+            target, msg = after[:k], after[k + 2:]
+            head, sep, tail = msg.partition(": ")
+            if sep and ".rs:" in head and " " not in head:
+                msg = tail
+        out = self._close()
+        op = _request_operation(spans)
+        if level == "INFO" and msg == "Success":
+            return [*out, self._success(spans, op or ""), *_log(level)]
+        if target == "text_generation_launcher" and msg.startswith("Args {"):
+            self._model_from_args(msg)
+        if level != "INFO" or target == "text_generation_launcher":
+            # only these go on over unprefixed lines (tracebacks, prompts, shard messages)
+            self.block = _Block(level, msg, level == "ERROR", op)
+        if level == "ERROR":
+            return out  # handed out when its last line has been seen
+        return out + _log(level)
+
+    def _success(self, spans: str, op: str) -> dict[str, Any]:
+        i = spans.rfind(' total_time="')
+        if i < 0:
+            i = spans.rfind('{total_time="')
+        if i < 0:
+            raise Invalid("tgi_no_timings")
+        fields = dict(_TIMING.findall(spans, i))
+        return self._request_from_timings(fields, op)
+
+    def _request_from_timings(self, fields: dict[str, Any], op: str) -> dict[str, Any]:
+        rec: dict[str, Any] = {"kind": "request", "provider": self.provider, "operation": op,
+                               "model": self.model, "outcome": "success", "error_type": ""}
+        for name, canon in (("total_time", "duration_s"), ("queue_time", "queue_s"),
+                            ("inference_time", "inference_s"), ("time_per_token", "tpot_s")):
+            v = fields.get(name)
+            if v is None:
+                continue
+            s = parse_duration(v) if type(v) is str else None
+            if s is None or not any(ch.isalpha() for ch in v):
+                raise Invalid("bad_duration")
+            rec[canon] = s
+        inf, tpot = rec.get("inference_s"), rec.get("tpot_s")
+        if inf is not None and tpot:
+            rec["output_tokens"] = round(inf / tpot)
+        if "duration_s" not in rec:
+            raise Invalid("tgi_no_timings")
+        return rec
+
+    def _model_from_args(self, msg: str) -> None:
+        i = msg.find('model_id: "', 0, 200)
+        if i >= 0:
+            j = msg.find('"', i + 11, i + 11 + 256)
+            if j > 0:
+                self.model = msg[i + 11: j]
+
+    def _close(self) -> list[dict[str, Any]]:
+        b = self.block
+        self.block = None
+        if b is None or not b.error:
+            return []
+        return _error_records(self.provider, self.model, b.text, b.operation)
+
+    def flush(self) -> list[dict[str, Any]]:
+        return self._close()
+
+    # -- JSON ------------------------------------------------------------------------------------
+
+    def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
+        if obj is None:
+            return None
+        target = obj.get("target")
+        if type(target) is not str or not target.startswith("text_generation"):
+            return None
+        msg = obj.get("message")
+        if msg is None:
+            f = obj.get("fields")
+            msg = f.get("message") if type(f) is dict else None
+        if type(msg) is not str:
+            return IGNORED
+        lv = obj.get("level")
+        level = lv if type(lv) is str and lv in LEVELS else ""
+        out = self._close()
+        op = _json_operation(obj)
+        if level == "INFO" and msg == "Success":
+            span = obj.get("span")
+            if type(span) is not dict:
+                raise Invalid("tgi_no_timings")
+            fields = {k: v for k, v in span.items() if type(v) is str}
+            name = span.get("name")
+            op = REQUEST_SPANS.get(name, "") if type(name) is str else ""
+            return [*out, self._request_from_timings(fields, op), *_log(level)]
+        if target == "text_generation_launcher" and msg.startswith("Args {"):
+            self._model_from_args(msg)
+        if level == "ERROR":
+            return [*out, *_error_records(self.provider, self.model, msg, op)]
+        return out + _log(level) if level else (out or IGNORED)
+
+
+def _log(level: str) -> list[dict[str, Any]]:
+    return [{"kind": "log", "provider": "tgi", "level": "WARNING" if level == "WARN" else level}]
+
+
+def _request_operation(spans: str) -> str | None:
+    """The operation of a request span chain (`generate_stream{...}:async_stream:...`), or None
+    when the line is not logged inside a request (batch-level spans, launcher lines)."""
+    if not spans:
+        return None
+    name = spans[:_name_end(spans, 0)]
+    if name not in REQUEST_SPANS:
+        return None
+    if REQUEST_SPANS[name] and name != "compat_generate":
+        return REQUEST_SPANS[name]
+    # a wrapper span: the next request span inside it names the operation
+    window = spans[len(name): len(name) + 2000]
+    best, op = len(window), REQUEST_SPANS[name]
+    for inner, iop in REQUEST_SPANS.items():
+        if not iop:
+            continue
+        k = window.find(":" + inner)
+        while k >= 0:
+            e = k + 1 + len(inner)
+            if e == len(window) or window[e] in "{:":
+                if k < best:
+                    best, op = k, iop
+                break
+            k = window.find(":" + inner, e)
+    return op
+
+
+def _name_end(spans: str, start: int) -> int:
+    j = len(spans)
+    for ch in ("{", ":"):
+        k = spans.find(ch, start, start + 64)
+        if 0 <= k < j:
+            j = k
+    return j
+
+
+def _json_operation(obj: dict[str, Any]) -> str | None:
+    spans = obj.get("spans")
+    first = spans[0] if type(spans) is list and spans and type(spans[0]) is dict else obj.get("span")
+    name = first.get("name") if type(first) is dict else None
+    if type(name) is str and name in REQUEST_SPANS:
+        return REQUEST_SPANS[name]
+    return None
+
+
+def _error_records(provider: str, model: str, text: str, operation: str | None) -> list[dict[str, Any]]:
+    """A TGI error record: a failed request when logged in a request's span, else a log record."""
+    cls = errors.classify_message(text)
+    if cls == errors.OTHER:
+        for ln in reversed(text.splitlines()[-20:]):
+            c = errors.classify_exception(ln.strip())
+            if c != errors.OTHER:
+                cls = c
+                break
+    log = {"kind": "log", "provider": provider, "level": "ERROR", "error_type": cls}
+    if operation is None:
+        return [log]
+    if cls == "client_disconnect":
+        return [log, {"kind": "request", "provider": provider, "operation": operation, "model": model,
+                      "outcome": "aborted", "error_type": ""}]
+    return [log, {"kind": "request", "provider": provider, "operation": operation, "model": model,
+                  "outcome": "error", "error_type": cls}]

@@ -1,0 +1,216 @@
+"""Wiring and lifecycle: sources -> worker (pipeline) -> metrics -> HTTP server.
+
+Start-up: build the registry and pipeline, bind the HTTP port (a port in use is a start-up
+error), start the pipeline thread, attach the sources. Main loop: wait for a stop signal, or
+for stdin's EOF when stdin is the only source. Graceful stop: stop reading, finish the lines in
+hand, flush multi-line records, close the server; exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from llm_exporter import __version__, debug, logs, metricstate
+from llm_exporter.cli import StartupError
+from llm_exporter.collectors.gpu import GpuCollector
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.pipeline import Pipeline
+from llm_exporter.reload import ConfigProblem, Reloader
+from llm_exporter.server import make_app
+from llm_exporter.settings import Settings
+from llm_exporter.sources.command import CommandSource
+from llm_exporter.sources.file_tail import FileTail
+from llm_exporter.sources.http_push import Ingest
+from llm_exporter.sources.pipe import PipeSource
+from llm_exporter.state import checkpoint_every, open_state
+from llm_exporter.webconfig import StartupProblem, load_web_config
+from llm_exporter.worker import Worker
+
+log = logging.getLogger("llm_exporter")
+
+
+class App:
+    """One daemon run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = LLMMetrics(label_limit=settings.label_limit)
+        self.registry.register(self.metrics)
+        self.gpu: GpuCollector | None = None
+        if settings.gpu != "off":
+            self.gpu = GpuCollector(devices=settings.gpu_devices, interval=settings.gpu_interval,
+                                    processes=settings.gpu_processes)
+            self.registry.register(self.gpu)
+        self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
+        self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
+        self.reloader = Reloader(self.pipeline, settings.config, settings.web_config,
+                                 on_pipeline=self.worker.call)
+        self.registry.register(self.reloader)
+        try:  # before the restore: the config's extra labels shape the request series restored
+            self.reloader.load_initial()
+        except ConfigProblem as e:
+            raise StartupError(f"--config {e}") from None
+        self.sources: list[Any] = []
+        self.exit_code = 0
+        self.state, self.saved = open_state(settings.state_dir)
+        if self.state is not None:  # counters resume where the offsets saved beside them say
+            metricstate.restore(self.metrics, self.saved.get("metrics"))
+            self.state.register("metrics", functools.partial(metricstate.snapshot, self.metrics))
+        self._stop = asyncio.Event()
+        self._stop_now = asyncio.Event()  # a second SIGTERM/SIGINT cuts the --shutdown-grace short
+        self.stopping = False
+        self._runner: web.AppRunner | None = None
+
+    def ready(self) -> bool:
+        return not self.stopping and bool(self.sources) and all(getattr(s, "attached", True)
+                                                                  for s in self.sources)
+
+    def start_gpu(self) -> None:
+        """Start NVML polling; with `--gpu on`, no NVML or an unknown device is a start-up error."""
+        if self.gpu is None:
+            return
+        required = self.settings.gpu == "on"
+        if not self.gpu.start() and required:
+            raise StartupError(f"--gpu on: {self.gpu.reason}")
+        if required and self.gpu.unmatched:
+            self.gpu.stop()
+            raise StartupError(f"--gpu-devices: no GPU matches {', '.join(self.gpu.unmatched)}")
+
+    async def start_server(self) -> None:
+        extra = debug.routes(self.pipeline) if self.settings.debug_endpoints else []
+        if self.settings.web_enable_reload:
+            extra.append(self.reloader.route())
+        s = self.settings
+        if s.http_ingest:
+            ingest = Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes)
+            extra += ingest.routes()
+            self.sources.append(ingest)
+        # the page samples GPU readings from the GPU collector alone (an empty registry without one)
+        gpu_source = self.gpu if self.gpu is not None else CollectorRegistry(auto_describe=False)
+        app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra, gpu_source=gpu_source)
+        ssl_context = None
+        if self.settings.web_config is not None:
+            try:
+                wc = load_web_config(self.settings.web_config)
+            except StartupProblem as e:
+                raise StartupError(f"--web-config {e}") from None
+            app.middlewares.append(wc.middleware(self.settings.http_ingest_token))
+            self.reloader.web_config = wc
+            ssl_context = wc.ssl_context
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        host, port = self.settings.host_port
+        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as e:
+            await self._runner.cleanup()
+            raise StartupError(f"--listen {self.settings.listen}: {e.strerror or e}") from None
+
+    def _start_sources(self, loop: asyncio.AbstractEventLoop) -> None:
+        s = self.settings
+        if s.read_stdin:
+            only = not (s.file or s.http_ingest or s.command)
+
+            def stop_at_eof() -> None:
+                loop.call_soon_threadsafe(self._stop.set)
+
+            on_eof = stop_at_eof if only else None
+            src = PipeSource("stdin", sys.stdin.fileno(), sys.stdout.fileno() if s.passthrough else None,
+                             self.worker, self.metrics, s.max_line_bytes, on_eof=on_eof)
+            src.start()
+            self.sources.append(src)
+        if s.file:
+            tail = FileTail(s.file, self.worker, self.metrics, start=s.file_start, max_line=s.max_line_bytes,
+                            saved=self.saved.get("files"))
+            tail.start()
+            self.sources.append(tail)
+            if self.state is not None:
+                self.state.register("files", tail.snapshot)
+        if s.command:
+            def child_exited(code: int) -> None:
+                self.exit_code = code
+                loop.call_soon_threadsafe(self._stop.set)
+
+            child = CommandSource(s.command, self.worker, self.metrics, passthrough=s.passthrough,
+                                  max_line=s.max_line_bytes, on_exit=child_exited)
+            child.start(loop)
+            self.sources.append(child)
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        await loop.run_in_executor(None, self.start_gpu)
+        await self.start_server()
+        self.worker.start()
+        self._start_sources(loop)
+        host, port = self.settings.host_port
+        log.info("listening", extra={"fields": {"listen": f"{host}:{port}", "version": __version__,
+                                                 "sources": [x.name for x in self.sources]}})
+        if self.gpu is not None:
+            self.gpu.announce()
+        checkpoints = loop.create_task(checkpoint_every(self.state, self.metrics.lock))
+        await self._stop.wait()
+        checkpoints.cancel()
+        await self.shutdown()
+        return self.exit_code
+
+    def _on_sighup(self) -> None:
+        """Reload --config and --web-config; in wrapper mode the child gets its SIGHUP too."""
+        self._reload_task = asyncio.ensure_future(self.reloader.reload("SIGHUP"))
+        for src in self.sources:
+            if hasattr(src, "send_signal"):
+                src.send_signal(signal.SIGHUP)
+
+    def _on_stop_signal(self) -> None:
+        (self._stop_now if self._stop.is_set() else self._stop).set()
+
+    async def shutdown(self) -> None:
+        log.info("stopping")
+        self.stopping = True  # /readyz answers 503 from now on
+        loop = asyncio.get_running_loop()
+        for src in self.sources:  # stop reading; what they queued is finished below
+            if hasattr(src, "stop"):
+                await loop.run_in_executor(None, src.stop)
+        await loop.run_in_executor(None, self.worker.stop)
+        if self.state is not None:  # every queued line is counted now: offsets and metrics agree
+            await loop.run_in_executor(None, self.state.checkpoint, self.metrics.lock)
+        if self.settings.shutdown_grace > 0:  # keep serving /metrics for a last scrape
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_now.wait(), self.settings.shutdown_grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.gpu is not None:
+            await loop.run_in_executor(None, self.gpu.stop)
+
+
+def run(settings: Settings) -> int:
+    logs.setup(settings.log_level)
+    # the GIL hand-off to a passthrough thread waits up to this long while the parser runs: 1 ms
+    # instead of 5 keeps the watched app's writes from stalling (bench/overload.py, docs/sources.md)
+    sys.setswitchinterval(0.001)
+    app = App(settings)
+    try:
+        code = asyncio.run(app.main())
+    except StartupError:
+        raise
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    return code
+
+
+if os.name != "posix":  # pragma: no cover
+    raise RuntimeError("llm-exporter runs on POSIX systems")

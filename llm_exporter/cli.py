@@ -1,0 +1,99 @@
+"""Command line: `llm-exporter [OPTIONS] [-- COMMAND...]`, `replay`, `check-config`, `schema`.
+
+Start-up errors (a bad flag, a bad value, a port in use) are one line on stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, NoReturn
+
+from pydantic import ValidationError
+
+from llm_exporter import __version__
+
+SUBCOMMANDS = ("replay", "check-config", "schema")
+
+
+class StartupError(Exception):
+    """An error a person caused at start-up: reported as one line, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise StartupError(message)
+
+
+def _bool_flag(p: argparse.ArgumentParser, name: str, help_: str) -> None:
+    p.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction,
+                   default=None, help=help_)
+
+
+def daemon_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="llm-exporter", description="Prometheus metrics for any LLM server, from its logs.",
+                epilog="Every option also reads LLM_EXPORTER_<NAME> from the environment.")
+    p.add_argument("--version", action="version", version=f"llm-exporter {__version__}")
+    p.add_argument("--listen", metavar="HOST:PORT", help="where the HTTP server listens (0.0.0.0:10060)")
+    p.add_argument("--web-config", metavar="FILE", help="TLS and basic auth, exporter-toolkit format")
+    _bool_flag(p, "stdin", "read stdin (default: on when no other source is given)")
+    _bool_flag(p, "passthrough", "copy every byte read to stdout/stderr unchanged (default: on)")
+    p.add_argument("--file", metavar="GLOB", action="append", help="follow files like tail -F (repeatable)")
+    p.add_argument("--file-start", choices=("end", "beginning"), help="where to start in a new file (end)")
+    p.add_argument("--state-dir", metavar="DIR", help="keep read offsets and metric state here")
+    _bool_flag(p, "http-ingest", "accept POST /ingest (NDJSON or a JSON array)")
+    p.add_argument("--http-ingest-token", metavar="TOKEN", help="require Authorization: Bearer TOKEN")
+    p.add_argument("--http-ingest-max-bytes", metavar="N", type=int, help="largest /ingest body (8 MiB)")
+    p.add_argument("--format", metavar="NAME", help="auto (per line) or one adapter name")
+    p.add_argument("--config", metavar="FILE", help="YAML: field mappings, extra labels, limits")
+    p.add_argument("--gpu", choices=("auto", "on", "off"), help="NVML GPU readings (auto)")
+    p.add_argument("--gpu-devices", metavar="LIST", help="comma-separated GPU UUIDs or indices")
+    p.add_argument("--gpu-interval", metavar="SECONDS", type=float, help="NVML poll interval (5)")
+    _bool_flag(p, "gpu-processes", "per-process GPU memory (host pids)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="our own logs (info)")
+    p.add_argument("--max-line-bytes", metavar="N", type=int, help="longer lines count as too_long (1 MiB)")
+    p.add_argument("--label-limit", metavar="N", type=int, help="distinct values per label (100)")
+    p.add_argument("--queue-chunks", metavar="N", type=int, help="parse queue bound, in 64 KiB chunks (128)")
+    p.add_argument("--shutdown-grace", metavar="SECONDS", type=float, help="serve /metrics after stop (0)")
+    _bool_flag(p, "debug-endpoints", "enable /debug/rejects")
+    _bool_flag(p, "web-enable-reload", "enable POST /-/reload (SIGHUP always reloads)")
+    return p
+
+
+def settings_from_args(ns: argparse.Namespace, command: list[str]) -> Any:
+    from llm_exporter.settings import Settings
+
+    kwargs = {k: v for k, v in vars(ns).items() if v is not None}
+    if command:
+        kwargs["command"] = command
+    try:
+        return Settings(**kwargs)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        loc = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "options"
+        raise StartupError(f"{loc}: {err['msg']}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args and args[0] in SUBCOMMANDS:
+            from llm_exporter import commands
+
+            return commands.run(args[0], args[1:])
+        command: list[str] = []
+        if "--" in args:
+            i = args.index("--")
+            args, command = args[:i], args[i + 1 :]
+            if not command:
+                raise StartupError("nothing to run after --")
+        ns = daemon_parser().parse_args(args)
+        settings = settings_from_args(ns, command)
+        from llm_exporter.app import run
+
+        return run(settings)
+    except StartupError as e:
+        print(f"llm-exporter: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

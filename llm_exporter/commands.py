@@ -1,0 +1,121 @@
+"""One-shot subcommands: `replay FILE...` and `schema`."""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from llm_exporter.cli import StartupError, _Parser
+from llm_exporter.framing import LineFramer
+from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
+from llm_exporter.pipeline import REJECT_KEEP, Pipeline
+from llm_exporter.records import json_schema
+
+READ = 1 << 20
+
+
+def replay(argv: list[str]) -> int:
+    p = _Parser(prog="llm-exporter replay",
+                description="Read files to EOF, print the exposition the daemon would serve, exit.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="log files ('-' for stdin)")
+    p.add_argument("--format", default="auto", help="auto (per line) or one adapter name")
+    p.add_argument("--label-limit", type=int, default=100)
+    p.add_argument("--max-line-bytes", type=int, default=1 << 20)
+    p.add_argument("--openmetrics", action="store_true", help="OpenMetrics output (with exemplars)")
+    p.add_argument("--rejects", type=int, default=5, help="rejected lines to show on stderr (5)")
+    p.add_argument("--config", metavar="FILE", help="YAML: custom JSON mappings, extra labels, metrics")
+    ns = p.parse_args(argv)
+    from llm_exporter.adapters import ADAPTERS
+
+    if ns.format != "auto" and ns.format not in ADAPTERS:
+        raise StartupError(f"--format: unknown format {ns.format!r}; known: auto, {', '.join(sorted(ADAPTERS))}")
+    config = None
+    if ns.config is not None:
+        from llm_exporter.config import ConfigError, load_config
+
+        try:
+            config = load_config(ns.config)
+        except ConfigError as e:
+            raise StartupError(f"--config {e}") from None
+    metrics = LLMMetrics(label_limit=ns.label_limit)
+    pipeline = Pipeline(metrics, fmt=ns.format, config=config)
+    for path in ns.files:
+        source = "stdin" if path == "-" else "file"
+        framer = LineFramer(ns.max_line_bytes)
+        try:
+            fh = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        except OSError as e:
+            raise StartupError(f"{path}: {e.strerror}") from None
+        with fh:
+            metrics.register_source(source)
+            while chunk := fh.read(READ):
+                metrics.count_bytes(source, len(chunk))
+                lines, too_long = framer.feed(chunk)
+                if too_long:
+                    metrics.count_line(source, "too_long", too_long)
+                pipeline.process(source, lines)
+            lines, too_long = framer.flush()
+            if too_long:
+                metrics.count_line(source, "too_long", too_long)
+            pipeline.process(source, lines)
+            pipeline.flush(source)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    out = generate_openmetrics(registry) if ns.openmetrics else generate_latest(registry)  # type: ignore[no-untyped-call]
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+    _summary(metrics, pipeline, ns.rejects)
+    return 0
+
+
+def _summary(metrics: LLMMetrics, pipeline: Pipeline, show: int) -> None:
+    totals = dict.fromkeys(LINE_OUTCOMES, 0)
+    for (_src, outcome), n in metrics.lines.items():
+        totals[outcome] += n
+    err = sys.stderr
+    print("lines: " + ", ".join(f"{k}={v}" for k, v in totals.items()) + f" (total {sum(totals.values())})",
+          file=err)
+    rejects = list(pipeline.rejects)[:show]
+    if rejects:
+        more = " (first kept)" if len(pipeline.rejects) == REJECT_KEEP else ""
+        print(f"first rejected lines{more}:", file=err)
+        for r in rejects:
+            text = r.line.decode("utf-8", "backslashreplace")
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)[:120]
+            print(f"  {r.source}:{r.lineno}: {r.outcome}/{r.reason}: {text}", file=err)
+
+
+def schema(argv: list[str]) -> int:
+    _Parser(prog="llm-exporter schema", description="Print the JSON Schema of the canonical record.").parse_args(argv)
+    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+def check_config(argv: list[str]) -> int:
+    p = _Parser(prog="llm-exporter check-config",
+                description="Validate a --config file and print what it defines (exit 1 on an error).")
+    p.add_argument("file", metavar="FILE")
+    ns = p.parse_args(argv)
+    from llm_exporter.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(ns.file)
+    except ConfigError as e:
+        raise StartupError(str(e)) from None
+    print(f"{ns.file}: OK")
+    for line in cfg.describe():
+        print(line)
+    return 0
+
+
+COMMANDS = {"replay": replay, "schema": schema, "check-config": check_config}
+
+
+def run(name: str, argv: list[str]) -> int:
+    if name not in COMMANDS:
+        raise StartupError(f"{name}: not available in this build")
+    return COMMANDS[name](argv)

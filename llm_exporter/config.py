@@ -1,0 +1,286 @@
+"""The `--config` YAML file: custom JSON shapes mapped onto the canonical record, extra labels,
+and custom metrics from numeric fields.
+
+`load_config(path)` is a pure function: it reads the file and returns a validated `Config`, or
+raises `ConfigError` whose message names the file and the line (`app.yaml:12: mappings[0].fields.
+duration.unit: ...`). Nothing else is read or changed, so a reload can simply call it again.
+
+```yaml
+extra_labels: [src_lang, tgt_lang]     # labels read from application JSON lines (canonical names)
+metrics:                               # custom metrics from numeric fields of any JSON line
+  - {name: app_gpu_memory_bytes, type: gauge, path: gpu_memory_mb, scale: 1048576}
+mappings:                              # shapes whose names are not the canonical ones
+  - name: translator
+    match: {service: translator}       # only lines whose fields have these values
+    fields:
+      request_id: meta.id
+      model: meta.model
+      duration: {path: timing.total, unit: ms}
+      input_tokens: usage.in
+    extra_labels: {src_lang: langs.src, tgt_lang: langs.tgt}
+```
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+#: label names the request families already carry (an extra label cannot reuse them)
+RESERVED_LABELS = frozenset({"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
+                             "error_type", "outcome", "gen_ai_token_type", "gen_ai_response_finish_reason",
+                             "le", "quantile", "engine", "method", "path", "code", "level", "source"})
+MAX_EXTRA_LABELS = 8
+_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
+
+DurationUnit = Literal["s", "ms", "us", "ns", "min", "h"]
+#: units per second of each unit a mapping may name (seconds = `llm_exporter.units.to_seconds(value, div)`)
+UNIT_DIV: dict[str, float] = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9, "min": 1 / 60, "h": 1 / 3600}
+DURATION_FIELDS = ("duration", "queue_time", "inference_time", "ttft", "tpot")
+PLAIN_FIELDS = ("request_id", "model", "operation", "outcome", "error_type", "input_tokens", "output_tokens",
+                "finish_reason")
+
+
+def _dotted(v: str) -> str:
+    if not _PATH.fullmatch(v):
+        raise ValueError(f"not a dotted field path: {v!r}")
+    return v
+
+
+#: a dotted field path into a JSON line (`usage.prompt_tokens`, `choices.0.finish_reason`)
+DottedPath = Annotated[str, AfterValidator(_dotted)]
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line with the file and line number."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Strict):
+    """Where a canonical field comes from: a dotted path, and for durations the unit of a number."""
+
+    path: DottedPath
+    unit: DurationUnit | None = Field(None, description="unit of a numeric duration; strings like '735ms' "
+                                                         "carry their own")
+
+
+class MetricSpec(_Strict):
+    """A custom metric fed from one numeric field of a JSON line."""
+
+    name: str
+    type: Literal["counter", "gauge", "histogram"]
+    path: DottedPath
+    help: str = ""
+    scale: float = Field(1.0, gt=0, description="multiply the value (e.g. 1048576 for MiB -> bytes)")
+    buckets: list[float] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _METRIC.fullmatch(v):
+            raise ValueError(f"not a Prometheus metric name: {v!r}")
+        if v.startswith(("llm_", "gen_ai_", "hw_", "llm_exporter_")):
+            raise ValueError(f"{v!r}: the llm_, gen_ai_ and hw_ prefixes belong to the built-in metrics")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> MetricSpec:
+        if self.type == "counter" and not self.name.endswith("_total"):
+            raise ValueError(f"counter {self.name!r} must end in _total")
+        if self.type != "counter" and self.name.endswith("_total"):
+            raise ValueError(f"{self.type} {self.name!r} must not end in _total (counters only)")
+        if self.buckets is not None:
+            if self.type != "histogram":
+                raise ValueError("buckets are for histograms only")
+            if not self.buckets or sorted(set(self.buckets)) != self.buckets:
+                raise ValueError("buckets must be strictly increasing")
+        return self
+
+
+def _labels(v: Any) -> Any:
+    """`[a, b]` means `{a: a, b: b}` (the label named like its field)."""
+    if isinstance(v, list):
+        return {str(x): str(x) for x in v}
+    return v
+
+
+ExtraLabels = Annotated[dict[str, str], Field(default_factory=dict)]
+
+
+class Mapping(_Strict):
+    """One custom JSON shape: which lines it applies to and where their canonical fields are."""
+
+    name: str
+    match: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    provider: str = "app"
+    fields: dict[str, FieldSpec]
+    extra_labels: ExtraLabels
+    metrics: list[MetricSpec] = Field(default_factory=list)
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for k, spec in v.items():
+            if k not in DURATION_FIELDS and k not in PLAIN_FIELDS:
+                raise ValueError(f"unknown canonical field {k!r}; known: "
+                                 f"{', '.join((*PLAIN_FIELDS, *DURATION_FIELDS))}")
+            out[k] = {"path": spec} if isinstance(spec, str) else spec
+            if k not in DURATION_FIELDS and isinstance(spec, dict) and spec.get("unit") is not None:
+                raise ValueError(f"{k}: only durations take a unit")
+        if not out:
+            raise ValueError("a mapping needs at least one field")
+        return out
+
+    @field_validator("extra_labels", mode="before")
+    @classmethod
+    def _extra(cls, v: Any) -> Any:
+        return _labels(v)
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        if not _LABEL.fullmatch(v) or len(v) > 32:
+            raise ValueError(f"provider must be a short identifier, got {v!r}")
+        return v
+
+
+class Config(_Strict):
+    """The whole `--config` file."""
+
+    extra_labels: ExtraLabels
+    metrics: list[MetricSpec] = Field(default_factory=list)
+    mappings: list[Mapping] = Field(default_factory=list)
+
+    @field_validator("extra_labels", mode="before")
+    @classmethod
+    def _extra(cls, v: Any) -> Any:
+        return _labels(v)
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        names = self.label_names
+        for n in names:
+            if not _LABEL.fullmatch(n) or n.startswith("__"):
+                raise ValueError(f"extra label {n!r} is not a valid label name")
+            if n in RESERVED_LABELS:
+                raise ValueError(f"extra label {n!r} is a built-in label name")
+        if len(names) > MAX_EXTRA_LABELS:
+            raise ValueError(f"at most {MAX_EXTRA_LABELS} extra labels (each multiplies the series)")
+        seen: dict[str, MetricSpec] = {}
+        for spec in self.all_metrics:
+            old = seen.setdefault(spec.name, spec)
+            if old.type != spec.type or old.buckets != spec.buckets:
+                raise ValueError(f"metric {spec.name!r} is defined twice with different types or buckets")
+        return self
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """Every extra label name, in first-seen order: all request families carry all of them."""
+        out = dict.fromkeys(self.extra_labels)
+        for m in self.mappings:
+            out.update(dict.fromkeys(m.extra_labels))
+        return tuple(out)
+
+    @property
+    def wants_custom_adapter(self) -> bool:
+        """Whether lines need the `custom-json` adapter (mappings, extra labels or metrics)."""
+        return bool(self.mappings or self.extra_labels or self.metrics)
+
+    @property
+    def all_metrics(self) -> list[MetricSpec]:
+        return [*self.metrics, *(s for m in self.mappings for s in m.metrics)]
+
+    def describe(self) -> list[str]:
+        """What the file defines, one line each (for `check-config`)."""
+        out = [f"extra labels on every request metric: {', '.join(self.label_names) or '(none)'}"]
+        if self.extra_labels:
+            out.append("application JSON lines: " + ", ".join(f"{k} <- {v}" for k, v in self.extra_labels.items()))
+        for m in self.mappings:
+            when = ", ".join(f"{k} == {v!r}" for k, v in m.match.items()) or "any JSON line with these fields"
+            fields = ", ".join(f"{k} <- {s.path}" + (f" ({s.unit})" if s.unit else "") for k, s in m.fields.items())
+            out.append(f"mapping {m.name!r} (provider {m.provider}) when {when}: {fields}")
+            if m.extra_labels:
+                out.append("  labels: " + ", ".join(f"{k} <- {v}" for k, v in m.extra_labels.items()))
+        for s in self.all_metrics:
+            out.append(f"metric {s.name} ({s.type}) <- {s.path}" + (f" x {s.scale:g}" if s.scale != 1 else ""))
+        return out
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file (ConfigError with a line number on any problem)."""
+    return load_yaml_model(path, Config, ConfigError)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: Path | str, model: type[M], error: type[Exception]) -> M:
+    """Read a YAML file into a pydantic model; any problem raises `error` with one line naming the
+    file and, where there is one, the YAML line (shared by --config and --web-config)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(f"{p}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise error(f"{p}: not UTF-8 text") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None)
+        raise error(f"{p}{where}: not valid YAML" + (f" ({problem})" if problem else "")) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise error(f"{p}:1: expected a mapping (key: value) at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors(include_url=False, include_input=False)[0]
+        loc = tuple(err["loc"])
+        line = _line_of(node, loc)
+        where = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in loc).replace(".[", "[")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        raise error(f"{p}:{line}: {where + ': ' if where else ''}{msg}") from None
+
+
+def _line_of(node: Any, loc: tuple[Any, ...]) -> int:
+    """1-based line of the YAML node at `loc` (the deepest one that exists)."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            nxt = None
+            for k, v in node.value:
+                if k.value == key:
+                    line = k.start_mark.line + 1
+                    nxt = v
+                    break
+            if nxt is None:
+                return line
+            node = nxt
+            if not isinstance(nxt, yaml.ScalarNode):
+                continue
+            return nxt.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

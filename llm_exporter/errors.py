@@ -1,0 +1,142 @@
+"""The bounded vocabulary of request error types, and how free names map onto it.
+
+Well-known exception names fold into the shared classes (`oom`, `timeout`, ...) so that one
+alert works for every server; any other short identifier an application logs is kept as is
+(the cardinality limit still applies); anything else becomes `_OTHER`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from llm_exporter.labels import OTHER as OTHER
+
+#: Shared classes, in the words of ../CONTRACT.md.
+CLASSES = ("validation", "overloaded", "oom", "timeout", "engine_dead", "client_disconnect", "template")
+
+_KNOWN: dict[str, str] = {}
+for _cls, _names in {
+    "oom": ("oom", "outofmemory", "outofmemoryerror", "cudaoutofmemoryerror", "memoryerror", "out_of_memory"),
+    "timeout": ("timeout", "timeouterror", "readtimeout", "timeoutexception", "deadlineexceeded",
+                "requesttimeout", "connecttimeout", "timed_out"),
+    "validation": ("validation", "validationerror", "vllmvalidationerror", "requestvalidationerror",
+                   "invalid_request", "invalid_request_error", "badrequesterror"),
+    "overloaded": ("overloaded", "toomanyrequests", "ratelimiterror", "rate_limit", "rate_limited",
+                   "queuefull", "overloadederror"),
+    "engine_dead": ("engine_dead", "enginedeaderror", "asyncenginedeaderror", "mqenginedeaderror"),
+    "client_disconnect": ("client_disconnect", "clientdisconnect", "clientdisconnected",
+                          "cancellederror", "disconnected"),
+    "template": ("template", "templateerror", "templatesyntaxerror", "template_error"),
+}.items():
+    for _n in _names:
+        _KNOWN[_n] = _cls
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+
+
+def normalize(name: str) -> str:
+    """Map an application's error name (`torch.OutOfMemoryError`, `ValueError`) to a label value."""
+    last = name.strip().rsplit(".", 1)[-1]
+    known = _KNOWN.get(last.lower())
+    if known is not None:
+        return known
+    return last if _IDENT.fullmatch(last) else OTHER
+
+
+def from_http_status(code: int) -> str:
+    """Error type for a failed HTTP status code logged in place of an error name."""
+    if code == 429 or code == 503:
+        return "overloaded"
+    if code in (408, 504):
+        return "timeout"
+    if code in (400, 413, 422):
+        return "validation"
+    if code == 499:
+        return "client_disconnect"
+    return OTHER
+
+
+# Free-text classifier for servers' error messages (TGI, vLLM): ordered, first match wins.
+# Matched on a lower-cased, length-capped copy of the message only, never on a whole payload.
+_MESSAGE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("oom", ("out of memory", "outofmemoryerror", "cuda oom", "oom-kill", "failed to allocate memory")),
+    ("engine_dead", ("enginedeaderror", "engine loop is not running", "enginecore encountered",
+                     "engine is dead", "engine core died", "background loop has errored",
+                     "engine_dead")),
+    ("overloaded", ("no permits available", "model is overloaded", "too many requests", "queue is full",
+                    "server is busy", "overloaded")),
+    ("template", ("template error", "templateerror", "templatesyntaxerror", "chat template")),
+    ("client_disconnect", ("receiver dropped", "client disconnected", "client disconnect",
+                           "connection reset by peer", "broken pipe")),
+    ("timeout", ("timed out", "timeout", "deadline exceeded")),
+    ("validation", ("validation", "maximum context length", "must be <=", "must be <", "must be >",
+                    "must be strictly positive", "must be positive", "must be non-negative",
+                    "cannot be empty", "must have less than", "is not supported", "invalid input",
+                    "must be at most", "must be at least", "bad request", "is too long", "exceeds the")),
+)
+MESSAGE_SCAN = 400  # characters of a message the classifier looks at
+
+
+def classify_message(text: str) -> str:
+    """The error class of a server's free-text error message; `_OTHER` when none fits."""
+    t = text[:MESSAGE_SCAN].lower()
+    for cls, needles in _MESSAGE_RULES:
+        for n in needles:
+            if n in t:
+                return cls
+    return OTHER
+
+
+def exception_name(line: str) -> str | None:
+    """`torch.OutOfMemoryError` from `torch.OutOfMemoryError: CUDA out of memory...` (else None)."""
+    head, sep, _ = line[:200].partition(":")
+    if not sep or not head or " " in head:
+        return None
+    last = head.rsplit(".", 1)[-1]
+    if last.endswith(("Error", "Exception", "Exit", "Interrupt")) and _IDENT.fullmatch(last):
+        return head
+    return None
+
+
+def classify_exception(line: str) -> str:
+    """Class of an exception line (`ValueError: This model's maximum context length ...`):
+    a known exception name first, else its message; `_OTHER` when neither says."""
+    name = exception_name(line)
+    if name is not None:
+        known = _KNOWN.get(name.rsplit(".", 1)[-1].lower())
+        if known is not None:
+            return known
+    return classify_message(line)
+
+
+SUCCESS_WORDS = frozenset({"success", "succeeded", "ok", "completed", "complete", "done", "finished", "200"})
+ERROR_WORDS = frozenset({"error", "failed", "failure", "fail", "exception", "timeout"})
+ABORT_WORDS = frozenset({"aborted", "abort", "cancelled", "canceled", "client_disconnect"})
+_ERROR_LEVELS = frozenset({"ERROR", "CRITICAL", "FATAL"})
+
+
+def outcome_of(status: Any, err_name: str = "", level: Any = None) -> tuple[str, str]:
+    """(outcome, error_type) of one request from what its log line says: a `status` word, HTTP
+    code or bool; an error's name; the line's level. Shared by every JSON request reader."""
+    if status is not None:
+        if type(status) is bool:
+            status = "success" if status else "error"
+        if type(status) is int:
+            if status >= 400:
+                return "error", normalize(err_name) if err_name else from_http_status(status)
+            return "success", ""
+        s = str(status).lower()
+        if s in SUCCESS_WORDS:
+            return "success", ""
+        if s in ABORT_WORDS:
+            return "aborted", ""
+        if s in ERROR_WORDS:
+            if err_name:
+                return "error", normalize(err_name)
+            return "error", "timeout" if s == "timeout" else OTHER
+    if err_name:
+        return "error", normalize(err_name)
+    if type(level) is str and level.upper() in _ERROR_LEVELS:
+        return "error", OTHER
+    return "success", ""

@@ -1,0 +1,98 @@
+"""Wrapper mode: `llm-exporter [OPTIONS] -- COMMAND ARG...` runs COMMAND as a child and reads it.
+
+The child's stdout and stderr are two pipes, each read by a `PipeSource` (sources `stdout` and
+`stderr`): every byte goes first to our own stdout / stderr, unchanged, then to the parser, which
+drops (and counts) lines rather than ever slowing the child. The child inherits our stdin and
+environment. SIGTERM and SIGINT sent to us are forwarded to the child (SIGHUP too, after our own
+reload, through `send_signal`); we stop when the child has exited. When the child
+exits, what is left in its pipes is read (up to `drain_timeout` seconds if a grandchild keeps
+them open), then `on_exit` gets the child's exit code: its own, or 128+N when signal N killed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from typing import IO
+
+from llm_exporter.cli import StartupError
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.sources.pipe import PipeSource
+from llm_exporter.worker import Worker
+
+log = logging.getLogger("llm_exporter.source")
+
+#: taken over from the app's stop handlers: the child decides when we stop (SIGHUP is the app's:
+#: it reloads our configuration and hands the signal on through `send_signal`)
+FORWARDED = (signal.SIGTERM, signal.SIGINT)
+
+
+def exit_code(returncode: int) -> int:
+    """A shell's view of the child's end: its code, or 128+N when signal N killed it."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class CommandSource:
+    """Runs the child and its two pipe readers; `on_exit(code)` once the child is gone and drained."""
+
+    name = "command"
+
+    def __init__(self, argv: list[str], worker: Worker, metrics: LLMMetrics, *, passthrough: bool = True,
+                 max_line: int = 1 << 20, on_exit: Callable[[int], None] | None = None,
+                 drain_timeout: float = 2.0) -> None:
+        self.argv = list(argv)
+        self._worker = worker
+        self._metrics = metrics
+        self._passthrough = passthrough
+        self._max_line = max_line
+        self._on_exit = on_exit
+        self._drain_timeout = drain_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pipes: list[PipeSource] = []
+        self._files: list[IO[bytes]] = []
+        self.attached = False
+        self.code: int | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start the child (an unknown command is a start-up error) and forward signals to it."""
+        try:
+            proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as e:
+            raise StartupError(f"cannot run {self.argv[0]!r}: {e.strerror or e}") from None
+        self.proc = proc
+        log.info("started child", extra={"fields": {"pid": proc.pid, "argv": self.argv}})
+        assert proc.stdout is not None and proc.stderr is not None
+        self._files = [proc.stdout, proc.stderr]
+        for name, f, out in (("stdout", proc.stdout, 1), ("stderr", proc.stderr, 2)):
+            src = PipeSource(name, f.fileno(), out if self._passthrough else None, self._worker,
+                             self._metrics, self._max_line)
+            src.start()
+            self.pipes.append(src)
+        if loop is not None:
+            for sig in FORWARDED:
+                loop.add_signal_handler(sig, self.forward, sig)
+        threading.Thread(target=self._wait, name="child-wait", daemon=True).start()
+        self.attached = True
+
+    def forward(self, sig: int) -> None:
+        """Send `sig` to the child while it runs."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    send_signal = forward
+
+    def _wait(self) -> None:
+        assert self.proc is not None
+        rc = self.proc.wait()
+        self.code = exit_code(rc)
+        for src in self.pipes:
+            if not src.done.wait(self._drain_timeout):
+                log.warning("child exited but its %s is still open (a grandchild?); not waiting for it",
+                            src.name)
+        log.info("child exited", extra={"fields": {"pid": self.proc.pid, "code": self.code}})
+        if self._on_exit is not None:
+            self._on_exit(self.code)

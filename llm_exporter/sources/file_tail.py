@@ -1,0 +1,420 @@
+"""Follow files like `tail -F`: every file matching the globs, across rotation, resumable.
+
+Model. A file is identified by (st_dev, st_ino) plus a fingerprint (its first `FP_LEN` bytes), never
+by its path. Each scan:
+
+1. globs the patterns and stats every match, giving identity -> path;
+2. a followed file whose identity no longer matches any glob was rotated away (renamed out of the
+   globs, or deleted): it is still read to its end, and closed once it has not grown for
+   `drain_after` seconds (a writer may append to the old file until it reopens its log);
+3. files are read in the order they were first seen, so an old file is finished before the file
+   that replaced it (rename-and-create rotation);
+4. a file smaller than the read offset, or whose first bytes changed under us, was truncated
+   (copytruncate): reading restarts at 0. The fingerprint is checked after each read, so bytes
+   read from a file rewritten meanwhile are never handed on;
+5. a new identity is followed from its start; files present at start-up begin at `--file-start`
+   (`end`: after the last complete line) unless `--state-dir` knows them.
+
+A partial last line waits for its newline, or `partial_after` seconds without growth, then goes
+out as it is. Lines go to the parser with back-pressure (`Worker.put`); each batch carries a
+commit marker run under the metrics lock once its lines are counted, so the offsets saved in a
+checkpoint are exactly those of lines already counted (a restart neither loses nor double-counts).
+
+Wake-ups: inotify on the globs' directories (via ctypes) wakes a scan when a file there changes;
+a full rescan runs every `rescan` seconds as a safety net (new directories under a wildcard,
+file systems without inotify). Without inotify, everything is polled every `poll` seconds.
+Copytruncate loses what was written after the reader's position and before the truncation; that
+is logrotate's own caveat, and one more reason to prefer rename rotation.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import glob
+import logging
+import os
+import select
+import struct
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from llm_exporter.framing import LineFramer
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.worker import Worker
+
+log = logging.getLogger("llm_exporter.source")
+
+CHUNK = 1 << 16
+FP_LEN = 64
+SOURCE = "file"
+
+_IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+_IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
+_IN_DELETE_SELF, _IN_MOVE_SELF, _IN_Q_OVERFLOW = 0x400, 0x800, 0x4000
+_DIR_CHANGES = (_IN_MOVED_FROM | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE | _IN_DELETE_SELF
+                | _IN_MOVE_SELF | _IN_Q_OVERFLOW | _IN_ATTRIB)
+_WATCH_MASK = _IN_MODIFY | _IN_CLOSE_WRITE | _DIR_CHANGES
+_EVENT = struct.Struct("iIII")
+
+
+class _Inotify:
+    """The few inotify calls we need, through libc; `None` from `open()` means: poll instead."""
+
+    def __init__(self, fd: int, libc: Any) -> None:
+        self.fd = fd
+        self._libc = libc
+        self._watched: set[str] = set()
+
+    @classmethod
+    def open(cls) -> _Inotify | None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
+        except (OSError, AttributeError):
+            return None
+        return cls(fd, libc) if fd >= 0 else None
+
+    def watch(self, directory: str) -> None:
+        if directory in self._watched:
+            return
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(directory), _WATCH_MASK) >= 0:
+            self._watched.add(directory)
+
+    def forget_missing(self) -> None:
+        self._watched = {d for d in self._watched if os.path.isdir(d)}
+
+    def drain(self) -> int:
+        """Read every pending event; return the union of their masks."""
+        masks = 0
+        while True:
+            try:
+                buf = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return masks
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                return masks | _IN_Q_OVERFLOW
+            i = 0
+            while i + _EVENT.size <= len(buf):
+                _wd, mask, _cookie, size = _EVENT.unpack_from(buf, i)
+                masks |= mask
+                i += _EVENT.size + size
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class _Stream:
+    """One followed file (one identity)."""
+
+    __slots__ = (
+        "dev",
+        "fd",
+        "fp",
+        "framer",
+        "grew",
+        "ino",
+        "key",
+        "offset",
+        "path",
+        "rotated",
+        "sent",
+        "seq",
+        "sid",
+    )
+
+    def __init__(self, path: str, fd: int, st: os.stat_result, seq: int, max_line: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.dev, self.ino = st.st_dev, st.st_ino
+        self.key = f"{st.st_dev}:{st.st_ino}"
+        self.sid = f"file:{self.key}"
+        self.seq = seq
+        self.offset = 0  # read so far
+        self.sent = 0  # end of the last complete line handed to the parser
+        self.fp = b""
+        self.framer = LineFramer(max_line)
+        self.grew = time.monotonic()
+        self.rotated = False
+
+
+def _dir_patterns(pattern: str) -> list[str]:
+    d = os.path.dirname(pattern) or "."
+    return glob.glob(d) if glob.has_magic(d) else [d]
+
+
+def _last_line_end(fd: int, size: int) -> int:
+    """Offset just after the last newline before `size` (0 when there is none in the last 1 MiB)."""
+    pos = size
+    while pos > 0 and size - pos < (1 << 20):
+        start = max(0, pos - CHUNK)
+        block = os.pread(fd, pos - start, start)
+        nl = block.rfind(b"\n")
+        if nl >= 0:
+            return start + nl + 1
+        pos = start
+    return 0
+
+
+class FileTail:
+    """Follows every file matching `globs` on its own thread; source label `file`."""
+
+    name = SOURCE
+
+    def __init__(self, globs: list[str], worker: Worker, metrics: LLMMetrics, *, start: str = "end",
+                 max_line: int = 1 << 20, saved: dict[str, Any] | None = None, rescan: float = 1.0,
+                 poll: float = 0.25, partial_after: float = 5.0, drain_after: float = 5.0,
+                 use_inotify: bool = True) -> None:
+        self.globs = list(globs)
+        self._worker = worker
+        self._metrics = metrics
+        self._start = start
+        self._max_line = max_line
+        self._saved = saved  # the "files" section of the last checkpoint, None without --state-dir
+        self._rescan, self._poll = rescan, poll
+        self._partial_after, self._drain_after = partial_after, drain_after
+        self._streams: dict[tuple[int, int], _Stream] = {}
+        self._applied: dict[str, dict[str, Any]] = {}  # written by the pipeline thread, under the lock
+        self._seq = 0
+        self._first_scan = True
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe()
+        self._inotify = _Inotify.open() if use_inotify else None
+        self._thread = threading.Thread(target=self._run, name="source-file", daemon=True)
+        self.attached = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._metrics.register_source(SOURCE)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop reading (lines not yet complete stay unread, so a restart reads them)."""
+        self._stop.set()
+        os.write(self._wake_w, b"x")
+        self._thread.join(timeout)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The `files` state section; call under the metrics lock (see `StateStore.checkpoint`)."""
+        return {k: dict(v) for k, v in self._applied.items()}
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        ino = self._inotify
+        last_full = 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                full = ino is None or now - last_full >= self._rescan
+                if ino is not None:
+                    masks = ino.drain()
+                    full = full or bool(masks & _DIR_CHANGES)
+                try:
+                    if full:
+                        last_full = now
+                        self._scan()
+                    else:
+                        self._read_all()
+                    self._flush_partials()
+                except OSError as e:  # a file vanished or failed mid-read: the next pass retries
+                    log.warning("file source: %s; retrying", e)
+                    last_full = 0.0  # rescan next time
+                self.attached = True
+                self._wait(ino, self._next_timeout(last_full))
+        except Exception:  # a bug here must not take the daemon down silently
+            log.exception("file source stopped")
+        finally:
+            for s in self._streams.values():
+                os.close(s.fd)
+            if ino is not None:
+                ino.close()
+
+    def _next_timeout(self, last_full: float) -> float:
+        if self._inotify is None:
+            return self._poll
+        t = max(0.0, last_full + self._rescan - time.monotonic())
+        for s in self._streams.values():
+            if s.framer.pending or s.rotated:
+                t = min(t, max(0.05, s.grew + min(self._partial_after, self._drain_after) - time.monotonic()))
+        return t
+
+    def _wait(self, ino: _Inotify | None, timeout: float) -> None:
+        fds = [self._wake_r] + ([ino.fd] if ino is not None else [])
+        ready, _, _ = select.select(fds, [], [], timeout)
+        if self._wake_r in ready:
+            os.read(self._wake_r, 64)
+
+    # -- scanning ----------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        matches: dict[tuple[int, int], str] = {}
+        for pattern in self.globs:
+            if self._inotify is not None:
+                for d in _dir_patterns(pattern):
+                    self._inotify.watch(d)
+            for path in sorted(glob.glob(pattern)):
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                if not os.path.isdir(path):
+                    matches.setdefault((st.st_dev, st.st_ino), path)
+        for ident, s in self._streams.items():
+            found = matches.get(ident)
+            s.rotated = found is None
+            if found is not None:
+                s.path = found
+        self._read_all()  # old files first: finish what was rotated before reading its successor
+        for ident, path in matches.items():
+            if ident not in self._streams:
+                self._open(path, ident)
+        if self._first_scan:
+            self._first_scan = False
+            self._resume_rotated(matches)
+        self._read_all()
+        self._close_drained()
+        if self._inotify is not None:
+            self._inotify.forget_missing()
+
+    def _open(self, path: str, ident: tuple[int, int]) -> _Stream | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            log.warning("cannot open %s: %s", path, e.strerror)
+            return None
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != ident:  # replaced between glob and open: next scan
+            os.close(fd)
+            return None
+        self._seq += 1
+        s = _Stream(path, fd, st, self._seq, self._max_line)
+        s.fp = os.pread(fd, FP_LEN, 0)
+        offset = 0
+        saved = (self._saved or {}).get(s.key)
+        if saved is not None:
+            fp = bytes.fromhex(str(saved.get("fp", "")))
+            off = int(saved.get("offset", 0))
+            if s.fp[: len(fp)] == fp and st.st_size >= off:
+                offset = off
+            else:
+                log.info("%s was replaced since the last run: reading it from the start", path)
+        elif self._first_scan and self._saved is None and self._start == "end":
+            offset = _last_line_end(fd, st.st_size)
+        s.offset = s.sent = offset
+        self._streams[ident] = s
+        log.info("following %s", path, extra={"fields": {"path": path, "offset": offset}})
+        return s
+
+    def _resume_rotated(self, matches: dict[tuple[int, int], str]) -> None:
+        """Files from the last run that were rotated out of the globs while we were down: finish them."""
+        for key, entry in (self._saved or {}).items():
+            try:
+                dev, ino = (int(x) for x in key.split(":"))
+                directory = os.path.dirname(str(entry["path"])) or "."
+            except (ValueError, KeyError, TypeError):
+                continue
+            if (dev, ino) in matches or (dev, ino) in self._streams:
+                continue
+            try:
+                with os.scandir(directory) as it:
+                    found = next((e.path for e in it if e.inode() == ino and e.is_file()), None)
+            except OSError:
+                continue
+            if found is not None and os.stat(found).st_dev == dev:
+                s = self._open(found, (dev, ino))
+                if s is not None:
+                    s.rotated = True
+
+    def _read_all(self) -> None:
+        for s in sorted(self._streams.values(), key=lambda x: x.seq):
+            if self._stop.is_set():
+                return
+            self._read(s)
+
+    def _read(self, s: _Stream) -> None:
+        try:
+            size = os.fstat(s.fd).st_size
+        except OSError:
+            return
+        if size < s.offset:
+            self._truncated(s, "shrank")
+        while s.offset < size and not self._stop.is_set():
+            chunk = os.pread(s.fd, min(CHUNK, size - s.offset), s.offset)
+            if not chunk:
+                break
+            if len(s.fp) < FP_LEN or s.offset < FP_LEN:
+                head = os.pread(s.fd, FP_LEN, 0)
+                if head[: len(s.fp)] != s.fp:
+                    self._truncated(s, "was rewritten")
+                    size = os.fstat(s.fd).st_size
+                    continue
+                s.fp = head
+            elif os.pread(s.fd, FP_LEN, 0) != s.fp:
+                self._truncated(s, "was rewritten")
+                size = os.fstat(s.fd).st_size
+                continue
+            s.offset += len(chunk)
+            s.grew = time.monotonic()
+            lines, too_long = s.framer.feed(chunk)
+            self._send(s, lines, too_long, s.offset - s.framer.pending)
+
+    def _truncated(self, s: _Stream, how: str) -> None:
+        log.info("%s %s: reading it again from the start", s.path, how)
+        s.framer = LineFramer(self._max_line)
+        s.offset = s.sent = 0
+        s.fp = os.pread(s.fd, FP_LEN, 0)
+        self._worker.put(SOURCE, [], commit=self._commit_fn(s, 0, 0, 0), stream=s.sid)
+
+    def _send(self, s: _Stream, lines: list[bytes], too_long: int, end: int) -> None:
+        if end == s.sent and not lines and not too_long:
+            return
+        nbytes = end - s.sent
+        s.sent = end
+        self._worker.put(SOURCE, lines, commit=self._commit_fn(s, end, nbytes, too_long), stream=s.sid)
+
+    def _commit_fn(self, s: _Stream, end: int, nbytes: int, too_long: int) -> Callable[[], None]:
+        applied, metrics = self._applied, self._metrics
+        key, path, fp = s.key, s.path, s.fp.hex()
+
+        def commit() -> None:  # pipeline thread, metrics lock held
+            applied[key] = {"path": path, "offset": end, "fp": fp}
+            if nbytes:
+                metrics.count_bytes(SOURCE, nbytes)
+            if too_long:
+                metrics.count_line(SOURCE, "too_long", too_long)
+
+        return commit
+
+    def _forget_fn(self, key: str) -> Callable[[], None]:
+        applied = self._applied
+
+        def forget() -> None:  # pipeline thread, metrics lock held: the file is done, drop its offset
+            applied.pop(key, None)
+
+        return forget
+
+    def _flush_partials(self) -> None:
+        now = time.monotonic()
+        for s in list(self._streams.values()):
+            if s.framer.pending and now - s.grew >= self._partial_after:
+                lines, too_long = s.framer.flush()
+                self._send(s, lines, too_long, s.offset)
+
+    def _close_drained(self) -> None:
+        now = time.monotonic()
+        for ident, s in list(self._streams.items()):
+            if s.rotated and now - s.grew >= self._drain_after:
+                self._read(s)
+                lines, too_long = s.framer.flush()
+                self._send(s, lines, too_long, s.offset)
+                os.close(s.fd)
+                del self._streams[ident]
+                self._worker.put(SOURCE, [], commit=self._forget_fn(s.key), stream=s.sid)
+                self._worker.flush_source(SOURCE, stream=s.sid, forget=True)
+                log.info("finished %s (rotated away)", s.path)

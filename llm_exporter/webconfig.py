@@ -1,0 +1,234 @@
+"""TLS and basic auth from a Prometheus exporter-toolkit web-config file (`--web-config FILE`).
+
+The file is the one the Prometheus exporters read::
+
+    tls_server_config:
+      cert_file: server.crt          # relative paths are relative to the web-config file
+      key_file: server.key
+      client_ca_file: ca.crt         # optional; then client_auth_type defaults to RequireAndVerifyClientCert
+      client_auth_type: NoClientCert # or VerifyClientCertIfGiven, RequireAndVerifyClientCert
+      min_version: TLS12             # TLS10 .. TLS13
+    basic_auth_users:
+      alice: $2y$10$...              # bcrypt hashes only; plaintext is never stored or compared
+
+`load_web_config` validates the file and builds what the server needs (an `ssl.SSLContext`, a
+`BasicAuth` checker); anything wrong is a start-up error with one line. bcrypt costs about 0.1 s
+per check, so a check runs off the event loop and a successful one is remembered under a SHA-256
+of the presented credentials (never the password itself), as exporter-toolkit does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import ssl
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal
+
+import bcrypt
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llm_exporter.config import load_yaml_model
+
+log = logging.getLogger("llm_exporter.webconfig")
+
+ClientAuth = Literal["NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert",
+                     "RequestClientCert", "RequireAnyClientCert"]
+TLSVersion = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
+_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
+             "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+#: exporter-toolkit keys we accept for compatibility but leave to OpenSSL's defaults
+_IGNORED_TLS_KEYS = ("cipher_suites", "curve_preferences", "prefer_server_cipher_suites")
+CACHE_SIZE = 100
+
+
+class StartupProblem(ValueError):
+    """A web-config problem, worded for one start-up error line."""
+
+
+class TLSServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    client_auth_type: ClientAuth | None = None
+    min_version: TLSVersion = "TLS12"
+    max_version: TLSVersion | None = None
+    cipher_suites: list[str] | None = None
+    curve_preferences: list[str] | None = None
+    prefer_server_cipher_suites: bool | None = None
+
+
+class HTTPServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    http2: bool | None = None  # accepted; aiohttp serves HTTP/1.1
+
+
+class WebConfigFile(BaseModel):
+    """The exporter-toolkit web-config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tls_server_config: TLSServerConfig | None = None
+    http_server_config: HTTPServerConfig | None = None
+    basic_auth_users: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("basic_auth_users")
+    @classmethod
+    def _hashes(cls, v: dict[str, str]) -> dict[str, str]:
+        for user, h in v.items():
+            if not h.startswith(("$2a$", "$2b$", "$2y$")) or len(h) != 60:
+                raise ValueError(f"user {user!r}: not a bcrypt hash (plaintext passwords are refused)")
+        return v
+
+
+class BasicAuth:
+    """Checks `Authorization: Basic` against bcrypt hashes, caching successful checks."""
+
+    def __init__(self, users: dict[str, str], cache_size: int = CACHE_SIZE) -> None:
+        self._users = {u: h.encode() for u, h in users.items()}
+        # a hash to burn the same time on an unknown user as on a wrong password
+        cost = min((int(h[4:6]) for h in users.values() if h[4:6].isdigit()), default=10)
+        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=max(4, min(cost, 31))))
+        self._cache: OrderedDict[bytes, None] = OrderedDict()
+        self._cache_size = cache_size
+        self.bcrypt_checks = 0  # how many times bcrypt ran (the cache's effect, for tests)
+
+    def _key(self, user: str, password: bytes, hashed: bytes) -> bytes:
+        return hashlib.sha256(b"\0".join((user.encode(), hashed, password))).digest()
+
+    def _check(self, user: str, password: bytes) -> bool:
+        hashed = self._users.get(user)
+        key = self._key(user, password, hashed or self._dummy)
+        if hashed is not None and key in self._cache:
+            self._cache.move_to_end(key)
+            return True
+        self.bcrypt_checks += 1
+        ok = bcrypt.checkpw(password, hashed or self._dummy) and hashed is not None
+        if ok:
+            self._cache[key] = None
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return ok
+
+    async def verify(self, header: str | None) -> bool:
+        """Whether an Authorization header carries a known user and the right password."""
+        if not header or header[:6].lower() != "basic ":
+            return False
+        try:
+            raw = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        user_b, sep, password = raw.partition(b":")
+        if not sep:
+            return False
+        user = user_b.decode("utf-8", "replace")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._check, user, password)
+
+
+class WebConfig:
+    """What the HTTP server applies: an optional TLS context, optional basic auth, extra headers."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None, auth: BasicAuth | None,
+                 headers: dict[str, str], cert_files: tuple[str, str] | None = None) -> None:
+        self.ssl_context = ssl_context
+        self.auth = auth
+        self.headers = headers
+        self.cert_files = cert_files
+
+    def update_from(self, new: WebConfig) -> None:
+        """Take a re-read file's users, headers and certificate (new connections use it). TLS
+        settings other than the certificate and key stay as they were started."""
+        if self.ssl_context is not None and new.cert_files is not None:
+            self.ssl_context.load_cert_chain(*new.cert_files)
+            self.cert_files = new.cert_files
+        self.auth = new.auth
+        self.headers = new.headers
+
+    def middleware(self, ingest_token: str | None = None) -> Callable[..., Awaitable[web.StreamResponse]]:
+        """An aiohttp middleware: basic auth on every path. On `/ingest`, a request that carries
+        the right `Authorization: Bearer` token (when one is set) passes instead, since a client
+        can send only one Authorization header."""
+        token = ingest_token.encode() if ingest_token else None
+
+        @web.middleware
+        async def mw(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                     ) -> web.StreamResponse:
+            auth, headers = self.auth, self.headers  # read per request: a reload may replace them
+            if auth is not None:
+                header = request.headers.get("Authorization")
+                ok = False
+                bearer = bool(header) and header is not None and header[:7].lower() == "bearer "
+                if token is not None and request.path == "/ingest" and header is not None and bearer:
+                    ok = hmac.compare_digest(header[7:].strip().encode(), token)
+                else:
+                    ok = await auth.verify(header)
+                if not ok:
+                    return web.Response(status=401, text="401 Unauthorized\n",
+                                        headers={"WWW-Authenticate": 'Basic realm="llm-exporter"', **headers})
+            resp = await handler(request)
+            for k, v in headers.items():
+                resp.headers.setdefault(k, v)
+            return resp
+
+        return mw
+
+
+def _path(p: str, base: Path) -> str:
+    q = Path(p)
+    return str(q if q.is_absolute() else base / q)
+
+
+def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
+    def path(p: str) -> str:
+        return _path(p, base)
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = _VERSIONS[tls.min_version]
+    if tls.max_version is not None:
+        ctx.maximum_version = _VERSIONS[tls.max_version]
+    try:
+        ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
+    except (OSError, ssl.SSLError) as e:
+        raise StartupProblem(f"cert_file/key_file: {getattr(e, 'strerror', None) or e}") from None
+    mode = tls.client_auth_type or ("RequireAndVerifyClientCert" if tls.client_ca_file else "NoClientCert")
+    if mode in ("RequestClientCert", "RequireAnyClientCert"):
+        raise StartupProblem(f"client_auth_type {mode}: unverified client certificates are not supported; "
+                             "use VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file")
+    if mode != "NoClientCert":
+        if not tls.client_ca_file:
+            raise StartupProblem(f"client_auth_type {mode} needs client_ca_file")
+        try:
+            ctx.load_verify_locations(cafile=path(tls.client_ca_file))
+        except (OSError, ssl.SSLError) as e:
+            raise StartupProblem(f"client_ca_file: {getattr(e, 'strerror', None) or e}") from None
+        ctx.verify_mode = ssl.CERT_REQUIRED if mode == "RequireAndVerifyClientCert" else ssl.CERT_OPTIONAL
+    ignored = [k for k in _IGNORED_TLS_KEYS if getattr(tls, k) is not None]
+    if ignored:
+        log.warning("web-config: %s accepted but not applied (OpenSSL defaults are used)", ", ".join(ignored))
+    return ctx
+
+
+def load_web_config(path: Path) -> WebConfig:
+    """Read and validate a web-config file; raise StartupProblem with one line on any mistake."""
+    cfg = load_yaml_model(path, WebConfigFile, StartupProblem)
+    try:
+        ctx = _ssl_context(cfg.tls_server_config, path.parent) if cfg.tls_server_config else None
+    except StartupProblem as e:
+        raise StartupProblem(f"{path}: tls_server_config: {e}") from None
+    auth = BasicAuth(cfg.basic_auth_users) if cfg.basic_auth_users else None
+    headers = cfg.http_server_config.headers if cfg.http_server_config else {}
+    tls = cfg.tls_server_config
+    files = (_path(tls.cert_file, path.parent), _path(tls.key_file, path.parent)) if tls else None
+    return WebConfig(ctx, auth, headers, files)

@@ -1,0 +1,60 @@
+"""examples/docker-compose.yml: its files exist, its ports stay on loopback, and the exporter's
+command line in it runs for real (the demo app under wrapper mode gives metrics)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+from llm_exporter.cli import daemon_parser, settings_from_args
+from tests.helpers import ROOT, Exporter, total
+
+EXAMPLES = ROOT / "examples"
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((EXAMPLES / "docker-compose.yml").read_text())
+    return data
+
+
+def split(argv: list[str]) -> tuple[list[str], list[str]]:
+    return (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+
+
+def test_compose_mounts_existing_files_and_publishes_on_loopback_only() -> None:
+    """Every bind mount names a file of the repository; every published port is 127.0.0.1's."""
+    services = compose()["services"]
+    assert {"llm-exporter", "prometheus", "grafana"} <= services.keys()
+    for name, svc in services.items():
+        for vol in svc.get("volumes", []):
+            src = vol.split(":")[0]
+            if src.startswith("."):
+                assert (EXAMPLES / src).exists(), (name, src)
+        for port in svc.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+    prom = yaml.safe_load((EXAMPLES / "prometheus" / "prometheus.yml").read_text())
+    targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == ["llm-exporter:10060"]
+    ds = yaml.safe_load((EXAMPLES / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert ds["datasources"][0]["url"] == "http://prometheus:9090"
+
+
+def test_compose_exporter_commands_parse() -> None:
+    """The exporters' command lines in the compose file are valid llm-exporter invocations."""
+    for name in ("llm-exporter", "llm-exporter-vllm"):
+        own, child = split(compose()["services"][name]["command"])
+        settings_from_args(daemon_parser().parse_args(own), child)
+
+
+def test_compose_wrapper_command_gives_metrics() -> None:
+    """The llm-exporter service's command, run here with the demo app, counts its requests."""
+    own, child = split(compose()["services"]["llm-exporter"]["command"])
+    assert child[:2] == ["python3", "/demo/demo_app.py"]
+    child = [sys.executable, str(EXAMPLES / "demo_app.py"), *child[2:]]
+    with Exporter("--no-passthrough", *own, "--", *child) as exp:
+        exp.wait_ready()
+        samples = exp.wait_lines(5)
+        assert total(samples, "llm_exporter_lines_total") >= 5
+        assert total(samples, "llm_requests_total") >= 1

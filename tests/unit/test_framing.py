@@ -1,0 +1,83 @@
+"""Framing: bytes to lines, whatever the chunking."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from llm_exporter.framing import LineFramer
+
+
+def frame_all(chunks: list[bytes], max_len: int = 1 << 20) -> tuple[list[bytes], int]:
+    f = LineFramer(max_len)
+    out: list[bytes] = []
+    too_long = 0
+    for c in chunks:
+        lines, n = f.feed(c)
+        out += lines
+        too_long += n
+    lines, n = f.flush()
+    return out + lines, too_long + n
+
+
+def expected_lines(data: bytes, max_len: int) -> tuple[list[bytes], int]:
+    """An independent reference: split once, strip one CR, drop over-long lines."""
+    parts = data.split(b"\n")
+    if parts[-1] == b"":
+        parts.pop()
+    out, too_long = [], 0
+    for p in parts:
+        if len(p) > max_len:
+            too_long += 1
+            continue
+        if p.endswith(b"\r"):
+            p = p[:-1]
+        out.append(p)
+    return out, too_long
+
+
+def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces, last = [], 0
+    for p in points:
+        pieces.append(data[last:p])
+        last = p
+    pieces.append(data[last:])
+    return pieces
+
+
+def test_splits_lines_and_strips_crlf() -> None:
+    """CRLF and LF both end a line; the CR is not part of the line."""
+    assert frame_all([b"a\r\nb\nc\r\n"]) == ([b"a", b"b", b"c"], 0)
+
+
+def test_holds_partial_tail_until_more_bytes() -> None:
+    """A line split across reads comes out whole, once its newline arrives."""
+    f = LineFramer()
+    assert f.feed(b'{"a":') == ([], 0)
+    assert f.pending == 5
+    assert f.feed(b'1}\n{"b"') == ([b'{"a":1}'], 0)
+    assert f.flush() == ([b'{"b"'], 0)
+
+
+def test_last_line_without_newline_is_flushed_at_eof() -> None:
+    """EOF hands out the last line even when it has no newline."""
+    assert frame_all([b"x\ny"]) == ([b"x", b"y"], 0)
+
+
+def test_too_long_line_counts_once_and_framing_recovers() -> None:
+    """An over-long line is one too_long, and the next line is intact."""
+    data = [b"short\n", b"x" * 50, b"y" * 50, b"z\nafter\n"]
+    assert frame_all(data, max_len=64) == ([b"short", b"after"], 1)
+
+
+def test_too_long_line_at_eof_counts_once() -> None:
+    """An over-long unterminated last line is one too_long at EOF."""
+    assert frame_all([b"ok\n", b"q" * 100], max_len=10) == ([b"ok"], 1)
+
+
+@given(st.binary(max_size=2000), st.lists(st.integers(min_value=0, max_value=2000), max_size=30),
+       st.integers(min_value=1, max_value=64))
+def test_framing_never_loses_or_invents_bytes(data: bytes, cuts: list[int], max_len: int) -> None:
+    """Whatever the chunking, lines and too_long counts equal a one-shot split of the input."""
+    assert frame_all(chunked(data, cuts), max_len) == expected_lines(data, max_len)

@@ -1,0 +1,109 @@
+"""Metric families: buckets, derived TPOT, cardinality limit, exposition."""
+
+from __future__ import annotations
+
+import subprocess
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from llm_exporter.metrics import DURATION_BUCKETS, LLMMetrics, Window, quantile
+from tests.helpers import tool
+
+L = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "app", "gen_ai_request_model": "m"}
+
+
+def req(**kw: object) -> dict[str, object]:
+    return {"kind": "request", "provider": "app", "operation": "chat", "model": "m", "outcome": "success",
+            "error_type": "", **kw}
+
+
+def test_value_on_a_bound_falls_in_that_bucket(metrics: LLMMetrics, registry: CollectorRegistry) -> None:
+    """le is inclusive: 0.64 s counts in le=0.64, 0.6400001 s does not."""
+    metrics.apply(req(duration_s=0.64))
+    metrics.apply(req(duration_s=0.6400001))
+    b = {**L, "error_type": ""}
+    assert registry.get_sample_value("gen_ai_server_request_duration_seconds_bucket", {**b, "le": "0.64"}) == 1
+    assert registry.get_sample_value("gen_ai_server_request_duration_seconds_bucket", {**b, "le": "1.28"}) == 2
+    assert registry.get_sample_value("gen_ai_server_request_duration_seconds_bucket", {**b, "le": "+Inf"}) == 2
+
+
+def test_tpot_is_derived_from_e2e_ttft_and_tokens(metrics: LLMMetrics, registry: CollectorRegistry) -> None:
+    """(e2e - ttft) / (output_tokens - 1) when TPOT is not logged; none for one token."""
+    metrics.apply(req(duration_s=2.0, ttft_s=0.5, output_tokens=11))
+    metrics.apply(req(duration_s=2.0, ttft_s=0.5, output_tokens=1))
+    assert registry.get_sample_value("gen_ai_server_time_per_output_token_seconds_sum", L) == 0.15
+    assert registry.get_sample_value("gen_ai_server_time_per_output_token_seconds_count", L) == 1
+
+
+def test_ttft_and_tpot_only_for_successful_requests(metrics: LLMMetrics, registry: CollectorRegistry) -> None:
+    """A failed request's timings go to duration, not to TTFT/TPOT."""
+    metrics.apply(req(outcome="error", error_type="oom", duration_s=1.0, ttft_s=0.1, tpot_s=0.01))
+    assert registry.get_sample_value("gen_ai_server_time_to_first_token_seconds_count", L) is None
+    assert registry.get_sample_value("gen_ai_server_request_duration_seconds_count", {**L, "error_type": "oom"}) == 1
+    assert registry.get_sample_value("llm_request_errors_total", {**L, "error_type": "oom"}) == 1
+
+
+def test_label_values_past_the_limit_fold_into_other() -> None:
+    """Model names beyond the limit become _OTHER, and the fold is counted."""
+    m = LLMMetrics(label_limit=3)
+    for i in range(5):
+        m.apply(req(model=f"model-{i}"))
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    other = {**L, "gen_ai_request_model": "_OTHER", "outcome": "success"}
+    assert reg.get_sample_value("llm_requests_total", other) == 2
+    assert reg.get_sample_value("llm_exporter_label_overflow_total",
+                                {"metric": "llm_requests_total", "label": "gen_ai_request_model"}) == 2
+
+
+def test_openmetrics_carries_request_id_exemplars(metrics: LLMMetrics, registry: CollectorRegistry) -> None:
+    """OpenMetrics output links a duration bucket to the request that landed in it."""
+    metrics.apply(req(duration_s=3.0, request_id="req_abc"))
+    text = generate_openmetrics(registry).decode()
+    assert '# {request_id="req_abc"} 3.0' in text
+    assert "req_abc" not in generate_latest(registry).decode()
+
+
+def test_quantile_matches_prometheus_histogram_quantile() -> None:
+    """Linear interpolation inside the bucket, as histogram_quantile does."""
+    counts = [0] * (len(DURATION_BUCKETS) + 1)
+    counts[2] = 10  # ten values in (0.02, 0.04]
+    assert quantile(DURATION_BUCKETS, counts, 0.5) == 0.03
+    assert quantile(DURATION_BUCKETS, [0] * 15, 0.5) is None
+
+
+def test_window_summary_covers_the_last_minute_only() -> None:
+    """Requests older than the span are left out of the live summary."""
+    w = Window(900)
+    w.slot(1000.0)[1] += 60
+    w.slot(900.0)[1] += 1000
+    assert w.summary(1000.0)["requests_per_second"] == 1.0
+
+
+def test_promtool_accepts_the_exposition(metrics: LLMMetrics, registry: CollectorRegistry) -> None:
+    """promtool check metrics finds no problem in a populated exposition."""
+    metrics.apply(req(duration_s=1.0, queue_s=0.1, inference_s=0.9, ttft_s=0.2, tpot_s=0.05,
+                      input_tokens=10, output_tokens=20, finish_reason="stop", request_id="r"))
+    metrics.apply(req(outcome="error", error_type="timeout", duration_s=30.0))
+    metrics.apply({"kind": "stats", "provider": "vllm", "model": "", "engine": "0", "running": 2,
+                   "kv_cache_usage": 0.5})
+    metrics.apply({"kind": "http", "provider": "vllm", "method": "POST", "path": "/v1/completions", "code": "200"})
+    metrics.apply({"kind": "log", "provider": "vllm", "level": "error"})
+    metrics.register_source("stdin")
+    r = subprocess.run([tool("promtool"), "check", "metrics"], input=generate_latest(registry),
+                       capture_output=True)
+    assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
+
+
+def test_summary_rates_count_only_the_seconds_since_start() -> None:
+    """Ten requests in the first 5 s after start read as 2/s, not 10/60."""
+    now = [1000.0]
+    m = LLMMetrics(clock=lambda: now[0])
+    now[0] = 1004.5
+    for _ in range(10):
+        m.apply(req(duration_s=0.1))
+    assert m.summary()["requests_per_second"] == 2.0
+    now[0] = 1100.0  # a minute later, the same ten requests are outside the window
+    assert m.summary()["requests_per_second"] == 0.0

@@ -1,0 +1,194 @@
+"""The pipeline: one outcome per line, never raises, sums equal the input's."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+
+from llm_exporter import adapters
+from llm_exporter.adapters.base import Adapter
+from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
+from llm_exporter.pipeline import Pipeline
+
+
+def outcomes(m: LLMMetrics, source: str = "t") -> Counter[str]:
+    return Counter({o: n for (s, o), n in m.lines.items() if s == source and n})
+
+
+def test_each_line_lands_in_exactly_one_outcome(pipeline: Pipeline, metrics: LLMMetrics) -> None:
+    """record, ignored, unparsed and invalid lines are told apart."""
+    pipeline.process("t", [b'{"latency_ms": 5}', b"", b"plain text", b'{"a": 1}', b'{"latency_ms": -1}',
+                           b"\x1b[32m\x1b[0m"])
+    assert outcomes(metrics) == Counter(record=1, ignored=2, unparsed=2, invalid=1)
+
+
+def test_rejected_lines_are_kept_with_their_reason(pipeline: Pipeline) -> None:
+    """The last rejected lines are kept with line number, outcome and reason."""
+    pipeline.process("t", [b'{"latency_ms": 5}', b"hello", b'{"input_tokens": -3}'])
+    assert [(r.lineno, r.outcome, r.reason) for r in pipeline.rejects] == [
+        (2, "unparsed", "no_adapter"), (3, "invalid", "bad_value")]
+
+
+def test_ansi_colour_is_peeled_before_parsing(pipeline: Pipeline, metrics: LLMMetrics) -> None:
+    """A coloured JSON line is still a record."""
+    pipeline.process("t", [b'\x1b[2m{"latency_ms": 5}\x1b[0m'])
+    assert outcomes(metrics) == Counter(record=1)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.binary(max_size=300), max_size=40))
+def test_any_bytes_give_one_outcome_per_line_and_never_raise(lines: list[bytes]) -> None:
+    """Arbitrary bytes never raise; every line is counted exactly once."""
+    m = LLMMetrics()
+    p = Pipeline(m)
+    lines = [ln.replace(b"\n", b"") for ln in lines]
+    p.process("t", lines)
+    assert sum(outcomes(m).values()) == len(lines)
+    assert set(outcomes(m)) <= set(LINE_OUTCOMES)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=10)
+known_keys = st.sampled_from(["latency_ms", "duration", "input_tokens", "output_tokens", "status", "model",
+                              "error", "error_type", "usage", "ttft", "tpot", "path", "request_id", "id",
+                              "queue_time_ms", "level", "finish_reason", "service", "task_type"])
+
+
+@settings(max_examples=300)
+@given(st.lists(st.dictionaries(known_keys | st.text(max_size=8), json_values, max_size=8), max_size=20))
+def test_json_with_known_names_and_any_values_never_raises(objs: list[dict[str, object]]) -> None:
+    """JSON objects mixing known names and arbitrary values are records, invalid or unparsed, never a crash."""
+    m = LLMMetrics()
+    p = Pipeline(m)
+    p.process("t", [json.dumps(o).encode() for o in objs])
+    assert sum(outcomes(m).values()) == len(objs)
+    assert "adapter_error" not in {r.reason for r in p.rejects}
+
+
+request = st.fixed_dictionaries({
+    "model": st.sampled_from(["a", "b", "c"]),
+    "latency_ms": st.integers(min_value=0, max_value=100_000),
+    "input_tokens": st.integers(min_value=0, max_value=10**6),
+    "output_tokens": st.integers(min_value=0, max_value=10**5),
+    "status": st.sampled_from(["success", "error", "aborted"]),
+})
+
+
+@settings(max_examples=100)
+@given(st.lists(request, max_size=60))
+def test_sums_and_counts_equal_the_input(reqs: list[dict[str, object]]) -> None:
+    """Request counts, latency sums and token sums equal a plain count of the generated lines."""
+    m = LLMMetrics()
+    p = Pipeline(m)
+    p.process("t", [json.dumps(r).encode() for r in reqs])
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    for model in "abc":
+        mine = [r for r in reqs if r["model"] == model]
+        for outcome in ("success", "error", "aborted"):
+            got = reg.get_sample_value("llm_requests_total", {
+                "gen_ai_operation_name": "", "gen_ai_provider_name": "app", "gen_ai_request_model": model,
+                "outcome": outcome}) or 0
+            assert got == sum(1 for r in mine if r["status"] == outcome)
+        labels = {"gen_ai_operation_name": "", "gen_ai_provider_name": "app", "gen_ai_request_model": model}
+        dur_sum = sum((reg.get_sample_value("gen_ai_server_request_duration_seconds_sum",
+                                            {**labels, "error_type": et}) or 0) for et in ("", "_OTHER"))
+        assert dur_sum == pytest.approx(sum(r["latency_ms"] for r in mine) / 1000)  # type: ignore[misc]
+        for kind, field in (("input", "input_tokens"), ("output", "output_tokens")):
+            got = reg.get_sample_value("gen_ai_client_token_usage_sum", {**labels, "gen_ai_token_type": kind}) or 0
+            assert got == sum(r[field] for r in mine)  # type: ignore[misc]
+
+
+def test_a_random_seed_mix_counts_exactly(pipeline: Pipeline, metrics: LLMMetrics) -> None:
+    """200 random lines: the record/unparsed split matches how the lines were made."""
+    rnd = random.Random(5)
+    lines, n_json = [], 0
+    for _ in range(200):
+        if rnd.random() < 0.8:
+            lines.append(json.dumps({"latency_ms": rnd.randint(0, 999), "model": "m"}).encode())
+            n_json += 1
+        else:
+            lines.append(b"INFO: some text " + str(rnd.random()).encode())
+    pipeline.process("t", lines)
+    assert outcomes(metrics) == Counter(record=n_json, unparsed=200 - n_json)
+
+
+class _Broken(Adapter):
+    """Raises on `boom` lines, returns a record the metrics cannot apply for `bad` lines."""
+
+    name = "broken"
+
+    def parse_text(self, text: str) -> Any:
+        if text == "boom":
+            raise RuntimeError("adapter bug")
+        if text == "bad":
+            return {"kind": "no_such_kind"}
+        return {"kind": "log", "provider": "x", "level": "INFO"}
+
+
+def test_adapter_bugs_and_unappliable_records_are_counted_and_processing_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A raising adapter or a malformed record is one invalid/adapter_error line; later lines still count."""
+    monkeypatch.setitem(adapters.ADAPTERS, "broken", f"{__name__}:_Broken")
+    m = LLMMetrics()
+    p = Pipeline(m, fmt="broken")
+    p.process("t", [b"ok", b"boom", b"bad", b"ok"])
+    p.process("t", [b"ok"])
+    assert outcomes(m) == Counter(record=3, invalid=2)
+    assert [(r.lineno, r.reason) for r in p.rejects] == [(2, "adapter_error"), (3, "adapter_error")]
+    assert m.logs == {("x", "INFO"): 3}
+
+
+def test_each_json_line_is_decoded_once(pipeline: Pipeline, metrics: LLMMetrics,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """App lines and server JSON lines (vLLM logging, Ollama objects) are decoded by orjson once each."""
+    import orjson
+
+    calls = []
+    real = orjson.loads
+
+    def counting(data: bytes | str) -> object:
+        calls.append(data)
+        return real(data)
+
+    monkeypatch.setattr(orjson, "loads", counting)
+    lines = [b'{"latency_ms": 5, "model": "m"}',
+             b'{"asctime": "2026-11-22 03:41:09,721", "levelname": "INFO", "name": "vllm.x", "message": "hello"}',
+             b'{"model": "llama3", "created_at": "2024-01-01T00:00:00Z", "done": true, "total_duration": 5000000,'
+             b' "eval_count": 3, "prompt_eval_count": 2}']
+    pipeline.process("t", lines)
+    assert len(calls) == len(lines)
+    assert sum(outcomes(metrics).values()) == 3
+
+
+def test_worker_call_runs_on_the_pipeline_thread_between_batches(pipeline: Pipeline, metrics: LLMMetrics) -> None:
+    """Worker.call waits its turn behind queued lines and runs on the pipeline thread."""
+    import threading
+
+    from llm_exporter.worker import Worker
+
+    w = Worker(pipeline, max_chunks=8)
+    w.start()
+    try:
+        w.put("t", [b'{"latency_ms": 5}'] * 100)
+        seen: list[tuple[str, int]] = []
+        w.call(lambda: seen.append((threading.current_thread().name, metrics.lines[("t", "record")])))
+        assert seen == [("pipeline", 100)]
+        def fail() -> None:
+            raise ZeroDivisionError
+
+        with pytest.raises(ZeroDivisionError):
+            w.call(fail)
+        w.put("t", [b'{"latency_ms": 5}'])  # the thread survived the failing call
+    finally:
+        w.stop()
+    assert metrics.lines[("t", "record")] == 101

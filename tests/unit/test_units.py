@@ -1,0 +1,37 @@
+"""Duration strings from Rust, Go and plain numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from llm_exporter.units import parse_duration
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("735.200735ms", 0.735200735),
+    ("70µs", 70e-6),          # U+00B5 MICRO SIGN
+    ("955.594μs", 955.594e-6),  # U+03BC GREEK SMALL LETTER MU
+    ("12us", 12e-6),
+    ("2.458150804s", 2.458150804),
+    ("161.454300714s", 161.454300714),
+    ("812ns", 812e-9),
+    ("8m44s", 524.0),
+    ("29m59s", 1799.0),
+    ("1h2m3.5s", 3723.5),
+    ("0s", 0.0),
+    ("1.5", 1.5),
+])
+def test_parses_server_duration_strings(text: str, seconds: float) -> None:
+    """Every unit the servers print converts to seconds."""
+    assert parse_duration(text) == pytest.approx(seconds, rel=1e-12, abs=1e-15)
+
+
+def test_bare_number_uses_the_field_unit() -> None:
+    """A number in a string takes the unit of the field's name."""
+    assert parse_duration("250", 1e3) == 0.25
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1.5 ms", "-3s", "1x", "ms", "nan", "inf", "1e999", "9" * 400 + "s"])
+def test_rejects_what_is_not_a_duration(text: str) -> None:
+    """Garbage, negatives and non-finite values are not durations."""
+    assert parse_duration(text) is None
