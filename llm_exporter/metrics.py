@@ -25,6 +25,7 @@ from prometheus_client.samples import Exemplar
 
 from llm_exporter import SEMCONV_VERSION, __version__
 from llm_exporter.labels import LabelLimiter
+from llm_exporter.metrics_startup import StartupMetrics
 
 # OpenTelemetry GenAI semantic conventions, explicit bucket advice.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -202,6 +203,8 @@ class LLMMetrics:
             "log": self.apply_log,
             "custom": self.apply_custom,
         }
+        self.startup = StartupMetrics()
+        self._apply.update(self.startup.appliers())
         # --config: extra label names on every request family, and the file's own metrics
         self.extra_labels: tuple[str, ...] = ()
         self._lim_extra: list[LabelLimiter] = []
@@ -462,6 +465,7 @@ class LLMMetrics:
         for lk, n in self.logs.items():
             logs.add_metric(list(lk), n)
         yield logs
+        yield from self.startup.families()
 
         lines = CounterMetricFamily("llm_exporter_lines", "Lines read, by source and outcome.",
                                     labels=("source", "outcome"))

@@ -21,6 +21,7 @@ from llm_exporter import adapters
 from llm_exporter.adapters.base import IGNORED, Adapter, Invalid, json_object
 from llm_exporter.envelopes import Envelope
 from llm_exporter.metrics import LLMMetrics
+from llm_exporter.startup import StartupScanner, scan_line
 
 log = logging.getLogger("llm_exporter.pipeline")
 
@@ -39,12 +40,13 @@ class Reject:
 
 
 class _SourceState:
-    __slots__ = ("chain", "envelope", "lineno")
+    __slots__ = ("chain", "envelope", "lineno", "startup")
 
-    def __init__(self, chain: list[Adapter]) -> None:
+    def __init__(self, chain: list[Adapter], fmt: str = "auto") -> None:
         self.envelope = Envelope()
         self.chain = chain
         self.lineno = 0
+        self.startup = StartupScanner(fmt)
 
 
 class Pipeline:
@@ -86,7 +88,7 @@ class Pipeline:
         st = self._sources.get(key)
         if st is None:
             self.metrics.register_source(source)
-            st = self._sources[key] = _SourceState(adapters.build_chain(self.fmt, self.config))
+            st = self._sources[key] = _SourceState(adapters.build_chain(self.fmt, self.config), self.fmt)
         return st
 
     def process(self, source: str, lines: Iterable[bytes], commit: Callable[[], None] | None = None,
@@ -169,6 +171,12 @@ class Pipeline:
         line = peeled.strip()
         if not line:
             return "ignored", None
+        outcome, result = self._adapt(st, line)
+        if outcome != "invalid":  # start-up figures ride on log lines the adapters count as they wish
+            return scan_line(st.startup, line, outcome, result, self.clock)
+        return outcome, result
+
+    def _adapt(self, st: _SourceState, line: bytes) -> tuple[str, Any]:
         a: Adapter | None = None
         try:
             if line[:1] == b"{":

@@ -7,7 +7,8 @@ Records are TypedDicts so the hot path builds plain dicts, while pydantic valida
 - `StatsRecord`: a server's periodic stats line (gauges);
 - `HttpRecord`: one access-log line;
 - `LogRecord`: one log record of the server's own, by level;
-- `CustomRecord`: one value for a metric the `--config` file defines.
+- `CustomRecord`: one value for a metric the `--config` file defines;
+- `StartupRecord`: what one start-up line says (phase durations, capacity, memory).
 """
 
 from __future__ import annotations
@@ -90,7 +91,21 @@ class CustomRecord(TypedDict):
     labels: dict[str, str]
 
 
-Record = RequestRecord | StatsRecord | HttpRecord | LogRecord | CustomRecord
+class StartupRecord(TypedDict):
+    """What one start-up line of a server says (see `llm_exporter.startup`)."""
+
+    kind: Literal["startup"]
+    provider: str
+    start: NotRequired[bool]
+    ready: NotRequired[bool]
+    phases: NotRequired[dict[str, Seconds]]
+    kv_cache_tokens: NotRequired[Tokens]
+    max_concurrency: NotRequired[NonNeg]
+    memory_use: NotRequired[str]
+    memory_bytes: NotRequired[NonNeg]
+
+
+Record = RequestRecord | StatsRecord | HttpRecord | LogRecord | CustomRecord | StartupRecord
 
 _RECORD: TypeAdapter[Record] = TypeAdapter(
     Annotated[Record, Field(discriminator="kind")]

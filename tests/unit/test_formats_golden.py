@@ -190,7 +190,7 @@ def test_sglang_batch_lines_become_gauges() -> None:
     # access lines: 6 and 8 carry SGLang's timestamp; 11 is a bare uvicorn line (server unknown)
     assert v(s, "llm_http_requests_total", gen_ai_provider_name="sglang") == 2
     assert v(s, "llm_http_requests_total", gen_ai_provider_name="", path="/v1/audio/speech") == 1
-    assert out == {"record": 12, "ignored": 1}  # 10: `The server is fired up`
+    assert out == {"record": 13}  # 10: `The server is fired up` is a start-up record (ready)
 
 
 # -- llama.cpp -----------------------------------------------------------------------------------
