@@ -204,7 +204,7 @@ class LLMMetrics:
             "custom": self.apply_custom,
         }
         self.startup = StartupMetrics()
-        self._apply.update(self.startup.appliers())
+        self._apply["startup"] = self.startup.apply
         # --config: extra label names on every request family, and the file's own metrics
         self.extra_labels: tuple[str, ...] = ()
         self._lim_extra: list[LabelLimiter] = []
