@@ -34,7 +34,8 @@ ENV PATH=/opt/llm-exporter/bin:$PATH \
 USER ${UID}:${UID}
 # the root filesystem may be read-only: nothing is written outside --state-dir (a volume)
 EXPOSE 10060
-# no curl in a slim image: ask /healthz with the standard library, on the port LLM_EXPORTER_LISTEN names
+# /healthz on the port LLM_EXPORTER_LISTEN names (10060 by default), plain HTTP or TLS, with or
+# without basic auth or client certificates in --web-config (see `llm-exporter healthcheck --help`)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request; port = os.environ.get('LLM_EXPORTER_LISTEN', ':10060').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+    CMD ["llm-exporter", "healthcheck"]
 ENTRYPOINT ["llm-exporter"]

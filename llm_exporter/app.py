@@ -13,6 +13,7 @@ import contextlib
 import functools
 import logging
 import os
+import resource
 import signal
 import sys
 from typing import Any
@@ -23,6 +24,8 @@ from prometheus_client import CollectorRegistry
 from llm_exporter import __version__, debug, logs, metricstate
 from llm_exporter.cli import StartupError
 from llm_exporter.collectors.gpu import GpuCollector
+from llm_exporter.connections import GuardedSite
+from llm_exporter.limits import Refusals
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import Pipeline
 from llm_exporter.reload import ConfigProblem, Reloader
@@ -37,6 +40,16 @@ from llm_exporter.webconfig import StartupProblem, load_web_config
 from llm_exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter")
+
+
+def ingest_exposure_problem(s: Settings, basic_auth: bool) -> str | None:
+    """Why `/ingest` may not start as configured: reachable beyond loopback with neither a token
+    nor basic auth, and not explicitly allowed (None: fine)."""
+    if s.http_ingest_token or basic_auth or s.loopback_only or s.http_ingest_allow_unauthenticated:
+        return None
+    return (f"--http-ingest on {s.listen} would accept pushes from anyone: set --http-ingest-token "
+            "(non-empty), basic_auth_users in --web-config, a loopback --listen, or "
+            "--http-ingest-allow-unauthenticated")
 
 
 class App:
@@ -57,6 +70,8 @@ class App:
         self.reloader = Reloader(self.pipeline, settings.config, settings.web_config,
                                  on_pipeline=self.worker.call)
         self.registry.register(self.reloader)
+        self.refusals = Refusals()
+        self.registry.register(self.refusals)
         try:  # before the restore: the config's extra labels shape the request series restored
             self.reloader.load_initial()
         except ConfigProblem as e:
@@ -92,26 +107,38 @@ class App:
         if self.settings.web_enable_reload:
             extra.append(self.reloader.route())
         s = self.settings
+        wc = None
+        if s.web_config is not None:
+            loader = functools.partial(load_web_config, max_pending=s.web_auth_queue, refusals=self.refusals)
+            try:
+                wc = loader(s.web_config)
+            except StartupProblem as e:
+                raise StartupError(f"--web-config {e}") from None
+            self.reloader.web_config = wc
+            self.reloader.web_config_loader = loader
         if s.http_ingest:
-            ingest = Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes)
+            problem = ingest_exposure_problem(s, wc is not None and wc.auth is not None)
+            if problem is not None:
+                raise StartupError(problem)
+            ingest = Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes,
+                            read_timeout=s.web_read_timeout, refusals=self.refusals)
             extra += ingest.routes()
             self.sources.append(ingest)
         # the page samples GPU readings from the GPU collector alone (an empty registry without one)
         gpu_source = self.gpu if self.gpu is not None else CollectorRegistry(auto_describe=False)
         app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra, gpu_source=gpu_source)
         ssl_context = None
-        if self.settings.web_config is not None:
-            try:
-                wc = load_web_config(self.settings.web_config)
-            except StartupProblem as e:
-                raise StartupError(f"--web-config {e}") from None
-            app.middlewares.append(wc.middleware(self.settings.http_ingest_token))
-            self.reloader.web_config = wc
+        if wc is not None:
+            app.middlewares.append(wc.middleware(s.http_ingest_token))
             ssl_context = wc.ssl_context
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # aiohttp's keep-alive timeout closes idle connections (and slow heads) between requests
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=s.web_idle_timeout)
         await self._runner.setup()
         host, port = self.settings.host_port
-        site = web.TCPSite(self._runner, host, port, reuse_address=True, ssl_context=ssl_context)
+        site = GuardedSite(self._runner, host, port, refusals=self.refusals, ssl_context=ssl_context,
+                           max_connections=connection_cap(s.web_max_connections),
+                           idle_timeout=s.web_idle_timeout)
         try:
             await site.start()
         except OSError as e:
@@ -195,6 +222,28 @@ class App:
             await self._runner.cleanup()
         if self.gpu is not None:
             await loop.run_in_executor(None, self.gpu.stop)
+
+
+#: file descriptors kept for everything but HTTP connections (files followed, pipes, state, NVML)
+FD_RESERVE = 128
+
+
+def connection_cap(wanted: int) -> int:
+    """The connection cap the file-descriptor limit allows: the soft limit is raised toward the
+    hard one when `wanted` needs it; what still does not fit lowers the cap (logged)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + FD_RESERVE
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return wanted
+    cap = max(8, soft - FD_RESERVE)
+    log.warning("the open-file limit (%d) allows %d HTTP connections, not --web-max-connections %d",
+                soft, cap, wanted)
+    return cap
 
 
 def run(settings: Settings) -> int:

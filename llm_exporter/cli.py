@@ -1,4 +1,4 @@
-"""Command line: `llm-exporter [OPTIONS] [-- COMMAND...]`, `replay`, `check-config`, `schema`.
+"""Command line: `llm-exporter [OPTIONS] [-- COMMAND...]`, `replay`, `check-config`, `schema`, `healthcheck`.
 
 Start-up errors (a bad flag, a bad value, a port in use) are one line on stderr and exit 1.
 """
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from llm_exporter import __version__
 
-SUBCOMMANDS = ("replay", "check-config", "schema")
+SUBCOMMANDS = ("replay", "check-config", "schema", "healthcheck")
 
 
 class StartupError(Exception):
@@ -44,6 +44,8 @@ def daemon_parser() -> argparse.ArgumentParser:
     _bool_flag(p, "http-ingest", "accept POST /ingest (NDJSON or a JSON array)")
     p.add_argument("--http-ingest-token", metavar="TOKEN", help="require Authorization: Bearer TOKEN")
     p.add_argument("--http-ingest-max-bytes", metavar="N", type=int, help="largest /ingest body (8 MiB)")
+    _bool_flag(p, "http-ingest-allow-unauthenticated",
+               "accept /ingest without a token or basic auth on a non-loopback --listen (refused otherwise)")
     p.add_argument("--format", metavar="NAME", help="auto (per line) or one adapter name")
     p.add_argument("--config", metavar="FILE", help="YAML: field mappings, extra labels, limits")
     p.add_argument("--gpu", choices=("auto", "on", "off"), help="NVML GPU readings (auto)")
@@ -57,6 +59,14 @@ def daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--shutdown-grace", metavar="SECONDS", type=float, help="serve /metrics after stop (0)")
     _bool_flag(p, "debug-endpoints", "enable /debug/rejects")
     _bool_flag(p, "web-enable-reload", "enable POST /-/reload (SIGHUP always reloads)")
+    p.add_argument("--web-max-connections", metavar="N", type=int,
+                   help="open HTTP connections; at the cap the least recently active is closed (512)")
+    p.add_argument("--web-idle-timeout", metavar="SECONDS", type=float,
+                   help="close a connection that sends no complete request head for this long (30)")
+    p.add_argument("--web-read-timeout", metavar="SECONDS", type=float,
+                   help="time allowed to send a request body (60)")
+    p.add_argument("--web-auth-queue", metavar="N", type=int,
+                   help="basic-auth password checks waiting at once; more get 401 (32)")
     return p
 
 

@@ -112,7 +112,13 @@ def check_config(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"replay": replay, "schema": schema, "check-config": check_config}
+def healthcheck(argv: list[str]) -> int:
+    from llm_exporter.healthcheck import healthcheck as run_check
+
+    return run_check(argv)
+
+
+COMMANDS = {"replay": replay, "schema": schema, "check-config": check_config, "healthcheck": healthcheck}
 
 
 def run(name: str, argv: list[str]) -> int:

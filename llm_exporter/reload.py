@@ -50,6 +50,8 @@ class Reloader:
         self.last_success = time.time()
         self.reloads = 0
         self._lock = asyncio.Lock()
+        #: how --web-config is read (the app passes its limits in)
+        self.web_config_loader: Callable[[Path], WebConfig] = load_web_config
 
     def _load(self) -> Any:
         if self.config_path is None:
@@ -80,7 +82,7 @@ class Reloader:
         wc = None
         if self.web_config_path is not None and self.web_config is not None:
             try:
-                wc = load_web_config(self.web_config_path)
+                wc = self.web_config_loader(self.web_config_path)
             except StartupProblem as e:
                 raise ConfigProblem(f"--web-config {e}") from None
             if (wc.ssl_context is None) != (self.web_config.ssl_context is None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,6 +25,7 @@ class Settings(BaseSettings):
     http_ingest: bool = False
     http_ingest_token: str | None = None
     http_ingest_max_bytes: int = Field(8 << 20, gt=0)
+    http_ingest_allow_unauthenticated: bool = False
     format: str = "auto"
     config: Path | None = None
     gpu: Literal["auto", "on", "off"] = "auto"
@@ -37,6 +39,10 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(0.0, ge=0)
     debug_endpoints: bool = False
     web_enable_reload: bool = False
+    web_max_connections: int = Field(512, gt=0, description="open connections; past it the least active closes")
+    web_idle_timeout: float = Field(30.0, gt=0, description="seconds to send a request head; idle keep-alive")
+    web_read_timeout: float = Field(60.0, gt=0, description="seconds to send a request body")
+    web_auth_queue: int = Field(32, gt=0, description="password checks waiting for bcrypt; more get 401")
     command: list[str] = Field(default_factory=list, description="wrapper mode: the child's argv")
 
     @field_validator("file", "gpu_devices", mode="before")
@@ -45,6 +51,12 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [p.strip() for p in v.split(",") if p.strip()]
         return v
+
+    @field_validator("http_ingest_token", mode="before")
+    @classmethod
+    def _empty_token(cls, v: object) -> object:
+        # `--http-ingest-token "$TOKEN"` with TOKEN unset is no token, never an empty one
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -72,6 +84,17 @@ class Settings(BaseSettings):
     def host_port(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether --listen binds a loopback address only (nothing beyond this host can connect)."""
+        host = self.host_port[0]
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
 
     @property
     def read_stdin(self) -> bool:

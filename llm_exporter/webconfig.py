@@ -13,8 +13,15 @@ The file is the one the Prometheus exporters read::
 
 `load_web_config` validates the file and builds what the server needs (an `ssl.SSLContext`, a
 `BasicAuth` checker); anything wrong is a start-up error with one line. bcrypt costs about 0.1 s
-per check, so a check runs off the event loop and a successful one is remembered under a SHA-256
-of the presented credentials (never the password itself), as exporter-toolkit does.
+per check, so a check runs on a small pool of its own (never the event loop, never the executor
+other work waits on) and a successful one is remembered under a SHA-256 of the presented
+credentials (never the password itself), as exporter-toolkit does. Remembered credentials are
+answered on the event loop without queueing, so a flood of wrong passwords cannot slow an
+authorised scrape; at most `max_pending` checks wait for the pool, further ones get 401 at once
+(counted as `llm_exporter_limit_refusals_total{limit="auth_queue"}`).
+
+`/healthz` and `/readyz` answer without credentials (they say only "ok" / "ready"), so liveness
+probes, the image's HEALTHCHECK and load balancers keep working under basic auth.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import hashlib
 import hmac
 import logging
 import ssl
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -36,6 +45,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_exporter.config import load_yaml_model
+from llm_exporter.limits import Refusals
 
 log = logging.getLogger("llm_exporter.webconfig")
 
@@ -47,6 +57,10 @@ _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
 #: exporter-toolkit keys we accept for compatibility but leave to OpenSSL's defaults
 _IGNORED_TLS_KEYS = ("cipher_suites", "curve_preferences", "prefer_server_cipher_suites")
 CACHE_SIZE = 100
+#: threads that run bcrypt (each check holds one for ~0.1 s; bcrypt releases the GIL)
+AUTH_THREADS = 2
+#: paths that answer without credentials: they tell nothing but "alive" / "ready"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 
 
 class StartupProblem(ValueError):
@@ -95,31 +109,53 @@ class WebConfigFile(BaseModel):
 class BasicAuth:
     """Checks `Authorization: Basic` against bcrypt hashes, caching successful checks."""
 
-    def __init__(self, users: dict[str, str], cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, users: dict[str, str], cache_size: int = CACHE_SIZE, max_pending: int = 32,
+                 refusals: Refusals | None = None) -> None:
         self._users = {u: h.encode() for u, h in users.items()}
         # a hash to burn the same time on an unknown user as on a wrong password
         cost = min((int(h[4:6]) for h in users.values() if h[4:6].isdigit()), default=10)
         self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=max(4, min(cost, 31))))
         self._cache: OrderedDict[bytes, None] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._cache_size = cache_size
+        self.max_pending = max_pending
+        self.pending = 0  # checks queued or running on the pool (event loop thread only)
+        self.refusals = refusals if refusals is not None else Refusals()
+        self._pool: ThreadPoolExecutor | None = None
         self.bcrypt_checks = 0  # how many times bcrypt ran (the cache's effect, for tests)
 
     def _key(self, user: str, password: bytes, hashed: bytes) -> bytes:
         return hashlib.sha256(b"\0".join((user.encode(), hashed, password))).digest()
 
-    def _check(self, user: str, password: bytes) -> bool:
+    def _cached(self, user: str, password: bytes) -> bool:
+        """Whether these credentials passed bcrypt before (a SHA-256: cheap enough for the loop)."""
         hashed = self._users.get(user)
-        key = self._key(user, password, hashed or self._dummy)
-        if hashed is not None and key in self._cache:
-            self._cache.move_to_end(key)
+        if hashed is None:
+            return False
+        key = self._key(user, password, hashed)
+        with self._cache_lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return True
+        return False
+
+    def _check(self, user: str, password: bytes) -> bool:
+        if self._cached(user, password):
             return True
+        hashed = self._users.get(user)
         self.bcrypt_checks += 1
         ok = bcrypt.checkpw(password, hashed or self._dummy) and hashed is not None
-        if ok:
-            self._cache[key] = None
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        if ok and hashed is not None:
+            with self._cache_lock:
+                self._cache[self._key(user, password, hashed)] = None
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
         return ok
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     async def verify(self, header: str | None) -> bool:
         """Whether an Authorization header carries a known user and the right password."""
@@ -133,8 +169,18 @@ class BasicAuth:
         if not sep:
             return False
         user = user_b.decode("utf-8", "replace")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(None, self._check, user, password)
+        if self._cached(user, password):
+            return True
+        if self.pending >= self.max_pending:
+            self.refusals.count("auth_queue")
+            return False
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=AUTH_THREADS, thread_name_prefix="bcrypt")
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, self._check, user, password)
+        finally:
+            self.pending -= 1
 
 
 class WebConfig:
@@ -153,25 +199,27 @@ class WebConfig:
         if self.ssl_context is not None and new.cert_files is not None:
             self.ssl_context.load_cert_chain(*new.cert_files)
             self.cert_files = new.cert_files
-        self.auth = new.auth
+        old, self.auth = self.auth, new.auth
         self.headers = new.headers
+        if old is not None and old is not new.auth:
+            old.close()
 
     def middleware(self, ingest_token: str | None = None) -> Callable[..., Awaitable[web.StreamResponse]]:
-        """An aiohttp middleware: basic auth on every path. On `/ingest`, a request that carries
-        the right `Authorization: Bearer` token (when one is set) passes instead, since a client
-        can send only one Authorization header."""
+        """An aiohttp middleware: basic auth on every path but `/healthz` and `/readyz`. On
+        `/ingest`, a request that carries the right `Authorization: Bearer` token (when one is set)
+        passes instead, since a client can send only one Authorization header."""
         token = ingest_token.encode() if ingest_token else None
 
         @web.middleware
         async def mw(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                      ) -> web.StreamResponse:
             auth, headers = self.auth, self.headers  # read per request: a reload may replace them
-            if auth is not None:
+            if auth is not None and request.path not in OPEN_PATHS:
                 header = request.headers.get("Authorization")
                 ok = False
                 bearer = bool(header) and header is not None and header[:7].lower() == "bearer "
                 if token is not None and request.path == "/ingest" and header is not None and bearer:
-                    ok = hmac.compare_digest(header[7:].strip().encode(), token)
+                    ok = hmac.compare_digest(header[7:].strip().encode("utf-8", "surrogateescape"), token)
                 else:
                     ok = await auth.verify(header)
                 if not ok:
@@ -220,14 +268,16 @@ def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     return ctx
 
 
-def load_web_config(path: Path) -> WebConfig:
-    """Read and validate a web-config file; raise StartupProblem with one line on any mistake."""
+def load_web_config(path: Path, max_pending: int = 32, refusals: Refusals | None = None) -> WebConfig:
+    """Read and validate a web-config file; raise StartupProblem with one line on any mistake.
+    `max_pending` and `refusals`: see `BasicAuth`."""
     cfg = load_yaml_model(path, WebConfigFile, StartupProblem)
     try:
         ctx = _ssl_context(cfg.tls_server_config, path.parent) if cfg.tls_server_config else None
     except StartupProblem as e:
         raise StartupProblem(f"{path}: tls_server_config: {e}") from None
-    auth = BasicAuth(cfg.basic_auth_users) if cfg.basic_auth_users else None
+    auth = BasicAuth(cfg.basic_auth_users, max_pending=max_pending, refusals=refusals) \
+        if cfg.basic_auth_users else None
     headers = cfg.http_server_config.headers if cfg.http_server_config else {}
     tls = cfg.tls_server_config
     files = (_path(tls.cert_file, path.parent), _path(tls.key_file, path.parent)) if tls else None

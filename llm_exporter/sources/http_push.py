@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from llm_exporter.limits import Refusals
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.worker import Worker
 
@@ -104,8 +105,11 @@ class Ingest:
     name = SOURCE
     attached = True
 
-    def __init__(self, worker: Worker, metrics: LLMMetrics, token: str | None, max_bytes: int) -> None:
+    def __init__(self, worker: Worker, metrics: LLMMetrics, token: str | None, max_bytes: int,
+                 read_timeout: float = 60.0, refusals: Refusals | None = None) -> None:
         self._worker = worker
+        self._read_timeout = read_timeout
+        self._refusals = refusals if refusals is not None else Refusals()
         self._metrics = metrics
         self._token = token.encode() if token else None
         self._max = max_bytes
@@ -124,7 +128,9 @@ class Ingest:
         if self._token is not None:
             auth = request.headers.get("Authorization", "")
             scheme, _, given = auth.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self._token):
+            # a header's non-ASCII bytes arrive as surrogates: compared as the bytes sent, never a 500
+            presented = given.strip().encode("utf-8", "surrogateescape")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(presented, self._token):
                 return _reply(401, "missing or wrong bearer token", close=True)
         length = request.content_length
         if length is not None and length > self._max:
@@ -148,10 +154,16 @@ class Ingest:
         if refused is not None:
             return refused
         body = bytearray()
-        async for chunk in request.content.iter_chunked(READ):
-            body += chunk
-            if len(body) > self._max:
-                return _reply(413, f"body over the limit of {self._max} bytes", close=True)
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                async for chunk in request.content.iter_chunked(READ):
+                    body += chunk
+                    if len(body) > self._max:
+                        return _reply(413, f"body over the limit of {self._max} bytes", close=True)
+        except TimeoutError:
+            self._refusals.count("body_timeout")
+            return _reply(408, f"body not received within {self._read_timeout:g} s (--web-read-timeout)",
+                          close=True)
         try:
             lines = body_lines(bytes(body))
         except BadBody as e:

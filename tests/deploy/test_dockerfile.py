@@ -47,7 +47,8 @@ def test_hadolint_reports_a_bad_dockerfile(tmp_path: Path) -> None:
 
 
 def test_dockerfile_builds_a_wheel_and_runs_it_as_a_fixed_non_root_user() -> None:
-    """Two stages (wheel, runtime), USER 10060, EXPOSE 10060, ENTRYPOINT llm-exporter, HEALTHCHECK /healthz."""
+    """Two stages (wheel, runtime), USER 10060, EXPOSE 10060, ENTRYPOINT llm-exporter,
+    HEALTHCHECK `llm-exporter healthcheck`."""
     ins = instructions()
     froms = [a for w, a in ins if w == "FROM"]
     assert len(froms) == 2 and froms[0].endswith(" AS build")
@@ -58,4 +59,4 @@ def test_dockerfile_builds_a_wheel_and_runs_it_as_a_fixed_non_root_user() -> Non
     assert ("EXPOSE", "10060") in ins
     assert ("ENTRYPOINT", '["llm-exporter"]') in ins
     health = [a for w, a in ins if w == "HEALTHCHECK"]
-    assert len(health) == 1 and "/healthz" in health[0] and "curl" not in health[0]
+    assert len(health) == 1 and "llm-exporter\", \"healthcheck" in health[0] and "curl" not in health[0]

@@ -185,6 +185,27 @@ def test_push_mode_takes_the_token_from_a_secret() -> None:
     assert len(policy["spec"]["ingress"][0]["from"]) == 2
 
 
+def test_push_mode_without_a_token_needs_a_network_policy() -> None:
+    """push with neither a token nor a NetworkPolicy naming who may push does not render (one
+    line saying what to set); with such a policy it renders the explicit unauthenticated flag,
+    which the exporter accepts."""
+    r = helm("template", "rel", str(CHART), "--set", "mode=push", check=False)
+    assert r.returncode != 0 and "push.token" in r.stderr and "networkPolicy" in r.stderr, r.stderr
+    r = helm("template", "rel", str(CHART), "--set", "mode=push", "--set", "networkPolicy.enabled=true",
+             check=False)
+    assert r.returncode != 0, "a policy that lets every peer in is no guard"
+    docs = render("--set", "mode=push", "--set", "networkPolicy.enabled=true",
+                  "--set", "networkPolicy.metricsFrom[0].podSelector.matchLabels.app=shipper")
+    args = container(pod_spec(docs), "llm-exporter")["args"]
+    assert "--http-ingest" in args and "--http-ingest-allow-unauthenticated" in args
+    assert "env" not in container(pod_spec(docs), "llm-exporter")
+    settings = settings_from_args(daemon_parser().parse_args(args), [])
+    assert settings.http_ingest_allow_unauthenticated and settings.http_ingest_token is None
+    assert not any(d["kind"] == "Secret" for d in docs)
+    with_token = container(pod_spec(render("-f", str(CHART / "ci" / "push-values.yaml"))), "llm-exporter")
+    assert "--http-ingest-allow-unauthenticated" not in with_token["args"]
+
+
 @pytest.mark.parametrize("scenario", [None, *(s for s in SCENARIOS if s != "sidecar-only-values.yaml")])
 def test_rendered_exporter_flags_are_accepted_by_llm_exporter(scenario: str | None) -> None:
     """The exporter's argv in every scenario parses with the real command line and settings."""
@@ -338,7 +359,8 @@ def test_container_snippet_adds_the_sidecar_to_your_own_deployment(tmp_path: Pat
         "apiVersion": "v2", "name": "myapp", "version": "1.0.0",
         "dependencies": [{"name": "llm-exporter", "version": "0.1.0", "repository": f"file://{CHART}"}]}))
     sub = yaml.safe_load((CHART / "ci" / "sidecar-only-values.yaml").read_text())
-    (parent / "values.yaml").write_text(yaml.safe_dump({"llm-exporter": {**sub, "mode": "push"}}))
+    (parent / "values.yaml").write_text(yaml.safe_dump({"llm-exporter": {**sub, "mode": "push",
+                                                                         "push": {"token": "t0k"}}}))
     (parent / "templates" / "deployment.yaml").write_text(PARENT_DEPLOYMENT)
     helm("dependency", "build", str(parent))
     out = helm("template", "rel", str(parent), "--namespace", "llm").stdout

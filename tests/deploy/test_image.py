@@ -10,12 +10,15 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import bcrypt
 import pytest
 import yaml
 
 from tests.deploy_tools import deploy_tool
 from tests.helpers import ROOT, SHARED, free_port, http_get, parse_metrics, total
+from tests.tlsutil import make_pki
 
 IMAGE = os.environ.get("LLM_EXPORTER_IMAGE", "")
 pytestmark = [
@@ -69,7 +72,7 @@ def test_image_metadata_names_user_port_entrypoint_and_healthcheck() -> None:
     assert cfg["User"] == "10060:10060"
     assert cfg["Entrypoint"] == ["llm-exporter"]
     assert "10060/tcp" in cfg["ExposedPorts"]
-    assert "/healthz" in " ".join(info["Healthcheck"]["Test"])  # podman lists it beside Config
+    assert "healthcheck" in " ".join(info["Healthcheck"]["Test"])  # podman lists it beside Config
 
 
 def test_piped_lines_become_metrics_in_a_read_only_container(
@@ -133,5 +136,38 @@ def test_compose_service_runs_the_demo_app_in_wrapper_mode() -> None:
             except OSError:
                 continue
         assert requests >= 3
+    finally:
+        podman("rm", "--force", "--time", "2", name, check=False)
+
+
+@pytest.mark.parametrize("mode", ["tls+basic", "mtls"])
+def test_healthcheck_passes_under_tls_basic_auth_and_client_certificates(tmp_path: Path, mode: str) -> None:
+    """The image's HEALTHCHECK under --web-config: TLS with basic auth, and TLS requiring client
+    certificates. Basic auth leaves /healthz open (documented); the check speaks TLS when the port does."""
+    make_pki(tmp_path)  # ca.crt, server.crt/.key into the mounted directory
+    pw_hash = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    text = "tls_server_config:\n  cert_file: /web/server.crt\n  key_file: /web/server.key\n"
+    if mode == "mtls":
+        text += "  client_ca_file: /web/ca.crt\n  client_auth_type: RequireAndVerifyClientCert\n"
+    else:
+        text += f"basic_auth_users:\n  alice: '{pw_hash}'\n"
+    (tmp_path / "web.yml").write_text(text)
+    for p in tmp_path.iterdir():
+        p.chmod(0o644)
+    tmp_path.chmod(0o755)
+    name = f"llm-exporter-health-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    podman("run", "-d", "--rm", "--name", name, "--read-only", "--network=host", "-v", f"{tmp_path}:/web:ro",
+           "-e", f"LLM_EXPORTER_LISTEN=127.0.0.1:{port}", IMAGE, "--no-stdin", "--http-ingest", "--gpu", "off",
+           "--web-config", "/web/web.yml")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            health = podman("healthcheck", "run", name, check=False)
+            if health.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        logs = podman("logs", name, check=False)
+        assert health.returncode == 0, health.stdout + health.stderr + logs.stderr
     finally:
         podman("rm", "--force", "--time", "2", name, check=False)

@@ -123,7 +123,8 @@ def test_client_certificate_is_required_when_configured(tmp_path: Path, pki: dic
 
 
 def test_basic_auth_guards_every_endpoint(tmp_path: Path, pki: dict[str, Path], pw_hash: str) -> None:
-    """Right password: 200; wrong password, unknown user or no header: 401 on every path, over TLS."""
+    """Right password: 200; wrong password, unknown user or no header: 401 on every path but the
+    health probes, over TLS; /healthz and /readyz answer without credentials (a documented choice)."""
     cfg = _write_cfg(tmp_path, f"tls_server_config:\n  cert_file: {pki['server.crt']}\n"
                                f"  key_file: {pki['server.key']}\n"
                                f"basic_auth_users:\n  alice: '{pw_hash}'\n"
@@ -133,13 +134,16 @@ def test_basic_auth_guards_every_endpoint(tmp_path: Path, pki: dict[str, Path], 
         https = f"https://127.0.0.1:{e.port}"
         _wait(e, https, ctx)
         good = _basic("alice", PASSWORD)
-        for path in ("/metrics", "/healthz", "/readyz", "/", "/api/summary"):
+        for path in ("/healthz", "/readyz"):
+            assert _get(https + path, ctx)[0] == 200, path
+            assert _get(https + path, ctx, _basic("alice", "wrong"))[0] == 200, path
+        for path in ("/metrics", "/", "/api/summary"):
             assert _get(https + path, ctx, good)[0] == 200, path
             assert _get(https + path, ctx, _basic("alice", "wrong"))[0] == 401, path
             assert _get(https + path, ctx, _basic("bob", PASSWORD))[0] == 401, path
             assert _get(https + path, ctx)[0] == 401, path
         assert _get(https + "/metrics", ctx, "Basic !!notbase64")[0] == 401
-        req = urllib.request.Request(https + "/healthz", headers={"Authorization": good})
+        req = urllib.request.Request(https + "/metrics", headers={"Authorization": good})
         with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
             assert r.headers["X-Frame-Options"] == "deny"
         assert e.stop() == 0

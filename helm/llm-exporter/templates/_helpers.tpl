@@ -105,6 +105,13 @@ The exporter's flags for the chosen mode, one per line as a YAML list.
 - --no-passthrough
 {{- else if eq $mode "push" }}
 - --http-ingest
+{{- if not (include "llm-exporter.pushSecretName" .) }}
+{{- if not (and .Values.networkPolicy.enabled .Values.networkPolicy.metricsFrom) }}
+{{- fail "mode=push needs push.token or push.existingSecret (a bearer token for /ingest), or networkPolicy.enabled with networkPolicy.metricsFrom naming who may push" }}
+{{- end }}
+# no token: the NetworkPolicy limits who can reach /ingest
+- --http-ingest-allow-unauthenticated
+{{- end }}
 {{- end }}
 {{- range .Values.exporter.extraArgs }}
 - {{ . | quote }}
