@@ -126,7 +126,8 @@ class App:
             self.sources.append(ingest)
         # the page samples GPU readings from the GPU collector alone (an empty registry without one)
         gpu_source = self.gpu if self.gpu is not None else CollectorRegistry(auto_describe=False)
-        app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra, gpu_source=gpu_source)
+        app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra, gpu_source=gpu_source,
+                       pipeline=self.pipeline, show_reject_lines=self.settings.debug_endpoints)
         ssl_context = None
         if wc is not None:
             app.middlewares.append(wc.middleware(s.http_ingest_token))

@@ -1,14 +1,17 @@
-"""The page at `/` and its data, `GET /api/dashboard`: the last 15 minutes at a glance.
+"""The page at `/` and its data, `GET /api/dashboard`: are my lines understood, and what do they say.
 
-Requests by outcome, latency quantiles and tokens come from `LLMMetrics.window` (per-second
-slots, 900 s), cut into 10-second bins. Error types and GPU readings are sampled every bin, on a
-worker thread, from the metrics and from the `hw_gpu_*` samples of the GPU source (the GPU
+First what a new user asks: lines per source and outcome since start, the unparsed share, the
+last few rejected lines (their text, redacted, only with `--debug-endpoints`) and any "why no
+metric" hint the pipeline has. Then, per model since start, requests, latency and tokens; and
+over a window that fits the process's age (1 to 15 minutes, see `SPANS`), requests by outcome,
+latency quantiles and tokens from `LLMMetrics.window` (per-second slots), cut into bins. Error
+types, the servers' KV cache and queue stats and GPU readings are sampled every `SAMPLE` seconds,
+on a worker thread, from the metrics and from the `hw_gpu_*` samples of the GPU source (the GPU
 collector; by default the whole registry), so the page needs nothing else. The HTML
-(`exporter/static/index.html`) is self-contained: no external assets, hand-written SVG charts,
-so it works on an air-gapped cluster; it also carries a server-rendered summary for clients
-without JavaScript.
+(`llm_exporter/static/index.html`) is self-contained: no external assets, hand-written SVG
+charts drawn at the size they are shown, so it works on an air-gapped cluster; it also carries a
+server-rendered summary for clients without JavaScript.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -23,14 +26,26 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from llm_exporter import __version__
-from llm_exporter.metrics import DURATION_BUCKETS, LLMMetrics, quantile
+from llm_exporter import __version__, debug
+from llm_exporter.metrics import DURATION_BUCKETS, LINE_OUTCOMES, LLMMetrics, quantile
 
 SPAN = 900
-BIN = 10
+#: the page's window grows with the process's age: the smallest of these that covers it
+SPANS = ((60, 1), (120, 2), (300, 5), (600, 10), (900, 15))  # (seconds, bin seconds)
+SAMPLE = 5  # seconds between samples of what the window does not keep
+REJECTS_SHOWN = 5
 GPU_SAMPLES = {"hw_gpu_memory_usage_bytes": "memory_used_bytes",
                "hw_gpu_memory_limit_bytes": "memory_limit_bytes",
                "hw_gpu_utilization_ratio": "utilization_ratio"}
+STATS_SHOWN = ("running", "waiting", "kv_cache_usage")
+
+
+def window(uptime: float) -> tuple[int, int]:
+    """(span, bin) seconds of the page's charts for a process this old."""
+    for span, step in SPANS:
+        if uptime <= span:
+            return span, step
+    return SPANS[-1]
 
 
 class _Acc:
@@ -56,19 +71,23 @@ class _Acc:
 
 
 class Dashboard:
-    """Samples what the window does not keep (error types, GPUs) and serves the page's data."""
+    """Samples what the window does not keep (error types, server stats, GPUs) and serves the page's data."""
 
     def __init__(self, registry: CollectorRegistry, metrics: LLMMetrics,
-                 clock: Callable[[], float] = time.time, gpu_source: Any = None) -> None:
+                 clock: Callable[[], float] = time.time, gpu_source: Any = None,
+                 pipeline: Any = None, show_reject_lines: bool = False) -> None:
         self.registry = registry
         # anything with collect(): the GPU collector alone, so a sample never builds the LLM families
         self.gpu_source = gpu_source if gpu_source is not None else registry
         self.metrics = metrics
+        self.pipeline = pipeline  # its kept rejects (and "why no metric" hints, when it has them)
+        self.show_reject_lines = show_reject_lines  # the lines' text only with --debug-endpoints
         self.clock = clock
         self.started = clock()
-        n = SPAN // BIN + 2
+        n = SPAN // SAMPLE + 2
         self._errors: deque[tuple[float, dict[str, int]]] = deque(maxlen=n)
         self._gpus: deque[tuple[float, dict[str, dict[str, Any]]]] = deque(maxlen=n)
+        self._stats: deque[tuple[float, dict[tuple[str, str, str], dict[str, float]]]] = deque(maxlen=n)
 
     def errors_now(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -77,6 +96,11 @@ class Dashboard:
                 for et, c in s.errors.items():
                     out[et] = out.get(et, 0) + c
         return out
+
+    def stats_now(self) -> dict[tuple[str, str, str], dict[str, float]]:
+        """The servers' periodic stats now, by (provider, model, engine)."""
+        with self.metrics.lock:
+            return {k: dict(v) for k, v in self.metrics.stats.items()}
 
     def gpus_now(self) -> dict[str, dict[str, Any]]:
         """Current GPU readings by GPU, from the registry's hw_gpu_* samples (empty: no GPU)."""
@@ -96,11 +120,12 @@ class Dashboard:
     def sample(self) -> None:
         now = self.clock()
         self._errors.append((now, self.errors_now()))
+        self._stats.append((now, self.stats_now()))
         self._gpus.append((now, self.gpus_now()))
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(BIN - (self.clock() % BIN))
+            await asyncio.sleep(SAMPLE - (self.clock() % SAMPLE))
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self.sample)
             except Exception:  # a collector's bug must not end the sampling
@@ -109,7 +134,7 @@ class Dashboard:
                 logging.getLogger("llm_exporter.dashboard").exception("dashboard sample failed")
 
     async def ctx(self, app: web.Application) -> AsyncIterator[None]:
-        """aiohttp cleanup context: take the baseline sample, then sample every BIN seconds."""
+        """aiohttp cleanup context: take the baseline sample, then sample every SAMPLE seconds."""
         self.sample()
         task = asyncio.create_task(self._loop())
         yield
@@ -117,52 +142,132 @@ class Dashboard:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    def lines(self) -> dict[str, dict[str, int]]:
+        """Lines read since start, by source and outcome (`llm_exporter_lines_total`)."""
+        with self.metrics.lock:
+            items = list(self.metrics.lines.items())
+        out: dict[str, dict[str, int]] = {}
+        for (src, outcome), n in sorted(items):
+            out.setdefault(src, dict.fromkeys(LINE_OUTCOMES, 0))[outcome] = n
+        return out
+
+    def models(self) -> list[dict[str, Any]]:
+        """Requests, latency quantiles and tokens since start, by provider and model."""
+        acc: dict[tuple[str, str], dict[str, Any]] = {}
+        nb = len(DURATION_BUCKETS) + 1
+        with self.metrics.lock:
+            for key, s in self.metrics.requests.items():
+                m = acc.setdefault((key[1], key[2]), {"requests": [0, 0, 0], "buckets": [0] * nb,
+                                                      "queue": [0] * nb, "queue_n": 0,
+                                                      "input_tokens": 0, "output_tokens": 0})
+                for i, n in enumerate(s.requests):
+                    m["requests"][i] += n
+                for h in s.duration.values():
+                    for i, c in enumerate(h.counts):
+                        m["buckets"][i] += c
+                if s.queue is not None:
+                    m["queue_n"] += 1
+                    for i, c in enumerate(s.queue.counts):
+                        m["queue"][i] += c
+                if s.tokens_in is not None:
+                    m["input_tokens"] += s.tokens_in.sum
+                if s.tokens_out is not None:
+                    m["output_tokens"] += s.tokens_out.sum
+        out = []
+        for (provider, model), m in sorted(acc.items()):
+            ok, err, ab = m["requests"]
+            out.append({"provider": provider, "model": model, "success": ok, "error": err, "aborted": ab,
+                        "p50": quantile(DURATION_BUCKETS, m["buckets"], 0.5),
+                        "p95": quantile(DURATION_BUCKETS, m["buckets"], 0.95),
+                        "queue_p50": quantile(DURATION_BUCKETS, m["queue"], 0.5) if m["queue_n"] else None,
+                        "input_tokens": m["input_tokens"], "output_tokens": m["output_tokens"]})
+        return out
+
+    def rejects(self) -> list[dict[str, Any]]:
+        """The last few rejected lines, newest first; their (redacted) text only when shown."""
+        if self.pipeline is None:
+            return []
+        kept = list(self.pipeline.rejects)[-REJECTS_SHOWN:]
+        out = []
+        for r in reversed(kept):
+            item = debug.show(r)
+            if not self.show_reject_lines:
+                del item["line"]
+            out.append(item)
+        return out
+
+    def hints(self) -> list[str]:
+        """What the pipeline has to say about missing metrics ("why no metric"), when it says anything."""
+        fn = getattr(self.pipeline, "hints", None)
+        if not callable(fn):
+            return []
+        try:
+            return [str(h) for h in fn()]
+        except Exception:  # a hint must never break the page
+            return []
+
     def data(self) -> dict[str, Any]:
         now = self.clock()
         sec = int(now)
+        span, step = window(now - self.started)
         with self.metrics.lock:
             slots = [(s[0], s[1], s[2], s[3], s[4], s[5], list(s[6])) for s in self.metrics.window.series(now)]
-        first = sec - SPAN + 1
-        nb = SPAN // BIN
+        first = sec - span + 1
+        nb = span // step
         bins = [_Acc() for _ in range(nb)]
         tot = _Acc()
         for t, ok, err, ab, tin, tout, buckets in slots:
             if t < first:
                 continue
-            for acc in (bins[min((t - first) // BIN, nb - 1)], tot):
+            for acc in (bins[min((t - first) // step, nb - 1)], tot):
                 acc.add(ok, err, ab, tin, tout, buckets)
         points: list[dict[str, float | None]] = []
         for i, b in enumerate(bins):
-            t = first + i * BIN + BIN - 1
-            up = t >= self.started  # no rates before this process was there to see them
-            points.append({"t": t, "success": b.ok / BIN if up else None, "error": b.err / BIN if up else None,
-                           "aborted": b.ab / BIN if up else None,
-                           "input_tokens": b.tin / BIN if up else None,
-                           "output_tokens": b.tout / BIN if up else None,
+            t = first + i * step + step - 1
+            up = t >= int(self.started)  # no rates before this process was there to see them
+            points.append({"t": t, "success": b.ok / step if up else None, "error": b.err / step if up else None,
+                           "aborted": b.ab / step if up else None,
+                           "input_tokens": b.tin / step if up else None,
+                           "output_tokens": b.tout / step if up else None,
                            "p50": b.q(0.5), "p95": b.q(0.95)})
         errors_now = self.errors_now()
-        baseline = next((e for t, e in list(self._errors) if t >= now - SPAN), {})
+        errors = list(self._errors)  # one copy: the sampler thread appends meanwhile
+        baseline = next((e for t, e in errors if t >= now - span), {})
         err_totals = {k: v - baseline.get(k, 0) for k, v in errors_now.items() if v - baseline.get(k, 0) > 0}
         err_points = []
         prev: dict[str, int] | None = None
-        errors = list(self._errors)  # one copy: the sampler thread appends meanwhile
         for t, e in [*errors, (now, errors_now)]:
-            if prev is not None and t >= now - SPAN:
+            if prev is not None and t >= now - span:
                 err_points.append({"t": t, "counts": {k: v - prev.get(k, 0) for k, v in e.items()
                                                       if v - prev.get(k, 0) > 0}})
             prev = e
         gpus_now = self.gpus_now()
-        history = {gid: [[t, g[gid].get("memory_used_bytes"), g[gid].get("utilization_ratio")]
-                         for t, g in list(self._gpus) if gid in g and t >= now - SPAN]
-                   for gid in gpus_now}
+        gpu_history = {gid: [[t, g[gid].get("memory_used_bytes"), g[gid].get("utilization_ratio")]
+                             for t, g in list(self._gpus) if gid in g and t >= now - span]
+                       for gid in gpus_now}
+        stats_now = self.stats_now()
+        stats_samples = [*list(self._stats), (now, stats_now)]
+        stats = [{"provider": k[0], "model": k[1], "engine": k[2], **{f: v.get(f) for f in STATS_SHOWN},
+                  "history": [[t, *(st[k].get(f) for f in STATS_SHOWN)] for t, st in stats_samples
+                              if k in st and t >= now - span]}
+                 for k, v in sorted(stats_now.items()) if any(f in v for f in STATS_SHOWN)]
+        lines = self.lines()
+        all_lines = sum(sum(v.values()) for v in lines.values())
+        unparsed = sum(v["unparsed"] for v in lines.values())
         return {
             "version": __version__, "now": now, "uptime_seconds": now - self.started,
-            "span_seconds": SPAN, "bin_seconds": BIN, "points": points,
+            "span_seconds": span, "bin_seconds": step, "points": points,
             "totals": {"success": tot.ok, "error": tot.err, "aborted": tot.ab,
                        "input_tokens": tot.tin, "output_tokens": tot.tout,
                        "p50": tot.q(0.5), "p95": tot.q(0.95)},
+            "lines": lines, "lines_total": all_lines,
+            "unparsed_share": unparsed / all_lines if all_lines else None,
+            "rejects": self.rejects(), "reject_lines_shown": self.show_reject_lines,
+            "hints": self.hints(),
+            "models": self.models(),
+            "stats": stats,
             "errors": {"totals": err_totals, "points": err_points},
-            "gpus": [{**g, "history": history[gid]} for gid, g in sorted(gpus_now.items())],
+            "gpus": [{**g, "history": gpu_history[gid]} for gid, g in sorted(gpus_now.items())],
         }
 
 
@@ -190,9 +295,11 @@ def page(summary: dict[str, Any], uptime: float) -> str:
 
 
 def setup(app: web.Application, registry: CollectorRegistry, metrics: LLMMetrics,
-          started: float, gpu_source: Any = None) -> Dashboard:
+          started: float, gpu_source: Any = None, pipeline: Any = None,
+          show_reject_lines: bool = False) -> Dashboard:
     """Add `/` and `/api/dashboard` to the app, with the sampler tied to its lifetime."""
-    d = Dashboard(registry, metrics, gpu_source=gpu_source)
+    d = Dashboard(registry, metrics, gpu_source=gpu_source, pipeline=pipeline,
+                  show_reject_lines=show_reject_lines)
 
     async def handle_index(request: web.Request) -> web.Response:
         return web.Response(text=page(metrics.summary(), time.time() - started), content_type="text/html",

@@ -3,21 +3,33 @@
 Model: lines end at `\n`; one `\r` before it is dropped (CRLF); a partial last line is held
 until more bytes arrive or `flush()` is called at EOF (or after a flush timeout). A line whose
 length passes `max_len` is cut off: its bytes are discarded up to the next `\n` and it counts
-once as `too_long`. Framing never changes the bytes handed on, it only splits them.
+once as `too_long`; a `TooLong` marker (its first bytes) takes its place among the lines handed
+on, so that the parser numbers the lines after it right and can show it as a reject. Framing
+never changes the bytes handed on, it only splits them.
 """
 
 from __future__ import annotations
+
+#: how much of a too-long line its marker keeps (what a reject shows)
+HEAD = 200
+
+
+class TooLong(bytes):
+    """Stands in for a line over the limit (counted `too_long` by its source): its first `HEAD` bytes."""
+
+    __slots__ = ()
 
 
 class LineFramer:
     """Split a byte stream into lines, holding partial tails between chunks."""
 
-    __slots__ = ("_max", "_pending", "_skipping")
+    __slots__ = ("_head", "_max", "_pending", "_skipping")
 
     def __init__(self, max_len: int = 1 << 20) -> None:
         self._max = max_len
         self._pending = b""
         self._skipping = False  # inside an over-long line: drop until the next newline
+        self._head = b""  # the first bytes of that line
 
     @property
     def pending(self) -> int:
@@ -25,15 +37,18 @@ class LineFramer:
         return len(self._pending)
 
     def feed(self, chunk: bytes) -> tuple[list[bytes], int]:
-        """Return the complete lines in `chunk` (with what was held) and the count of too-long lines."""
+        """Return the complete lines in `chunk` (with what was held; a `TooLong` marker in place of
+        each line over the limit) and the count of too-long lines."""
         too_long = 0
+        out: list[bytes] = []
         if self._skipping:
             nl = chunk.find(b"\n")
             if nl < 0:
-                return [], 0
+                return out, 0
             self._skipping = False
             chunk = chunk[nl + 1 :]
             too_long = 1  # counted when its end is seen
+            out.append(TooLong(self._head))
         if self._pending:
             chunk = self._pending + chunk
             self._pending = b""
@@ -41,15 +56,16 @@ class LineFramer:
         tail = lines.pop()
         if len(tail) > self._max:
             self._skipping = True
+            self._head = tail[:HEAD]
         else:
             self._pending = tail
-        out = []
         mx = self._max
         for line in lines:
             if line[-1:] == b"\r":
                 line = line[:-1]
             if len(line) > mx:
                 too_long += 1
+                out.append(TooLong(line[:HEAD]))
             else:
                 out.append(line)
         return out, too_long
@@ -58,7 +74,7 @@ class LineFramer:
         """End of stream (or flush timeout): hand out the partial last line, if any."""
         if self._skipping:
             self._skipping = False
-            return [], 1
+            return [TooLong(self._head)], 1
         tail, self._pending = self._pending, b""
         if not tail:
             return [], 0

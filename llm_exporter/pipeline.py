@@ -4,7 +4,9 @@ Every line handed to `Pipeline.process` lands in exactly one outcome of
 `llm_exporter_lines_total`: `record` (it produced at least one record, or belongs to a
 multi-line record), `ignored` (recognised, nothing to count, or blank), `unparsed` (no adapter
 knows it: plain text, or JSON of no known shape), `invalid` (a known shape with bad values).
-`too_long` and `dropped` are decided before a line gets here (framing and back-pressure).
+`too_long` and `dropped` are decided before a line gets here (framing and back-pressure); a
+too-long line's `TooLong` marker still comes through, uncounted here, so that it gets its line
+number and is kept as a reject. Line numbers count per stream (each followed file on its own).
 Nothing in here raises on input: an adapter bug is counted as `invalid` with reason
 `adapter_error` and logged once.
 """
@@ -20,6 +22,7 @@ from typing import Any
 from llm_exporter import adapters
 from llm_exporter.adapters.base import IGNORED, Adapter, Invalid, json_object
 from llm_exporter.envelopes import Envelope
+from llm_exporter.framing import TooLong
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.startup import StartupScanner, scan_line
 
@@ -30,7 +33,8 @@ REJECT_KEEP = 50
 
 
 class Reject:
-    """One rejected line, kept for diagnostics (never a label)."""
+    """One rejected line, kept for diagnostics (never a label). `source` names where it was read:
+    the source label, or for a followed file its path."""
 
     __slots__ = ("line", "lineno", "outcome", "reason", "source")
 
@@ -40,13 +44,14 @@ class Reject:
 
 
 class _SourceState:
-    __slots__ = ("chain", "envelope", "lineno", "startup")
+    __slots__ = ("chain", "envelope", "lineno", "startup", "where")
 
-    def __init__(self, chain: list[Adapter], fmt: str = "auto") -> None:
+    def __init__(self, chain: list[Adapter], where: str, fmt: str = "auto") -> None:
         self.envelope = Envelope()
         self.chain = chain
         self.lineno = 0
         self.startup = StartupScanner(fmt)
+        self.where = where
 
 
 class Pipeline:
@@ -62,6 +67,8 @@ class Pipeline:
         self.rejects: deque[Reject] = deque(maxlen=REJECT_KEEP)
         self._sources: dict[str, _SourceState] = {}
         self._adapter_errors_logged: set[str] = set()
+        #: what a stream is called in rejects (a followed file's path), when not its source label
+        self.stream_names: dict[str, str] = {}
 
     @property
     def config(self) -> Any:
@@ -88,7 +95,9 @@ class Pipeline:
         st = self._sources.get(key)
         if st is None:
             self.metrics.register_source(source)
-            st = self._sources[key] = _SourceState(adapters.build_chain(self.fmt, self.config), self.fmt)
+            st = self._sources[key] = _SourceState(adapters.build_chain(self.fmt, self.config), source, self.fmt)
+        if stream is not None:
+            st.where = self.stream_names.get(stream, source)
         return st
 
     def process(self, source: str, lines: Iterable[bytes], commit: Callable[[], None] | None = None,
@@ -103,9 +112,13 @@ class Pipeline:
         apply = m.apply
         counts = {"record": 0, "ignored": 0, "unparsed": 0, "invalid": 0}
         now = self.clock()
+        where = st.where
         with m.lock:
             for line in lines:
                 st.lineno += 1
+                if type(line) is TooLong:  # counted by its source; numbered and kept here
+                    self.rejects.append(Reject(where, st.lineno, "too_long", "line_too_long", line))
+                    continue
                 outcome, result = self._one(st, line)
                 if outcome == "record":
                     if type(result) is list:
@@ -119,9 +132,9 @@ class Pipeline:
                             ok = False
                     if not ok:
                         outcome, result = "invalid", "adapter_error"
-                        self.rejects.append(Reject(source, st.lineno, outcome, result, line))
+                        self.rejects.append(Reject(where, st.lineno, outcome, result, line))
                 elif outcome != "ignored":
-                    self.rejects.append(Reject(source, st.lineno, outcome, result, line))
+                    self.rejects.append(Reject(where, st.lineno, outcome, result, line))
                 counts[outcome] += 1
             for k, n in counts.items():
                 if n:
@@ -140,6 +153,8 @@ class Pipeline:
         with self.metrics.lock:
             for name in names:
                 st = self._sources.pop(name, None) if forget else self._sources.get(name)
+                if forget:
+                    self.stream_names.pop(name, None)
                 if st is None:
                     continue
                 for held in st.envelope.flush():

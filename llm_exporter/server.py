@@ -24,7 +24,8 @@ from llm_exporter.metrics import LLMMetrics
 
 
 def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[], bool],
-             extra_routes: list[web.RouteDef] | None = None, gpu_source: Any = None) -> web.Application:
+             extra_routes: list[web.RouteDef] | None = None, gpu_source: Any = None,
+             pipeline: Any = None, show_reject_lines: bool = False) -> web.Application:
     app = web.Application(client_max_size=1 << 20)
     started = time.time()
     # scrapes render on threads of their own: the default executor also holds /ingest pushes
@@ -69,7 +70,8 @@ def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[
         web.get("/readyz", handle_readyz),
         web.get("/api/summary", handle_summary),
     ])
-    dashboard.setup(app, registry, metrics, started, gpu_source)  # `/` and /api/dashboard
+    dashboard.setup(app, registry, metrics, started, gpu_source, pipeline=pipeline,  # `/` and /api/dashboard
+                    show_reject_lines=show_reject_lines)
     if extra_routes:
         app.add_routes(extra_routes)
     return app

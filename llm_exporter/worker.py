@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from llm_exporter.framing import TooLong
 from llm_exporter.pipeline import Pipeline
 
 log = logging.getLogger("llm_exporter.worker")
@@ -40,8 +41,9 @@ class Worker:
         try:
             self._q.put_nowait((source, lines, None, None))
             return True
-        except queue.Full:
-            self.pipeline.metrics.count_line(source, "dropped", len(lines))
+        except queue.Full:  # a too-long line's marker was counted too_long already
+            dropped = sum(1 for line in lines if type(line) is not TooLong)
+            self.pipeline.metrics.count_line(source, "dropped", dropped)
             return False
 
     def put(self, source: str, lines: list[bytes], timeout: float | None = None,

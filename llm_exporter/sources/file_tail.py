@@ -268,8 +268,9 @@ class FileTail:
         for ident, s in self._streams.items():
             found = matches.get(ident)
             s.rotated = found is None
-            if found is not None:
+            if found is not None and found != s.path:
                 s.path = found
+                self._name(s)
         self._read_all()  # old files first: finish what was rotated before reading its successor
         for ident, path in matches.items():
             if ident not in self._streams:
@@ -308,8 +309,13 @@ class FileTail:
             offset = _last_line_end(fd, st.st_size)
         s.offset = s.sent = offset
         self._streams[ident] = s
+        self._name(s)
         log.info("following %s", path, extra={"fields": {"path": path, "offset": offset}})
         return s
+
+    def _name(self, s: _Stream) -> None:
+        """Rejects from this file show its path (a dict item set is atomic: the parser reads it)."""
+        self._worker.pipeline.stream_names[s.sid] = s.path
 
     def _resume_rotated(self, matches: dict[tuple[int, int], str]) -> None:
         """Files from the last run that were rotated out of the globs while we were down: finish them."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import string
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -94,3 +95,22 @@ def test_debug_rejects_shows_recent_rejects_safely() -> None:
         assert text.decode().count("\n") == 2 and "stdin:6\tunparsed/json_unknown_shape" in text.decode()
         assert b"ZQX" not in body and b"ZQX" not in text and b"\x1b" not in text
         assert http_get(e.url + "/debug/rejects?n=x")[0] == 400
+
+
+def test_line_numbers_count_too_long_lines_and_files_show_their_path(tmp_path: Path) -> None:
+    """After a too-long line, a reject's line number is still its line in the file (the 7th line is
+    `:7`), and with several files followed each reject names its file."""
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_bytes(b"\n".join([b"ok one", b"y" * 300, b"ok three", b"ok four", b"ok five", b"ok six",
+                              b"seventh line, unparsed"]) + b"\n")
+    b.write_bytes(b"first of b\nsecond of b\n")
+    with Exporter("--no-stdin", "--no-passthrough", "--gpu", "off", "--debug-endpoints", "--max-line-bytes", "100",
+                  "--file-start", "beginning", "--file", str(tmp_path / "*.log")) as e:
+        e.wait_ready()
+        e.wait_lines(9)
+        code, _, body = http_get(e.url + "/debug/rejects?format=json")
+    assert code == 200
+    got = {(r["source"], r["line_number"], r["outcome"]) for r in json.loads(body)["rejects"]}
+    want = {(str(a), n, "unparsed") for n in (1, 3, 4, 5, 6, 7)} | {(str(a), 2, "too_long")} | \
+        {(str(b), n, "unparsed") for n in (1, 2)}
+    assert got == want

@@ -5,10 +5,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_exporter.framing import LineFramer
+from llm_exporter.framing import HEAD, LineFramer, TooLong
 
 
-def frame_all(chunks: list[bytes], max_len: int = 1 << 20) -> tuple[list[bytes], int]:
+def frame_marked(chunks: list[bytes], max_len: int = 1 << 20) -> tuple[list[bytes], int]:
+    """Every line handed on, too-long markers included, and the too_long count."""
     f = LineFramer(max_len)
     out: list[bytes] = []
     too_long = 0
@@ -18,6 +19,13 @@ def frame_all(chunks: list[bytes], max_len: int = 1 << 20) -> tuple[list[bytes],
         too_long += n
     lines, n = f.flush()
     return out + lines, too_long + n
+
+
+def frame_all(chunks: list[bytes], max_len: int = 1 << 20) -> tuple[list[bytes], int]:
+    """The lines the parser reads as lines (markers left out), and the too_long count."""
+    out, n = frame_marked(chunks, max_len)
+    assert sum(type(x) is TooLong for x in out) == n  # one marker per too-long line
+    return [x for x in out if type(x) is not TooLong], n
 
 
 def expected_lines(data: bytes, max_len: int) -> tuple[list[bytes], int]:
@@ -74,6 +82,14 @@ def test_too_long_line_counts_once_and_framing_recovers() -> None:
 def test_too_long_line_at_eof_counts_once() -> None:
     """An over-long unterminated last line is one too_long at EOF."""
     assert frame_all([b"ok\n", b"q" * 100], max_len=10) == ([b"ok"], 1)
+
+
+def test_too_long_marker_sits_where_the_line_was() -> None:
+    """The marker keeps the line's place (so later lines are numbered right) and its first bytes."""
+    data = [b"one\n", b"x" * (HEAD + 50), b"y" * 50, b"\nthree\n", b"z" * 300]
+    out, n = frame_marked(data, max_len=64)
+    assert n == 2 and out == [b"one", b"x" * HEAD, b"three", b"z" * HEAD]
+    assert [type(x) is TooLong for x in out] == [False, True, False, True]
 
 
 @given(st.binary(max_size=2000), st.lists(st.integers(min_value=0, max_value=2000), max_size=30),
