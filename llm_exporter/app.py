@@ -63,7 +63,7 @@ class App:
         self.gpu: GpuCollector | None = None
         if settings.gpu != "off":
             self.gpu = GpuCollector(devices=settings.gpu_devices, interval=settings.gpu_interval,
-                                    processes=settings.gpu_processes)
+                                    processes=settings.gpu_processes, server_pids=self._server_pids)
             self.registry.register(self.gpu)
         self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
@@ -86,6 +86,14 @@ class App:
         self._stop_now = asyncio.Event()  # a second SIGTERM/SIGINT cuts the --shutdown-grace short
         self.stopping = False
         self._runner: web.AppRunner | None = None
+
+    def _server_pids(self) -> set[int] | None:
+        """The wrapped server's processes (wrapper mode), for GPU energy attribution; None when
+        they are not known (no child, or not started yet)."""
+        for src in list(self.sources):
+            if isinstance(src, CommandSource):
+                return src.pids()
+        return None
 
     def ready(self) -> bool:
         return not self.stopping and bool(self.sources) and all(getattr(s, "attached", True)

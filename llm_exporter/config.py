@@ -18,17 +18,24 @@ mappings:                              # shapes whose names are not the canonica
       duration: {path: timing.total, unit: ms}
       input_tokens: usage.in
     extra_labels: {src_lang: langs.src, tgt_lang: langs.tgt}
+slo:                                   # service level objectives, judged per finished request
+  - {name: chat-fast, model: "llama-*", ttft: 500ms, tpot: 50ms}
+buckets:                               # histogram bucket bounds in seconds (SLO thresholds are added)
+  ttft: [0.1, 0.25, 0.5, 1, 2.5]
 ```
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llm_exporter.units import parse_duration
 
 #: label names the request families already carry (an extra label cannot reuse them)
 RESERVED_LABELS = frozenset({"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
@@ -156,12 +163,121 @@ class Mapping(_Strict):
         return v
 
 
+# -- service level objectives and histogram buckets (`slo:`, `buckets:`) ----------------------
+
+#: what an objective can put a threshold on, and the histogram each one's buckets belong to
+SLO_FIELDS = ("ttft", "tpot", "duration", "queue")
+#: histograms whose bucket bounds `buckets:` can set
+BUCKET_HISTOGRAMS = ("duration", "ttft", "tpot", "queue", "inference")
+MAX_SLOS = 20
+MAX_BUCKETS = 40
+
+
+def _seconds(v: Any) -> Any:
+    """A threshold: a number of seconds or a duration string (`500ms`, `1.5s`, `2m`)."""
+    if isinstance(v, bool):
+        raise ValueError("expected seconds or a duration such as 500ms")
+    if isinstance(v, int | float):
+        secs: float | None = float(v)
+    elif isinstance(v, str):
+        secs = parse_duration(v)
+    else:
+        secs = None
+    if secs is None or secs != secs or secs <= 0 or secs == float("inf"):
+        raise ValueError(f"expected a positive number of seconds or a duration such as 500ms, got {v!r}")
+    return secs
+
+
+class Slo(_Strict):
+    """One objective: requests of the selected models are good when they succeed within every
+    threshold they can be judged on."""
+
+    name: str
+    model: list[str] = Field(default_factory=list, description="model names or globs; empty: every model")
+    ttft: float | None = None
+    tpot: float | None = None
+    duration: float | None = None
+    queue: float | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", v):
+            raise ValueError(f"slo name must be 1-64 letters, digits, _ . : - (a label value), got {v!r}")
+        return v
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("ttft", "tpot", "duration", "queue", mode="before")
+    @classmethod
+    def _threshold(cls, v: Any) -> Any:
+        return None if v is None else _seconds(v)
+
+    @model_validator(mode="after")
+    def _some(self) -> Slo:
+        if not self.thresholds:
+            raise ValueError(f"slo {self.name!r} needs at least one of {', '.join(SLO_FIELDS)}")
+        return self
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """field -> seconds, for the thresholds this objective sets."""
+        return {f: v for f in SLO_FIELDS if (v := getattr(self, f)) is not None}
+
+
+class Buckets(_Strict):
+    """Bucket upper bounds (seconds) per request histogram; unset: the built-in bounds."""
+
+    duration: list[float] | None = None
+    ttft: list[float] | None = None
+    tpot: list[float] | None = None
+    queue: list[float] | None = None
+    inference: list[float] | None = None
+
+    @field_validator(*BUCKET_HISTOGRAMS, mode="before")
+    @classmethod
+    def _bounds(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if not isinstance(v, list) or not v:
+            raise ValueError("expected a list of bucket bounds in seconds")
+        out = [_seconds(x) for x in v]
+        if sorted(set(out)) != out:
+            raise ValueError("bucket bounds must be strictly increasing")
+        if len(out) > MAX_BUCKETS:
+            raise ValueError(f"at most {MAX_BUCKETS} bounds per histogram")
+        return out
+
+
 class Config(_Strict):
     """The whole `--config` file."""
 
     extra_labels: ExtraLabels
     metrics: list[MetricSpec] = Field(default_factory=list)
     mappings: list[Mapping] = Field(default_factory=list)
+    slo: list[Slo] = Field(default_factory=list)
+    buckets: Buckets = Field(default_factory=Buckets)
+
+    @field_validator("slo")
+    @classmethod
+    def _slos(cls, v: list[Slo]) -> list[Slo]:
+        names = [s.name for s in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"slo names must be unique: {', '.join(dup)}")
+        if len(v) > MAX_SLOS:
+            raise ValueError(f"at most {MAX_SLOS} objectives")
+        return v
+
+    def bucket_bounds(self, histogram: str, default: Sequence[float]) -> tuple[float, ...]:
+        """The bounds of one request histogram: `buckets:` (or the built-in ones) plus every SLO
+        threshold on it, so the histogram has a bucket edge exactly at each threshold."""
+        base = getattr(self.buckets, histogram, None) or list(default)
+        extra = [s.thresholds[histogram] for s in self.slo if histogram in s.thresholds]
+        return tuple(sorted({*base, *extra}))
 
     @field_validator("extra_labels", mode="before")
     @classmethod
@@ -215,6 +331,12 @@ class Config(_Strict):
                 out.append("  labels: " + ", ".join(f"{k} <- {v}" for k, v in m.extra_labels.items()))
         for s in self.all_metrics:
             out.append(f"metric {s.name} ({s.type}) <- {s.path}" + (f" x {s.scale:g}" if s.scale != 1 else ""))
+        for o in self.slo:
+            th = ", ".join(f"{k} <= {v:g}s" for k, v in o.thresholds.items())
+            out.append(f"slo {o.name!r} on {', '.join(o.model) or 'every model'}: good when it succeeds with {th}")
+        for h in BUCKET_HISTOGRAMS:
+            if getattr(self.buckets, h) is not None:
+                out.append(f"buckets {h}: {', '.join(f'{b:g}' for b in getattr(self.buckets, h))}")
         return out
 
 

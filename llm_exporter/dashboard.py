@@ -88,6 +88,8 @@ class Dashboard:
         self._errors: deque[tuple[float, dict[str, int]]] = deque(maxlen=n)
         self._gpus: deque[tuple[float, dict[str, dict[str, Any]]]] = deque(maxlen=n)
         self._stats: deque[tuple[float, dict[tuple[str, str, str], dict[str, float]]]] = deque(maxlen=n)
+        #: (when the reading was taken, joules): this server's GPUs' energy counters summed
+        self._energy: deque[tuple[float, float]] = deque(maxlen=n)
 
     def errors_now(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -104,8 +106,23 @@ class Dashboard:
 
     def gpus_now(self) -> dict[str, dict[str, Any]]:
         """Current GPU readings by GPU, from the registry's hw_gpu_* samples (empty: no GPU)."""
+        return self._read_gpus()[0]
+
+    def _read_gpus(self) -> tuple[dict[str, dict[str, Any]], tuple[float, float] | None]:
+        """GPU readings by GPU, and (when taken, joules) of `hw_energy_joules_total` summed over
+        the GPUs that export it (this server's: see the GPU collector), None without any."""
         gpus: dict[str, dict[str, Any]] = {}
+        joules: float | None = None
+        age = 0.0
         for fam in self.gpu_source.collect():
+            if fam.name.startswith("hw_energy"):
+                for s in fam.samples:
+                    if s.name == "hw_energy_joules_total":
+                        joules = (joules or 0.0) + s.value
+                continue
+            if fam.name == "llm_exporter_gpu_snapshot_age_seconds" and fam.samples:
+                age = fam.samples[0].value
+                continue
             if not fam.name.startswith("hw_gpu"):
                 continue
             for s in fam.samples:
@@ -115,13 +132,33 @@ class Dashboard:
                 gid = s.labels.get("hw_id") or s.labels.get("gpu", "")
                 g = gpus.setdefault(gid, {"hw_id": s.labels.get("hw_id", ""), "gpu": s.labels.get("gpu", "")})
                 g[field] = s.value
-        return gpus
+        return gpus, (None if joules is None else (self.clock() - age, joules))
 
     def sample(self) -> None:
         now = self.clock()
         self._errors.append((now, self.errors_now()))
         self._stats.append((now, self.stats_now()))
-        self._gpus.append((now, self.gpus_now()))
+        gpus, energy = self._read_gpus()
+        self._gpus.append((now, gpus))
+        if energy is not None and (not self._energy or energy[0] > self._energy[-1][0]):
+            self._energy.append(energy)
+
+    def energy(self, span: float = SPAN) -> dict[str, float | None]:
+        """This server's GPU energy over (at most) the last `span` seconds and the output tokens
+        counted in the same time: joules, average watts, joules per output token (None: not known)."""
+        _, now_e = self._read_gpus()
+        first = next(((t, e) for t, e in list(self._energy) if now_e is not None and t >= now_e[0] - span), None)
+        out: dict[str, float | None] = {"since": None, "until": None, "joules": None, "watts": None,
+                                        "output_tokens": None, "joules_per_output_token": None}
+        if now_e is None or first is None or now_e[0] <= first[0]:
+            return out
+        t0, t1 = first[0], now_e[0]
+        with self.metrics.lock:
+            tokens = sum(s[5] for s in self.metrics.window.series(t1) if t0 < s[0] <= t1)
+        joules = max(0.0, now_e[1] - first[1])
+        out.update(since=t0, until=t1, joules=joules, watts=joules / (t1 - t0), output_tokens=tokens,
+                   joules_per_output_token=joules / tokens if tokens else None)
+        return out
 
     async def _loop(self) -> None:
         while True:
@@ -268,6 +305,7 @@ class Dashboard:
             "stats": stats,
             "errors": {"totals": err_totals, "points": err_points},
             "gpus": [{**g, "history": gpu_history[gid]} for gid, g in sorted(gpus_now.items())],
+            "energy": self.energy(),
         }
 
 
@@ -277,8 +315,9 @@ def _fmt(v: float | None, unit: str = "", scale: float = 1.0, digits: int = 2) -
     return f"{v * scale:,.{digits}f}{unit}"
 
 
-def page(summary: dict[str, Any], uptime: float) -> str:
-    """The HTML page with the server-rendered one-minute summary filled in."""
+def page(summary: dict[str, Any], uptime: float, energy: dict[str, Any] | None = None) -> str:
+    """The HTML page with the server-rendered one-minute summary filled in (and the energy per
+    output token of the last 15 minutes, when this server's GPUs are read)."""
     rows = [
         ("Requests/s", _fmt(summary["requests_per_second"])),
         ("Error ratio", _fmt(summary["error_ratio"], " %", 100, 1)),
@@ -287,6 +326,8 @@ def page(summary: dict[str, Any], uptime: float) -> str:
         ("Input tokens/s", _fmt(summary["input_tokens_per_second"], "", 1, 1)),
         ("Output tokens/s", _fmt(summary["output_tokens_per_second"], "", 1, 1)),
     ]
+    if energy is not None and energy.get("joules") is not None:
+        rows.append(("GPU energy per output token (15 min)", _fmt(energy.get("joules_per_output_token"), " J", 1, 3)))
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     tpl = resources.files("llm_exporter").joinpath("static/index.html").read_text(encoding="utf-8")
     return (tpl.replace("{{VERSION}}", html.escape(__version__))
@@ -302,7 +343,8 @@ def setup(app: web.Application, registry: CollectorRegistry, metrics: LLMMetrics
                   show_reject_lines=show_reject_lines)
 
     async def handle_index(request: web.Request) -> web.Response:
-        return web.Response(text=page(metrics.summary(), time.time() - started), content_type="text/html",
+        energy = await asyncio.get_running_loop().run_in_executor(None, d.energy)
+        return web.Response(text=page(metrics.summary(), time.time() - started, energy), content_type="text/html",
                             headers={"Cache-Control": "no-store"})
 
     async def handle_data(request: web.Request) -> web.Response:

@@ -39,6 +39,28 @@ CONSTANTS = {
 }
 
 
+#: a process entry with this pid stands for every child process of the process using the fake
+#: (a real exporter's wrapped server), found in /proc when NVML is asked
+CHILDREN = -1
+
+
+def _children() -> list[int]:
+    import os
+
+    me = str(os.getpid()).encode()
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat[stat.rfind(b")") + 2:].split()[1:2] == [me]:
+                out.append(int(name))
+    return out
+
+
 class NVMLError(Exception):
     """Like pynvml's: `NVMLError(code)` builds the subclass of that code; `.value` is the code."""
 
@@ -226,7 +248,11 @@ class FakeNvml:
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: FakeGpu) -> list[Any]:
         g = self._dev("nvmlDeviceGetComputeRunningProcesses", h)
-        return [SimpleNamespace(pid=pid, usedGpuMemory=n) for pid, n in g.processes]
+        out = []
+        for pid, n in g.processes:
+            for p in (_children() if pid == CHILDREN else [pid]):
+                out.append(SimpleNamespace(pid=p, usedGpuMemory=n))
+        return out
 
     def nvmlDeviceGetGraphicsRunningProcesses(self, h: FakeGpu) -> list[Any]:
         self._dev("nvmlDeviceGetGraphicsRunningProcesses", h)

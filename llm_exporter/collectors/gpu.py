@@ -5,8 +5,13 @@ Model:
   each MIG device under it), builds the metric families, and swaps them in as the new snapshot.
   A scrape only reads the snapshot reference and a few counters under a lock that is never held
   across an NVML call, so it never waits on NVML, however many GPUs or however slow the driver.
-- Slow calls (total energy, ECC counters, power limit, the info labels, MIG discovery) run on a
-  slower cadence (`slow_interval`); their last values are served in between.
+- Slow calls (ECC counters, power limit, the info labels, MIG discovery) run on a slower cadence
+  (`slow_interval`); their last values are served in between. Total energy is read every poll
+  (about 4 ms a GPU), so energy per token over a few minutes is not off by a stale reading.
+- Energy belongs to this server's GPUs only: the devices `--gpu-devices` selects, and with
+  `--gpu-processes` in wrapper mode only those on which the wrapped server (the child or any of
+  its descendants) holds memory (`server_pids`). `hw_energy_joules_total` is exported for those
+  alone, so a sum over it is this server's energy on a shared node.
 - A call that hangs cannot be interrupted (it is inside the driver). A poll running past
   `timeout` makes the snapshot stale: `llm_exporter_gpu_up` drops to 0, the last readings are
   still served (with `llm_exporter_gpu_snapshot_age_seconds` growing), and one `timeout` error is
@@ -127,7 +132,8 @@ class GpuCollector:
     def __init__(self, nvml: Any = None, *, devices: Sequence[str] = (), interval: float = 5.0,
                  processes: bool = False, slow_interval: float = SLOW_INTERVAL,
                  timeout: float = DEFAULT_TIMEOUT, clock: Callable[[], float] = time.monotonic,
-                 loader: Callable[[], Any] = load_nvml) -> None:
+                 loader: Callable[[], Any] = load_nvml,
+                 server_pids: Callable[[], set[int] | None] | None = None) -> None:
         self.nvml = nvml
         self.wanted = [d.strip() for d in devices if d.strip()]
         self.interval = interval
@@ -136,6 +142,8 @@ class GpuCollector:
         self.timeout = timeout
         self._clock = clock
         self._loader = loader
+        #: the watched server's pids (wrapper mode), for energy attribution with `processes`
+        self.server_pids = server_pids
         self.available = False
         self.reason = ""
         self.unmatched: list[str] = []
@@ -293,7 +301,7 @@ class GpuCollector:
         h = dev.handle
         v = dev.values
         for k in ("utilization", "power", "temperature", "clock_sm", "clock_memory", "clock_events",
-                  "memory", "processes"):
+                  "memory", "processes", "energy"):
             v.pop(k, None)
         self._read(dev, "utilization", lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu)
         self._read_memory(dev)
@@ -307,9 +315,10 @@ class GpuCollector:
         self._read(dev, "clock_events", lambda: nv.nvmlDeviceGetCurrentClocksEventReasons(h))
         if self.processes:
             self._read(dev, "processes", lambda: self._processes(h))
+        if dev.parent is None:  # MIG devices have no energy counter of their own
+            self._read(dev, "energy", lambda: nv.nvmlDeviceGetTotalEnergyConsumption(h))
         if not slow:
             return
-        self._read(dev, "energy", lambda: nv.nvmlDeviceGetTotalEnergyConsumption(h))
         self._read(dev, "ecc_corrected", lambda: nv.nvmlDeviceGetTotalEccErrors(
             h, nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, nv.NVML_VOLATILE_ECC))
         self._read(dev, "ecc_uncorrected", lambda: nv.nvmlDeviceGetTotalEccErrors(
@@ -458,6 +467,7 @@ class GpuCollector:
                                    "1 when the device answered the last poll, 0 when it is lost.",
                                    labels=LABELS)
         mig_enable = getattr(self.nvml, "NVML_DEVICE_MIG_ENABLE", 1)
+        ours = self._server_devices()
         for d in self._all():
             lab = d.labels
             dev_up.add_metric(lab, 0 if d.lost or (d.parent is not None and d.parent.lost) else 1)
@@ -472,7 +482,7 @@ class GpuCollector:
                     mem_ratio.add_metric(lab, mem.used / mem.total)
             if "power" in v:
                 power.add_metric(lab, v["power"] / 1000.0)
-            if "energy" in v:
+            if "energy" in v and (ours is None or d in ours):
                 energy.add_metric(lab, v["energy"] / 1000.0)
             if "temperature" in v:
                 temp.add_metric(lab, float(v["temperature"]))
@@ -503,6 +513,25 @@ class GpuCollector:
                 "" if d.gi is None else str(d.gi), "" if d.ci is None else str(d.ci)], 1)
         return [util, used, limit, mem_ratio, power, energy, temp, errors, clock, plimit, events, procs,
                 info, dev_up]
+
+    def _server_devices(self) -> set[Device] | None:
+        """The GPUs the watched server's processes hold memory on; None: every selected GPU (no
+        per-process readings, or the server's pids are not known)."""
+        if not self.processes or self.server_pids is None:
+            return None
+        try:
+            pids = self.server_pids()
+        except Exception:  # a /proc race must not cost the poll
+            log.debug("server pids unreadable", exc_info=True)
+            pids = None
+        if pids is None:
+            return None
+        ours: set[Device] = set()
+        for d in self.devices:
+            for x in (d, *d.migs):
+                if pids & set(x.values.get("processes", {})):
+                    ours.add(d)
+        return ours
 
     # -- exposition (scrape, any thread) ------------------------------------------------------
 

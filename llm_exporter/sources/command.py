@@ -31,6 +31,38 @@ log = logging.getLogger("llm_exporter.source")
 FORWARDED = (signal.SIGTERM, signal.SIGINT)
 
 
+def process_tree(root: int, proc_dir: str = "/proc") -> set[int]:
+    """`root` and every process descended from it (from /proc/*/stat; empty when root is gone)."""
+    import os
+
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir(proc_dir)
+    except OSError:
+        return set()
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"{proc_dir}/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses; the last ')' ends it
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(name))
+    if not os.path.exists(f"{proc_dir}/{root}"):
+        return set()
+    out, todo = set(), [root]
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.add(p)
+            todo.extend(children.get(p, ()))
+    return out
+
+
 def exit_code(returncode: int) -> int:
     """A shell's view of the child's end: its code, or 128+N when signal N killed it."""
     return 128 - returncode if returncode < 0 else returncode
@@ -56,6 +88,14 @@ class CommandSource:
         self._files: list[IO[bytes]] = []
         self.attached = False
         self.code: int | None = None
+
+    def pids(self) -> set[int] | None:
+        """The child's process tree now (None before it started; empty once it is gone)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            return set()
+        return process_tree(self.proc.pid)
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start the child (an unknown command is a start-up error) and forward signals to it."""

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from llm_exporter.collectors.gpu import GpuCollector
-from tests.fake_nvml import CODES, CONSTANTS, FakeGpu, FakeNvml
+from tests.fake_nvml import CHILDREN, CODES, CONSTANTS, FakeGpu, FakeNvml
 from tests.helpers import FIXTURES, ROOT, exporter, parse_metrics, tool, total
 
 UUID0 = "GPU-0a1b2c3d-0000-4000-8000-000000000000"
@@ -79,14 +79,54 @@ def test_reads_every_field_in_base_units() -> None:
 
 
 def test_slow_fields_are_read_on_the_slow_cadence() -> None:
-    """Energy, ECC and the power limit are read every slow_interval, and served in between."""
+    """ECC and the power limit are read every slow_interval, and served in between; energy is read
+    every poll (energy per token over minutes must not lag a 30 s old reading)."""
     g = FakeGpu(UUID0)
     c, nv, reg = make([g], interval=5.0, slow_interval=30.0)
     for _ in range(7):
         c.poll()
     assert nv.calls["nvmlDeviceGetPowerUsage"] == 7
-    assert nv.calls["nvmlDeviceGetTotalEnergyConsumption"] == 2  # polls 0 and 6
+    assert nv.calls["nvmlDeviceGetEnforcedPowerLimit"] == 2  # polls 0 and 6
+    assert nv.calls["nvmlDeviceGetTotalEnergyConsumption"] == 7
+    g.energy_mj += 5_000
+    c.poll()
     assert val(reg, "hw_energy_joules_total", **g0()) == g.energy_mj / 1000
+
+
+def test_energy_is_attributed_to_the_servers_gpus() -> None:
+    """With per-process readings and the server's pids known, energy is exported only for the GPUs
+    the server's process tree uses: here a real shell and its real child, found through /proc."""
+    from llm_exporter.sources.command import process_tree
+
+    sh = subprocess.Popen(["sh", "-c", "sleep 60 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(process_tree(sh.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        tree = process_tree(sh.pid)
+        assert len(tree) == 2 and sh.pid in tree  # the shell and its sleep
+        grandchild = (tree - {sh.pid}).pop()
+        gpus = [FakeGpu(UUID0, processes=[(4242, 1 << 30)]),  # another tenant's process
+                FakeGpu(UUID1, processes=[(grandchild, 2 << 30)]),  # the server's worker
+                FakeGpu(UUID2)]  # idle
+        c, _, reg = make(gpus, processes=True, server_pids=lambda: process_tree(sh.pid))
+        c.poll()
+        assert val(reg, "hw_energy_joules_total", hw_id=UUID1, gpu="1") == gpus[1].energy_mj / 1000
+        assert val(reg, "hw_energy_joules_total", **g0()) is None
+        assert val(reg, "hw_energy_joules_total", hw_id=UUID2, gpu="2") is None
+        assert val(reg, "hw_power_watts", **g0()) is not None  # the other readings stay
+        # without per-process readings, or without known pids, every selected GPU counts
+        for kw in ({"processes": False, "server_pids": lambda: process_tree(sh.pid)},
+                   {"processes": True, "server_pids": lambda: None}):
+            c, _, reg = make(gpus, **kw)
+            c.poll()
+            assert val(reg, "hw_energy_joules_total", **g0()) == gpus[0].energy_mj / 1000
+    finally:
+        sh.kill()
+        sh.wait()
+    c, _, reg = make(gpus, processes=True, server_pids=lambda: process_tree(sh.pid))
+    c.poll()  # the server is gone: none of these GPUs is its
+    assert not [x for x in parse_metrics(generate_latest(reg).decode()) if x[0] == "hw_energy_joules_total"]
 
 
 def test_unsupported_field_is_absent_and_not_asked_again() -> None:
@@ -347,6 +387,25 @@ def test_log_metrics_flow_without_nvml() -> None:
         logs = [json.loads(x) for x in e.stderr_text().splitlines()]
     off = [x for x in logs if x["msg"].startswith("gpu")]
     assert [(x["level"], x["msg"]) for x in off] == [("info", "gpu readings off")]
+
+
+def test_wrapper_mode_energy_only_from_the_childs_gpu() -> None:
+    """A real exporter wrapping a child, with `--gpu-processes`: the fake NVML puts the child on
+    GPU 1 and a stranger on GPU 0; only GPU 1's energy is exported."""
+    spec = {"gpus": [{"uuid": UUID0, "processes": [[4242, 1 << 30]]},
+                     {"uuid": UUID1, "energy_mj": 7_000_000, "processes": [[CHILDREN, 1 << 30]]}]}
+    with exporter("--gpu", "on", "--gpu-interval", "0.05", "--gpu-processes", "--", "sleep", "60",
+                  env=fake_env(spec)) as e:
+        e.wait_ready()
+        deadline = time.monotonic() + 20
+        while True:
+            s = parse_metrics(e.scrape())
+            if total(s, "hw_energy_joules_total") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert {dict(k[1])["hw_id"]: v for k, v in s.items() if k[0] == "hw_energy_joules_total"} == {UUID1: 7000.0}
+        assert total(s, "hw_power_watts", hw_id=UUID0) > 0  # GPU 0's own readings stay
+        e.stop()
 
 
 def test_exporter_serves_gpu_readings_over_http() -> None:
