@@ -88,12 +88,14 @@ class App:
         self._runner: web.AppRunner | None = None
 
     def _server_pids(self) -> set[int] | None:
-        """The wrapped server's processes (wrapper mode), for GPU energy attribution; None when
-        they are not known (no child, or not started yet)."""
+        """The wrapped server's processes, for GPU energy attribution: None when there is no
+        child (not wrapper mode), empty until the child has started."""
+        if not self.settings.command:
+            return None
         for src in list(self.sources):
             if isinstance(src, CommandSource):
-                return src.pids()
-        return None
+                return src.pids() or set()
+        return set()
 
     def ready(self) -> bool:
         return not self.stopping and bool(self.sources) and all(getattr(s, "attached", True)
