@@ -1,10 +1,11 @@
 """Never block the app: a producer writes N times faster than the exporter parses, for S seconds.
 
-The producer is this script, writing whole seed-application lines into a real `llm-exporter`'s
-stdin pipe at a paced rate of FACTOR x the measured parse rate, and timing every `write()`: a
-write that takes long is the watched server being slowed by us. Figures: the longest write
-stall and its 99.9th percentile, writes over 50 ms, lines written / counted / dropped (every
-line must land in exactly one outcome), and the exporter's peak RSS sampled from /proc.
+The producer is this script, writing whole application JSON log lines (bench/workload.py) into a
+real `llm-exporter`'s stdin pipe at a paced rate of FACTOR x the measured parse rate, and timing
+every `write()`: a write that takes long is the watched server being slowed by us. Figures: the
+longest write stall and its 99.9th percentile, writes over 50 ms, lines written / counted /
+dropped (every line must land in exactly one outcome), and the exporter's peak RSS sampled from
+/proc.
 
     python -m bench.overload [--seconds 30] [--factor 5] [--json out.json]
 
@@ -25,16 +26,15 @@ from typing import Any
 
 from bench import procs
 from bench.inputs import app_logs
-from bench.procs import ROOT, Daemon, http_get, lines_by_outcome, rss_mb
+from bench.procs import Daemon, http_get, lines_by_outcome, rss_mb
 
-SHARED = ROOT.parent / "shared"
 BLOCK = 1 << 16
 
 
 def load_lines(n: int) -> list[bytes]:
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "app.log"
-        app_logs(path, n, SHARED)
+        app_logs(path, n)
         return path.read_bytes().splitlines(keepends=True)
 
 

@@ -7,12 +7,14 @@ machine are noisy while ratios taken side by side are not. Then the daemon alone
 request rate, RSS over a long run with many distinct request ids, passthrough against `cat`,
 /metrics scrape time with many series, start-up time to /readyz.
 
-    python -m bench.run [--quick | --smoke] [--json PATH] [--shared DIR]
+    python -m bench.run [--quick | --smoke] [--json PATH] [--only SECTIONS]
 
-Prints a table and writes the figures as JSON (default bench/results/bench-MODE.json). The inputs
-named by the issue live in ../shared (the mtail program, the hand-written exporter, the log
-generator and the real server samples); without them a full run stops with one clear line, a
-smoke run skips what is missing.
+Prints a table and writes the figures as JSON (default bench/results/bench-MODE.json). Every input
+is in the repository: the application logs come from bench/workload.py, the server text mix from
+the real vLLM and TGI lines in tests/fixtures/samples, the peers are mtail with the programs in
+bench/mtail/ (app.mtail for the application logs, server.mtail for the server mix) and the
+hand-written exporter bench/baseline_exporter.py. Without mtail a full run stops with one clear
+line; a smoke run skips it and says so.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ from bench.procs import (
     wait_measured,
 )
 
+BENCH = ROOT / "bench"
+MTAIL_APP = BENCH / "mtail" / "app.mtail"  # the application JSON shapes, by regular expressions
+MTAIL_SERVER = BENCH / "mtail" / "server.mtail"  # TGI Success timings, vLLM stats, access lines
+BASELINE = BENCH / "baseline_exporter.py"  # json.loads + prometheus-client, written by hand
+
 ORJSON_ONLY = """
 import sys, orjson
 loads, bad = orjson.loads, orjson.JSONDecodeError
@@ -65,7 +72,7 @@ class Mode:
     """How big each part of a run is."""
 
     name: str
-    lines: int  # the gen_logs file
+    lines: int  # the application JSON log file
     mix_lines: int
     rounds: int
     steady_rate: int  # requests per second
@@ -91,32 +98,26 @@ class Missing(Exception):
 
 
 class Bench:
-    def __init__(self, mode: Mode, shared: Path, work: Path, log: Callable[[str], None]) -> None:
+    def __init__(self, mode: Mode, work: Path, log: Callable[[str], None]) -> None:
         self.mode = mode
-        self.shared = shared
         self.work = work
         self.log = log
         self.skipped: dict[str, str] = {}
 
     # -- contenders -----------------------------------------------------------------------------
 
-    def contenders(self) -> dict[str, Callable[[Path], Measured]]:
+    def contenders(self, mtail_program: Path) -> dict[str, Callable[[Path], Measured]]:
+        """Everyone who reads the file; mtail runs `mtail_program` (the one written for this input)."""
         out: dict[str, Callable[[Path], Measured]] = {
             "llm-exporter replay": self.replay,
             "llm-exporter pipe": self.pipe,
         }
-        mtail, prog = shutil.which("mtail"), self.shared / "bench" / "mtail" / "llm.mtail"
+        mtail = shutil.which("mtail")
         if mtail is None:
             self.missing("mtail", "mtail not installed (make tools installs Debian's mtail)")
-        elif not prog.is_file():
-            self.missing("mtail", f"{prog} not found (pass --shared DIR)")
         else:
-            out["mtail"] = lambda path: self.mtail(mtail, prog.parent, path)
-        naive = self.shared / "bench" / "naive_exporter.py"
-        if naive.is_file():
-            out["naive exporter"] = lambda path: self.naive(naive, path)
-        else:
-            self.missing("naive exporter", f"{naive} not found (pass --shared DIR)")
+            out["mtail"] = lambda path: self.mtail(mtail, mtail_program, path)
+        out["baseline exporter"] = lambda path: self.baseline(path)
         out["cat"] = lambda path: run_measured(["cat", str(path)])
         out["orjson.loads alone"] = lambda path: run_measured([sys.executable, "-c", ORJSON_ONLY, str(path)])
         return out
@@ -162,19 +163,19 @@ class Bench:
             d.finish()
         return got
 
-    def mtail(self, mtail: str, progs: Path, path: Path) -> Measured:
-        return run_measured([mtail, "--one_shot", "--one_shot_format", "prometheus", "--progs", str(progs),
+    def mtail(self, mtail: str, program: Path, path: Path) -> Measured:
+        return run_measured([mtail, "--one_shot", "--one_shot_format", "prometheus", "--progs", str(program),
                              "--logs", str(path), "--address", "127.0.0.1", "--port", "0", "--logtostderr",
                              "--stderrthreshold", "FATAL"])
 
-    def naive(self, script: Path, path: Path) -> Measured:
+    def baseline(self, path: Path) -> Measured:
         with path.open("rb") as fh:
-            return run_measured([sys.executable, str(script)], stdin=fh)
+            return run_measured([sys.executable, str(BASELINE)], stdin=fh)
 
     # -- sections -------------------------------------------------------------------------------
 
-    def throughput(self, name: str, path: Path, lines: int) -> dict[str, Any]:
-        contenders = self.contenders()
+    def throughput(self, name: str, path: Path, lines: int, mtail_program: Path) -> dict[str, Any]:
+        contenders = self.contenders(mtail_program)
         runs: dict[str, list[Measured]] = {c: [] for c in contenders}
         names = list(contenders)
         for rnd in range(self.mode.rounds):
@@ -185,7 +186,8 @@ class Bench:
                     raise RuntimeError(f"{c} exited {m.rc} on {path.name}: {m.stderr.strip()[-400:]}")
                 runs[c].append(m)
             self.log(f"  {name}: round {rnd + 1}/{self.mode.rounds} done")
-        out: dict[str, Any] = {"lines": lines, "bytes": path.stat().st_size, "contenders": {}}
+        out: dict[str, Any] = {"lines": lines, "bytes": path.stat().st_size, "contenders": {},
+                               "mtail_program": str(mtail_program.relative_to(ROOT))}
         for c, ms in runs.items():
             wall = statistics.median(m.wall_s for m in ms)
             cpu = statistics.median(m.cpu_s for m in ms)
@@ -202,7 +204,7 @@ class Bench:
             out[key] = {
                 f"{ours} / {other}": rate[ours] / rate[other]
                 for ours in ("llm-exporter pipe", "llm-exporter replay")
-                for other in ("mtail", "naive exporter", "orjson.loads alone") if rate.get(other)
+                for other in ("mtail", "baseline exporter", "orjson.loads alone") if rate.get(other)
             }
         return out
 
@@ -280,7 +282,7 @@ class Bench:
     def passthrough(self) -> dict[str, Any]:
         """A producer's time to write its lines through `cat` and through the daemon to /dev/null."""
         n = self.mode.passthrough_lines
-        producer = inputs.producer_argv(self.shared, n)
+        producer = inputs.producer_argv(n)
         runs: dict[str, list[float]] = {"cat": [], "llm-exporter": []}
         dropped: list[float] = []
         for _ in range(self.mode.passthrough_rounds):
@@ -361,12 +363,16 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     def add(name: str, value: float | None, target: str, met: bool | None) -> None:
         out.append({"name": name, "value": value, "target": target, "met": met})
 
-    gen = res.get("throughput", {}).get("gen_logs", {})
+    app = res.get("throughput", {}).get("app_json", {})
     for key, per in (("ratios", "lines/s"), ("ratios_cpu", "lines/CPU-s")):
         for ours in ("pipe", "replay"):
-            for other, want in (("mtail", 2.0), ("naive exporter", 3.0)):
-                v = gen.get(key, {}).get(f"llm-exporter {ours} / {other}")
+            for other, want in (("mtail", 2.0), ("baseline exporter", 3.0)):
+                v = app.get(key, {}).get(f"llm-exporter {ours} / {other}")
                 add(f"{ours} {per} vs {other}", v, f">= {want}x", None if v is None else v >= want)
+    mix = res.get("throughput", {}).get("vllm_tgi_mix", {})
+    for ours in ("pipe", "replay"):
+        v = mix.get("ratios_cpu", {}).get(f"llm-exporter {ours} / mtail")
+        add(f"server mix, {ours} lines/CPU-s vs mtail", v, ">= 1x", None if v is None else v >= 1.0)
     for kind, how in (("line_writes", "line by line"), ("batched_10ms", "10 ms batches")):
         if kind in res.get("steady_cpu", {}):
             v = res["steady_cpu"][kind]["cpu_percent_of_core"]
@@ -393,7 +399,7 @@ def table(res: dict[str, Any]) -> str:
              f"load average {res['machine']['loadavg_start']:.1f} at start; medians of "
              f"{res['rounds']} interleaved rounds"]
     for name, tp in res.get("throughput", {}).items():
-        lines += ["", f"{name}: {tp['lines']:,} lines, {tp['bytes'] / 1e6:.1f} MB",
+        lines += ["", f"{name}: {tp['lines']:,} lines, {tp['bytes'] / 1e6:.1f} MB; mtail runs {tp['mtail_program']}",
                   f"  {'contender':<22} {'lines/s':>11} {'wall s':>8} {'CPU s':>7} {'lines/CPU-s':>12} "
                   f"{'peak RSS MiB':>13}"]
         for c, v in tp["contenders"].items():
@@ -450,7 +456,7 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(), "loadavg_start": os.getloadavg()[0]}
 
 
-SECTIONS = ("gen_logs", "mix", "steady_cpu", "rss", "passthrough", "scrape", "startup")
+SECTIONS = ("app_json", "mix", "steady_cpu", "rss", "passthrough", "scrape", "startup")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -459,8 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--quick", action="store_true", help="fewer rounds, shorter steady and memory runs")
     g.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the benchmark runs")
     ap.add_argument("--only", help=f"comma-separated sections ({', '.join(SECTIONS)})")
-    ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared",
-                    help="where bench/ and samples/ of the shared inputs are (../shared)")
     ap.add_argument("--json", type=Path, help="where to write the figures (bench/results/bench-MODE.json)")
     ns = ap.parse_args(argv)
     mode = MODES["smoke" if ns.smoke else "quick" if ns.quick else "full"]
@@ -474,24 +478,20 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"mode": mode.name, "rounds": mode.rounds, "machine": machine(),
                            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "sizes": asdict(mode)}
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as tmp:
-        b = Bench(mode, ns.shared, Path(tmp), log)
+        b = Bench(mode, Path(tmp), log)
         try:
             res["inputs"] = {}
             res["throughput"] = {}
-            if "gen_logs" in only:
-                path = b.work / "gen_logs.log"
-                res["inputs"]["gen_logs"] = inputs.app_logs(path, mode.lines, ns.shared)
-                log(f"throughput on {mode.lines:,} gen_logs lines")
-                res["throughput"]["gen_logs"] = b.throughput("gen_logs", path, mode.lines)
+            if "app_json" in only:
+                path = b.work / "app.log"
+                res["inputs"]["app_json"] = inputs.app_logs(path, mode.lines)
+                log(f"throughput on {mode.lines:,} application JSON log lines")
+                res["throughput"]["app_json"] = b.throughput("app_json", path, mode.lines, MTAIL_APP)
             if "mix" in only:
                 path = b.work / "mix.log"
-                try:
-                    res["inputs"]["mix"] = inputs.server_mix(path, mode.mix_lines, ns.shared / "samples")
-                except FileNotFoundError as e:
-                    b.missing("mix", str(e))
-                else:
-                    log(f"throughput on {mode.mix_lines:,} vLLM/TGI sample lines")
-                    res["throughput"]["vllm_tgi_mix"] = b.throughput("vllm_tgi_mix", path, mode.mix_lines)
+                res["inputs"]["mix"] = inputs.server_mix(path, mode.mix_lines)
+                log(f"throughput on {mode.mix_lines:,} vLLM/TGI sample lines")
+                res["throughput"]["vllm_tgi_mix"] = b.throughput("vllm_tgi_mix", path, mode.mix_lines, MTAIL_SERVER)
             for section in ("steady_cpu", "rss", "passthrough", "scrape", "startup"):
                 if section in only:
                     log(section)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A stand-in LLM application for `make demo`: a few JSON request lines per second on stdout.
 
-It writes the four shapes of the seed applications (a 7B chat service, a reasoning model, a
-translation model, a small CPU model doing sentiment and chat), some failed requests, and some
+It writes four common shapes of application request logs (a 7B chat service, a reasoning model,
+a translation model, a small CPU model doing sentiment and chat), some failed requests, and some
 plain-text lines (uvicorn access lines, print() output), as a real app's log would have.
 
 Usage: demo_app.py [--rate N] [--count N] [--seed N]

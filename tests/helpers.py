@@ -17,9 +17,11 @@ from typing import IO, Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench import workload
+
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 FIXTURES = ROOT / "tests" / "fixtures"
+SAMPLES = FIXTURES / "samples"
 
 
 def tool(name: str) -> str:
@@ -140,3 +142,44 @@ class Exporter:
 def exporter(*args: str, **kw: Any) -> Iterator[Exporter]:
     with Exporter(*args, **kw) as e:
         yield e
+
+
+def app_logs(n: int, seed: int) -> bytes:
+    """`n` lines of application JSON logs (bench/workload.py: four shapes, errors, plain text)."""
+    return "".join(workload.generate(n, seed)).encode()
+
+
+def app_labels(op: str, model: str) -> dict[str, str]:
+    return {"gen_ai_operation_name": op, "gen_ai_provider_name": "app", "gen_ai_request_model": model}
+
+
+def assert_matches_count(s: dict[tuple[str, tuple[tuple[str, str], ...]], float], want: workload.Truth) -> None:
+    """Every request figure in the samples `s` equals the independent count `want` of the input."""
+    assert total(s, "llm_exporter_lines_total") == want.lines
+    assert total(s, "llm_exporter_lines_total", outcome="unparsed") == want.text
+    assert total(s, "llm_exporter_lines_total", outcome="record") == want.lines - want.text
+    for (method, path, code), n in want.access.items():
+        assert total(s, "llm_http_requests_total", method=method, path=path, code=code) == n
+    assert total(s, "llm_http_requests_total") == sum(want.access.values())
+    for (op, model, outcome), n in want.requests.items():
+        assert total(s, "llm_requests_total", outcome=outcome, **app_labels(op, model)) == n, (op, model, outcome)
+    assert total(s, "llm_requests_total") == sum(want.requests.values())
+    for (op, model, et), n in want.errors.items():
+        assert total(s, "llm_request_errors_total", error_type=et, **app_labels(op, model)) == n, (op, model, et)
+    assert total(s, "llm_request_errors_total") == sum(want.errors.values())
+    for (op, model, reason), n in want.finish.items():
+        assert total(s, "llm_request_finish_reasons_total", gen_ai_response_finish_reason=reason,
+                     **app_labels(op, model)) == n
+    for (op, model), v in want.duration_s.items():
+        lbl = app_labels(op, model)
+        assert total(s, "gen_ai_server_request_duration_seconds_sum", **lbl) == pytest.approx(v, rel=1e-9)
+        assert total(s, "gen_ai_server_request_duration_seconds_count", **lbl) == want.duration_n[(op, model)]
+        got_in = total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input", **lbl)
+        got_out = total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output", **lbl)
+        assert (got_in, got_out) == (want.tokens_in[(op, model)], want.tokens_out[(op, model)]), (op, model)
+    assert total(s, "gen_ai_server_time_to_first_token_seconds_sum") == pytest.approx(want.ttft_s, rel=1e-9)
+    assert total(s, "gen_ai_server_time_to_first_token_seconds_count") == want.ttft_n
+    assert total(s, "llm_request_queue_duration_seconds_sum") == pytest.approx(want.queue_s, rel=1e-9)
+    assert total(s, "llm_request_queue_duration_seconds_count") == want.queue_n
+    assert total(s, "llm_request_inference_duration_seconds_sum") == pytest.approx(want.inference_s, rel=1e-9)
+    assert total(s, "llm_request_inference_duration_seconds_count") == want.inference_n

@@ -20,7 +20,7 @@ import yaml
 
 from llm_exporter.cli import daemon_parser, settings_from_args
 from tests.deploy_tools import deploy_tool
-from tests.helpers import ROOT, SHARED, Exporter, total
+from tests.helpers import ROOT, Exporter, app_logs, total
 
 CHART = ROOT / "helm" / "llm-exporter"
 SCENARIOS = sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
@@ -311,16 +311,14 @@ def test_helm_test_pod_fetches_metrics_from_the_service() -> None:
 def test_tail_mode_server_command_copies_output_to_the_log_file(tmp_path: Path) -> None:
     """The rendered bash wrapper writes the server's stdout and stderr to the shared file and to the
     container log, and keeps the server's exit code."""
-    gen = SHARED / "bench" / "gen_logs.py"
-    script = (f"import runpy, sys; sys.argv = ['gen', '200', '3']; runpy.run_path({str(gen)!r}, run_name='__main__'); "
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.workload import main; main(['200', '3']); "
               "sys.stdout.flush(); print('warn', file=sys.stderr); sys.exit(3)")
     command = json.dumps(["python3", "-c", script])
     docs = render("--set", f"tail.logDir={tmp_path}", "--set-json", f"server.command={command}",
                   "--set-json", "server.args=[]")
     server = container(pod_spec(docs), "server")
     r = subprocess.run(server["command"] + server.get("args", []), capture_output=True, text=True, timeout=60)
-    expected = subprocess.run(["python3", str(gen), "200", "3"], capture_output=True, text=True,
-                              check=True).stdout
+    expected = app_logs(200, 3).decode()
     assert r.returncode == 3
     assert r.stdout == expected + "warn\n"  # stderr joins stdout, as in a container log
     assert (tmp_path / "server.log").read_text() == expected + "warn\n"
@@ -401,8 +399,7 @@ def _local_argv(argv: list[str], tmp_path: Path) -> list[str]:
 def test_tail_mode_pod_commands_count_every_server_line(tmp_path: Path) -> None:
     """The rendered server command (bash + tee) and exporter argv, run as processes: every line the
     server wrote is read from the shared directory, and the requests match the lines."""
-    gen = SHARED / "bench" / "gen_logs.py"
-    script = f"import runpy, sys; sys.argv = ['gen', '1500', '8']; runpy.run_path({str(gen)!r}, run_name='__main__')"
+    script = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from bench.workload import main; main(['1500', '8'])"
     logs = tmp_path / "logs"
     logs.mkdir()
     command = json.dumps(["python3", "-c", script])
@@ -420,12 +417,11 @@ def test_tail_mode_pod_commands_count_every_server_line(tmp_path: Path) -> None:
 def test_wrapper_mode_container_argv_counts_the_childs_lines(tmp_path: Path) -> None:
     """The rendered wrapper-mode argv, run as a process: llm-exporter runs the server command as its
     child and counts each of its lines."""
-    gen = SHARED / "bench" / "gen_logs.py"
-    script = (f"import runpy, sys, time; sys.argv = ['gen', '1200', '9']; runpy.run_path({str(gen)!r}, "
-              "run_name='__main__'); sys.stdout.flush(); time.sleep(30)")
+    script = (f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from bench.workload import main; "
+              "main(['1200', '9']); sys.stdout.flush(); time.sleep(30)")
     docs = render("-f", str(CHART / "ci" / "wrapper-values.yaml"), "--set-json",
                   "server.command=" + json.dumps([sys.executable, "-c", script]), "--set-json", "server.args=[]")
-    expected = subprocess.run(["python3", str(gen), "1200", "9"], capture_output=True, text=True, check=True).stdout
+    expected = app_logs(1200, 9).decode()
     with Exporter(*_local_argv(exporter_argv(docs), tmp_path), stdout=subprocess.DEVNULL) as exp:
         exp.wait_ready()
         samples = exp.wait_lines(1200)
@@ -439,8 +435,7 @@ def test_push_mode_exporter_accepts_lines_with_the_rendered_token(tmp_path: Path
     refuses a request without the token and counts every line of one with it."""
     docs = render("-f", str(CHART / "ci" / "push-values.yaml"))
     token = base64.b64decode(one(docs, "Secret")["data"]["token"]).decode()
-    lines = subprocess.run(["python3", str(SHARED / "bench" / "gen_logs.py"), "800", "4"], capture_output=True,
-                           text=True, check=True).stdout.splitlines(keepends=True)
+    lines = app_logs(800, 4).decode().splitlines(keepends=True)
     body = "".join(line for line in lines if line.startswith("{")).encode()  # /ingest takes NDJSON only
     n = body.count(b"\n")
     with Exporter(*_local_argv(exporter_argv(docs), tmp_path),

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.deploy_tools import deploy_tool
-from tests.helpers import ROOT, SHARED, free_port, http_get, parse_metrics, total
+from tests.helpers import ROOT, app_logs, free_port, http_get, parse_metrics, total
 from tests.tlsutil import make_pki
 
 IMAGE = os.environ.get("LLM_EXPORTER_IMAGE", "")
@@ -77,11 +77,10 @@ def test_image_metadata_names_user_port_entrypoint_and_healthcheck() -> None:
 
 def test_piped_lines_become_metrics_in_a_read_only_container(
         running: tuple[subprocess.Popen[bytes], str, str]) -> None:
-    """gen_logs lines piped into the container are all counted, requests as the input has them;
+    """Application log lines piped into the container are all counted, requests as the input has them;
     the process is uid 10060, cannot write its root filesystem, and the HEALTHCHECK passes."""
     proc, name, url = running
-    lines = subprocess.run(["python3", str(SHARED / "bench" / "gen_logs.py"), "3000", "21"], capture_output=True,
-                           check=True).stdout
+    lines = app_logs(3000, 21)
     requests = 0
     for line in lines.splitlines():
         try:

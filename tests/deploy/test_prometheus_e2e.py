@@ -1,9 +1,10 @@
 """A real Prometheus scrapes a real llm-exporter and its recording rules agree with the input.
 
-The exporter is fed gen_logs lines in two halves with a scrape in between, so `rate()` sees the
-second half as the increase. Every ratio the rules compute (error ratio, token and request shares,
-generation speed) is compared with the same ratio counted here, independently, from the generated
-lines; latency quantiles with Prometheus' bucket interpolation done here over the same lines.
+The exporter is fed application log lines (bench/workload.py) in two halves with a scrape in
+between, so `rate()` sees the second half as the increase. Every ratio the rules compute (error
+ratio, token and request shares, generation speed) is compared with the same ratio counted here,
+independently, from the generated lines; latency quantiles with Prometheus' bucket interpolation
+done here over the same lines.
 """
 
 from __future__ import annotations
@@ -23,14 +24,13 @@ import pytest
 import yaml
 
 from tests.deploy_tools import deploy_tool
-from tests.helpers import FIXTURES, ROOT, SHARED, Exporter, free_port, http_get
+from tests.helpers import FIXTURES, ROOT, Exporter, app_logs, free_port, http_get
 
 pytestmark = pytest.mark.slow
 
 RULES = ROOT / "examples" / "prometheus" / "rules.yaml"
-GEN_LOGS = SHARED / "bench" / "gen_logs.py"
 LINES, SEED = 6000, 11
-# gen_ai_server_request_duration_seconds buckets, from CONTRACT.md
+# gen_ai_server_request_duration_seconds buckets (README: OTel buckets 0.01 ... 81.92 s)
 BOUNDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 DURATION_MS = ("duration_ms", "latency_ms", "total_time_ms", "response_time_ms")
 # Two GPUs through the test suite's stand-in NVML library: GPU 0 at 75 of 80 GiB, GPU 1 at 10 of 80.
@@ -160,8 +160,7 @@ def close(a: float, b: float, rel: float) -> bool:
 def stack(tmp_path: Path) -> Iterator[tuple[Exporter, Prometheus, list[str], list[str]]]:
     """An exporter holding the first half of the lines, and a Prometheus that has scraped it."""
     deploy_tool("prometheus")
-    lines = subprocess.run(["python3", str(GEN_LOGS), str(LINES), str(SEED)], capture_output=True, text=True,
-                           check=True).stdout.splitlines(keepends=True)
+    lines = app_logs(LINES, SEED).decode().splitlines(keepends=True)
     first, second = lines[: LINES // 2], lines[LINES // 2 :]
     with Exporter("--no-passthrough", "--gpu", "on", "--gpu-interval", "0.2", env=FAKE_GPUS) as exp:
         exp.wait_ready()

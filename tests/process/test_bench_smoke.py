@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import inputs
-from tests.helpers import ROOT, SHARED
+from tests.helpers import ROOT
 
 
 def test_bench_smoke_runs_and_writes_parsable_figures(tmp_path: Path) -> None:
@@ -22,7 +21,7 @@ def test_bench_smoke_runs_and_writes_parsable_figures(tmp_path: Path) -> None:
     assert res["mode"] == "smoke"
     for section in ("steady_cpu", "rss", "passthrough", "scrape", "startup"):
         assert section in res, section
-    gen = res["throughput"]["gen_logs"]
+    gen = res["throughput"]["app_json"]
     lines = gen["lines"]
     # every line of the input lands in exactly one outcome, in the daemon and in replay alike
     assert lines == 2000
@@ -30,27 +29,16 @@ def test_bench_smoke_runs_and_writes_parsable_figures(tmp_path: Path) -> None:
     assert sum(gen["replay_outcomes"].values()) == lines
     assert gen["pipe_outcomes"].get("dropped", 0) == 0
     assert set(gen["ratios"]) == set(gen["ratios_cpu"])
-    for name in ("llm-exporter replay", "llm-exporter pipe", "cat", "orjson.loads alone"):
+    for name in ("llm-exporter replay", "llm-exporter pipe", "cat", "orjson.loads alone", "baseline exporter"):
         c = gen["contenders"][name]
         assert c["lines_per_s"] > 0 and c["cpu_s"] >= 0 and c["peak_rss_mb"] > 0
-    if (SHARED / "bench" / "naive_exporter.py").is_file():
-        assert "naive exporter" in gen["contenders"]
+    # the peers are in the repository: the ratios against them are always there (mtail when installed)
+    assert "llm-exporter pipe / baseline exporter" in gen["ratios_cpu"]
+    if "mtail" not in res["skipped"]:
+        assert "llm-exporter pipe / mtail" in gen["ratios_cpu"]
+        assert "llm-exporter pipe / mtail" in res["throughput"]["vllm_tgi_mix"]["ratios_cpu"]
     assert res["rss"]["outcomes"].get("dropped", 0) == 0
     assert sum(res["rss"]["outcomes"].values()) == res["rss"]["lines"]
     assert res["scrape"]["series"] > 0
     assert all(t["met"] in (True, False, None) for t in res["targets"])
 
-
-def test_builtin_generator_writes_the_requested_lines() -> None:
-    """The built-in generator writes the requested number of lines, JSON and plain text mixed."""
-    lines = list(inputs.builtin_app_logs(500))
-    assert len(lines) == 500
-    json_lines = [x for x in lines if x.startswith("{")]
-    assert 0 < len(json_lines) < 500
-    for x in json_lines:
-        json.loads(x)
-    stream = inputs.RequestStream(distinct=7)
-    block = stream.chunk(0, 30).splitlines()
-    assert len(block) == 30
-    ids = {json.loads(x)["request_id"] for x in block}
-    assert len(ids) == 7

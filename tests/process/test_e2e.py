@@ -8,70 +8,29 @@ import signal
 import socket
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, SHARED, Exporter, exporter, http_get, parse_metrics, tool, total
-
-GEN = SHARED / "bench" / "gen_logs.py"
-
-
-def gen_logs(n: int, seed: int) -> bytes:
-    if not GEN.exists():
-        pytest.skip("../shared/bench/gen_logs.py not present")
-    return subprocess.run([sys.executable, str(GEN), str(n), str(seed)], capture_output=True, check=True).stdout
-
-
-def independent_count(data: bytes) -> dict[str, Any]:
-    """Count the seed applications' lines with plain json, by how gen_logs.py writes them."""
-    c: dict[str, Any] = {"lines": 0, "text": 0, "access": defaultdict(int), "req": defaultdict(int),
-                         "err": defaultdict(int),
-                         "dur_sum": defaultdict(float), "dur_n": defaultdict(int), "queue_sum": 0.0,
-                         "inf_sum": 0.0, "queue_n": 0, "tok_in": defaultdict(int), "tok_out": defaultdict(int)}
-    for line in data.decode().split("\n")[:-1]:
-        c["lines"] += 1
-        if not line.startswith("{"):
-            if line.startswith("INFO:     ") and '" ' in line:  # uvicorn access lines are records
-                request, status = line.rsplit('"', 2)[1:]
-                c["access"][(request.split()[0], request.split()[1], status.split()[0])] += 1
-                continue
-            c["text"] += 1
-            continue
-        o = json.loads(line)
-        model = o.get("model") or o.get("service") or ""
-        op = o.get("task_type") or ("chat" if o.get("path") == "/v1/chat/completions" else "")
-        failed = o.get("level") == "ERROR"
-        key = (op, model)
-        c["req"][(*key, "error" if failed else "success")] += 1
-        if failed:
-            et = {"OutOfMemoryError": "oom", "TimeoutError": "timeout"}.get(o["error_type"], o["error_type"])
-            c["err"][(*key, et)] += 1
-        for f in ("total_time_ms", "duration_ms", "latency_ms", "response_time_ms"):
-            if f in o:
-                c["dur_sum"][key] += o[f] / 1000
-                c["dur_n"][key] += 1
-                break
-        if "queue_time_ms" in o:
-            c["queue_sum"] += o["queue_time_ms"] / 1000
-            c["inf_sum"] += o["inference_time_ms"] / 1000
-            c["queue_n"] += 1
-        if "input_tokens" in o:
-            c["tok_in"][key] += o["input_tokens"]
-            c["tok_out"][key] += o["output_tokens"]
-    return c
+from bench.workload import count
+from tests.helpers import (
+    ROOT,
+    Exporter,
+    app_logs,
+    assert_matches_count,
+    exporter,
+    http_get,
+    parse_metrics,
+    tool,
+    total,
+)
 
 
-def common(op: str, model: str) -> dict[str, str]:
-    return {"gen_ai_operation_name": op, "gen_ai_provider_name": "app", "gen_ai_request_model": model}
-
-
-def test_pipe_20k_seed_lines_passthrough_and_exact_counts(tmp_path: Path) -> None:
-    """20,000 gen_logs lines: byte-identical passthrough; every figure equals an independent count."""
-    data = gen_logs(20000, 11)
-    want = independent_count(data)
+def test_pipe_20k_app_lines_passthrough_and_exact_counts(tmp_path: Path) -> None:
+    """20,000 application log lines: byte-identical passthrough; every figure equals an independent count."""
+    data = app_logs(20000, 11)
+    want = count(data)
+    assert want.access and want.errors and want.finish and want.text
     out = tmp_path / "out.log"
     with out.open("wb") as fh, exporter(stdout=fh) as e:
         e.wait_ready()
@@ -79,40 +38,20 @@ def test_pipe_20k_seed_lines_passthrough_and_exact_counts(tmp_path: Path) -> Non
         for i in range(0, len(data), 7919):
             e.stdin.write(data[i:i + 7919])
         e.stdin.flush()
-        s = e.wait_lines(want["lines"])
+        s = e.wait_lines(want.lines)
         text = e.scrape()
         e.stdin.close()
         assert e.proc.wait(20) == 0
     assert out.read_bytes() == data
-    assert total(s, "llm_exporter_lines_total") == want["lines"]
-    assert total(s, "llm_exporter_lines_total", outcome="unparsed") == want["text"]
-    assert total(s, "llm_exporter_lines_total", outcome="record") == want["lines"] - want["text"]
-    assert want["access"]
-    for (method, path, code), n in want["access"].items():
-        assert total(s, "llm_http_requests_total", method=method, path=path, code=code) == n
     assert total(s, "llm_exporter_bytes_total") == len(data)
-    for (op, model, outcome), n in want["req"].items():
-        assert total(s, "llm_requests_total", outcome=outcome, **common(op, model)) == n, (op, model, outcome)
-    assert total(s, "llm_requests_total") == sum(want["req"].values())
-    for (op, model, et), n in want["err"].items():
-        assert total(s, "llm_request_errors_total", error_type=et, **common(op, model)) == n
-    for (op, model), v in want["dur_sum"].items():
-        lbl = common(op, model)
-        assert total(s, "gen_ai_server_request_duration_seconds_sum", **lbl) == pytest.approx(v, rel=1e-12)
-        assert total(s, "gen_ai_server_request_duration_seconds_count", **lbl) == want["dur_n"][(op, model)]
-        for kind in ("in", "out"):
-            got = total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type=kind + "put", **lbl)
-            assert got == want["tok_" + kind][(op, model)]
-    assert total(s, "llm_request_queue_duration_seconds_sum") == pytest.approx(want["queue_sum"], rel=1e-12)
-    assert total(s, "llm_request_queue_duration_seconds_count") == want["queue_n"]
-    assert total(s, "llm_request_inference_duration_seconds_sum") == pytest.approx(want["inf_sum"], rel=1e-12)
+    assert_matches_count(s, want)
     r = subprocess.run([tool("promtool"), "check", "metrics"], input=text.encode(), capture_output=True)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()
 
 
 def test_stdin_from_a_regular_file(tmp_path: Path) -> None:
     """`llm-exporter < file.log` reads the file to EOF, passes it through and exits 0."""
-    data = gen_logs(3000, 2) + b'{"latency_ms": 5}'  # last line without a newline
+    data = app_logs(3000, 2) + b'{"latency_ms": 5}'  # last line without a newline
     src = tmp_path / "in.log"
     src.write_bytes(data)
     out = tmp_path / "out.log"
@@ -267,7 +206,7 @@ def test_demo_app_output_is_understood() -> None:
 
 def test_regular_file_on_stdin_is_never_dropped(tmp_path: Path) -> None:
     """A file on stdin has no writer to stall: every line is parsed, none dropped, even with a tiny queue."""
-    data = gen_logs(20000, 4)
+    data = app_logs(20000, 4)
     src = tmp_path / "in.log"
     src.write_bytes(data)
     with src.open("rb") as fin, exporter("--queue-chunks", "1", "--shutdown-grace", "5", stdin=fin,

@@ -1,4 +1,4 @@
-"""The application JSON adapter: the four seed shapes and the canonical field names."""
+"""The application JSON adapter: four common application shapes and the canonical field names."""
 
 from __future__ import annotations
 

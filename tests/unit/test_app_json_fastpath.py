@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import inputs
+from bench import workload
 from llm_exporter.adapters.app_json import _KNOWN, AppJsonAdapter
 from llm_exporter.adapters.base import Invalid
 
@@ -68,11 +68,11 @@ def test_fast_path_matches_pydantic_on_edge_lines(line: bytes) -> None:
     assert _same(_outcome(a, line, True), _outcome(a, line, False))
 
 
-def test_fast_path_matches_pydantic_on_the_seed_shapes() -> None:
-    """Every JSON line of the seed applications' shapes gives the same record both ways."""
+def test_fast_path_matches_pydantic_on_the_application_shapes() -> None:
+    """Every JSON line of the benchmark's four application shapes gives the same record both ways."""
     a = AppJsonAdapter()
     seen = 0
-    for text in inputs.builtin_app_logs(3000):
+    for text in workload.generate(3000):
         if text.startswith("{"):
             line = text.rstrip("\n").encode()
             assert _same(_outcome(a, line, True), _outcome(a, line, False)), line

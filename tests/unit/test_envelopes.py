@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from llm_exporter.envelopes import Envelope, peel
 from llm_exporter.pipeline import Pipeline
-from tests.helpers import SHARED
+from tests.helpers import SAMPLES
 
 APP = b'{"request_id":"r1","model":"m","status":"success","duration_ms":120,"output_tokens":7}'
 
@@ -98,7 +98,9 @@ def test_stacked_wrappers_are_all_peeled() -> None:
 
 def test_real_samples_keep_their_payload() -> None:
     """On the real samples, every peeled line is a suffix of its original (only prefixes go)."""
-    for path in sorted((SHARED / "samples").glob("*.log")):
+    paths = sorted(SAMPLES.glob("*.log"))
+    assert {"vllm.log", "tgi.log", "sglang.log", "llamacpp.log", "ollama.log"} <= {p.name for p in paths}
+    for path in paths:
         for raw in path.read_bytes().splitlines():
             if b"\x1b[" in raw or b"#033[" in raw:
                 continue
