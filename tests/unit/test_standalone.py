@@ -52,7 +52,7 @@ def test_no_tracked_file_reads_anything_beside_the_checkout() -> None:
 
 
 def test_no_parent_shared_directory_in_code() -> None:
-    """Code that builds the path from parts (`ROOT.parent / "shared"`) is caught too."""
+    """Code that builds the path from parts (the checkout's parent joined with that name) is caught too."""
     pat = re.compile(r"parent\s*/\s*[\"']shared[\"']")
     hits = [str(p.relative_to(ROOT)) for p in tracked_files() if p.suffix == ".py" and pat.search(_text(p))]
     assert not hits, hits
