@@ -19,6 +19,9 @@ SEED_ALERTS = {
     "LLMExporterDown",
     "LLMExporterDroppingLines",
     "LLMExporterGPUReadingsMissing",
+    "LLMSLOErrorBudgetBurnFast",
+    "LLMSLOErrorBudgetBurnSlow",
+    "LLMSLOErrorBudgetBurnTicket",
 }
 RECORDS = {
     "llm:requests:rate5m",
@@ -28,6 +31,19 @@ RECORDS = {
     "llm:request_duration_seconds:p99_5m",
     "llm:tokens:rate5m",
     "llm:generation_speed_tokens_per_second:ratio_rate5m",
+    "llm:gpu_energy_joules_per_output_token:rate5m",
+    "llm:gpu_energy_joules_per_request:rate5m",
+    "llm:slo_attainment:ratio_rate5m",
+    "llm:slo_goodput_requests:rate5m",
+    "llm:slo_goodput_tokens:rate5m",
+    "llm:slo_error_budget:ratio",
+    "llm:slo_errors:ratio_rate5m",
+    "llm:slo_errors:ratio_rate30m",
+    "llm:slo_errors:ratio_rate1h",
+    "llm:slo_errors:ratio_rate2h",
+    "llm:slo_errors:ratio_rate6h",
+    "llm:slo_errors:ratio_rate1d",
+    "llm:slo_errors:ratio_rate3d",
 }
 
 
