@@ -19,7 +19,7 @@ mappings:                              # shapes whose names are not the canonica
       input_tokens: usage.in
     extra_labels: {src_lang: langs.src, tgt_lang: langs.tgt}
 slo:                                   # service level objectives, judged per finished request
-  - {name: chat-fast, model: "llama-*", ttft: 500ms, tpot: 50ms}
+  - {name: chat-fast, model: "llama-*", ttft: 500ms, tpot: 50ms, target: 99%}
 buckets:                               # histogram bucket bounds in seconds (SLO thresholds are added)
   ttft: [0.1, 0.25, 0.5, 1, 2.5]
 ```
@@ -198,6 +198,18 @@ class Slo(_Strict):
     tpot: float | None = None
     duration: float | None = None
     queue: float | None = None
+    target: float = Field(0.99, gt=0, lt=1, description="the share of judged requests meant to be good "
+                                                        "(0.99 or '99%'); the burn-rate alerts' error budget")
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _target(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().endswith("%"):
+            try:
+                return float(v.strip()[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"target must be a ratio (0.99) or a percentage (99%), got {v!r}") from None
+        return v
 
     @field_validator("name")
     @classmethod
@@ -333,7 +345,8 @@ class Config(_Strict):
             out.append(f"metric {s.name} ({s.type}) <- {s.path}" + (f" x {s.scale:g}" if s.scale != 1 else ""))
         for o in self.slo:
             th = ", ".join(f"{k} <= {v:g}s" for k, v in o.thresholds.items())
-            out.append(f"slo {o.name!r} on {', '.join(o.model) or 'every model'}: good when it succeeds with {th}")
+            out.append(f"slo {o.name!r} on {', '.join(o.model) or 'every model'}: good when it succeeds with {th}; "
+                       f"target {o.target:.4g}")
         for h in BUCKET_HISTOGRAMS:
             if getattr(self.buckets, h) is not None:
                 out.append(f"buckets {h}: {', '.join(f'{b:g}' for b in getattr(self.buckets, h))}")

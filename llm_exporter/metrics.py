@@ -25,6 +25,7 @@ from prometheus_client.samples import Exemplar
 
 from llm_exporter import SEMCONV_VERSION, __version__
 from llm_exporter.labels import LabelLimiter
+from llm_exporter.metrics_slo import SloMetrics
 from llm_exporter.metrics_startup import StartupMetrics
 
 # OpenTelemetry GenAI semantic conventions, explicit bucket advice.
@@ -205,6 +206,7 @@ class LLMMetrics:
         }
         self.startup = StartupMetrics()
         self._apply["startup"] = self.startup.apply
+        self.slo = SloMetrics(self._lim_model)
         # --config: extra label names on every request family, and the file's own metrics
         self.extra_labels: tuple[str, ...] = ()
         self._lim_extra: list[LabelLimiter] = []
@@ -218,6 +220,8 @@ class LLMMetrics:
             self.requests.clear()
             self.extra_labels = names
             self._lim_extra = [self.limiter("llm_requests_total", n) for n in names]
+        self.slo.configure(config.slo if config is not None else [])
+        self._apply["request"] = self._apply_request_slo if self.slo.objectives else self.apply_request
         specs = config.all_metrics if config is not None else []
         if not specs:
             self.custom = None
@@ -328,6 +332,10 @@ class LLMMetrics:
             if s.tpot is None:
                 s.tpot = Hist(TPOT_BUCKETS)
             s.tpot.observe(tpot)
+
+    def _apply_request_slo(self, rec: Any, now: float | None = None) -> None:
+        self.apply_request(rec, now)
+        self.slo.apply(rec)
 
     def _limited(self, raw: tuple[str, str, str]) -> tuple[str, str, str]:
         op, provider, model = raw
@@ -466,6 +474,7 @@ class LLMMetrics:
             logs.add_metric(list(lk), n)
         yield logs
         yield from self.startup.families()
+        yield from self.slo.families()
 
         lines = CounterMetricFamily("llm_exporter_lines", "Lines read, by source and outcome.",
                                     labels=("source", "outcome"))

@@ -1,0 +1,143 @@
+"""Service level objectives: requests judged good, bad or unjudged per objective, worked out by
+hand for each line below; the `slo:` section's checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
+
+from llm_exporter.config import ConfigError, load_config
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.pipeline import Pipeline
+from tests.helpers import parse_metrics, total
+
+CONFIG = """\
+slo:
+  - name: chat
+    model: "llama-*"
+    ttft: 500ms
+    tpot: 0.05
+    target: 99%
+  - name: all
+    duration: 2s
+"""
+
+# (line, chat result, all result); see the module docstring of llm_exporter.metrics_slo for the rules
+LINES = [
+    # tpot (1.4 - 0.4) / 20 = 0.05: exactly on the threshold is good (le)
+    ({"model": "llama-8b", "status": "success", "ttft_ms": 400, "duration_ms": 1400, "output_tokens": 21},
+     "good", "good"),
+    ({"model": "llama-8b", "status": "success", "ttft_ms": 600, "duration_ms": 1000, "output_tokens": 5},
+     "bad", "good"),  # ttft over
+    ({"model": "llama-8b", "status": "success", "duration_ms": 3000, "output_tokens": 10},
+     "unjudged", "bad"),  # no ttft, so no tpot either; duration over
+    ({"model": "llama-8b", "status": "error", "duration_ms": 100},
+     "bad", "bad"),  # failed
+    ({"model": "mistral-7b", "status": "success", "ttft_ms": 100, "duration_ms": 500, "output_tokens": 3},
+     None, "good"),  # not a llama
+    ({"model": "llama-8b", "status": "aborted", "ttft_ms": 200, "duration_ms": 300, "output_tokens": 2},
+     "bad", "unjudged"),  # tpot (0.3 - 0.2) / 1 = 0.1 over; an aborted request within its threshold: unjudged
+    ({"model": "llama-70b", "status": "success", "ttft_ms": 500, "tpot_ms": 40, "duration_ms": 4460,
+      "output_tokens": 100}, "good", "bad"),
+    ({"model": "mistral-7b", "status": "success", "output_tokens": 7}, None, "unjudged"),  # no timings
+]
+
+
+def run(tmp_path: Path, config: str = CONFIG) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    path = tmp_path / "c.yaml"
+    path.write_text(config)
+    m = LLMMetrics()
+    p = Pipeline(m, config=load_config(path))
+    p.process("t", [json.dumps(line).encode() for line, _, _ in LINES])
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)
+    return parse_metrics(generate_latest(reg).decode())
+
+
+def expected() -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], int]]:
+    """An independent count of the table above."""
+    req: dict[tuple[str, str, str], int] = {}
+    tok: dict[tuple[str, str, str], int] = {}
+    for line, chat, every in LINES:
+        for slo, result in (("chat", chat), ("all", every)):
+            if result is None:
+                continue
+            k = (slo, str(line["model"]), result)
+            req[k] = req.get(k, 0) + 1
+            if "output_tokens" in line:
+                tok[k] = tok.get(k, 0) + int(line["output_tokens"])  # type: ignore[call-overload]
+    return req, tok
+
+
+def test_requests_and_tokens_by_result(tmp_path: Path) -> None:
+    s = run(tmp_path)
+    req, tok = expected()
+    assert req[("chat", "llama-8b", "bad")] == 3 and req[("all", "mistral-7b", "unjudged")] == 1
+    got_req = {(dict(lb)["slo"], dict(lb)["gen_ai_request_model"], dict(lb)["result"]): v
+               for (n, lb), v in s.items() if n == "llm_slo_requests_total" and v}
+    got_tok = {(dict(lb)["slo"], dict(lb)["gen_ai_request_model"], dict(lb)["result"]): v
+               for (n, lb), v in s.items() if n == "llm_slo_output_tokens_total" and v}
+    assert got_req == req
+    assert got_tok == tok
+    # every result of a judged (slo, model) is there, zeros included, so ratios never miss a side
+    assert total(s, "llm_slo_requests_total", slo="chat", gen_ai_request_model="llama-70b", result="bad") == 0
+    assert ("llm_slo_requests_total", (("gen_ai_request_model", "llama-70b"), ("result", "bad"),
+                                       ("slo", "chat"))) in s
+    assert total(s, "llm_slo_target_ratio", slo="chat") == 0.99
+    assert total(s, "llm_slo_target_ratio", slo="all") == 0.99  # the default
+    assert total(s, "llm_slo_threshold_seconds", slo="chat", field="ttft") == 0.5
+    assert total(s, "llm_slo_threshold_seconds", slo="all", field="duration") == 2.0
+    # the request families themselves are unchanged by the objectives
+    assert total(s, "llm_requests_total") == len(LINES)
+
+
+def test_no_objectives_no_families(tmp_path: Path) -> None:
+    s = run(tmp_path, "extra_labels: []\n")
+    assert not [k for k in s if k[0].startswith("llm_slo_")]
+
+
+def test_reload_keeps_unchanged_objectives_and_resets_changed_ones(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    m = LLMMetrics()
+    p = Pipeline(m, config=load_config(path))
+    p.process("t", [json.dumps(line).encode() for line, _, _ in LINES])
+    path.write_text(CONFIG.replace("duration: 2s", "duration: 3s"))
+    p.reconfigure(load_config(path))
+    with m.lock:
+        assert m.slo.requests[("chat", "llama-8b")] == [1, 3, 1]  # unchanged: kept
+        assert ("all", "llama-8b") not in m.slo.requests  # changed threshold: starts over
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("slo: [{name: x}]", "needs at least one of ttft, tpot, duration, queue"),
+    ("slo: [{name: x, ttft: fast}]", "slo[0].ttft: expected a positive number of seconds or a duration"),
+    ("slo: [{name: x, ttft: -1}]", "slo[0].ttft: expected a positive number"),
+    ("slo: [{name: x, ttft: 1, target: 1}]", "slo[0].target"),
+    ("slo: [{name: x, ttft: 1, target: 120%}]", "slo[0].target"),
+    ("slo: [{name: x, ttft: 1}, {name: x, tpot: 1}]", "slo names must be unique: x"),
+    ("slo: [{name: 'a b', ttft: 1}]", "slo name must be"),
+    ("slo: [{name: x, ttft: 1, latency: 2}]", "slo[0].latency: unknown key"),
+    ("buckets: {ttft: [1, 0.5]}", "buckets.ttft: bucket bounds must be strictly increasing"),
+    ("buckets: {tokens: [1]}", "buckets.tokens: unknown key"),
+])
+def test_config_mistakes_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert message in str(e.value)
+    assert "\n" not in str(e.value) and ":1:" in str(e.value)
+
+
+def test_thresholds_and_targets_in_any_unit(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("slo: [{name: x, ttft: 1500ms, tpot: 0.02, duration: 1m, queue: '250us', target: '99.9%'}]\n")
+    o = load_config(path).slo[0]
+    assert o.thresholds == {"ttft": 1.5, "tpot": 0.02, "duration": 60.0, "queue": 0.00025}
+    assert o.target == pytest.approx(0.999)
+    assert o.model == []
