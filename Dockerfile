@@ -8,7 +8,7 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY llm_exporter ./llm_exporter
 RUN python3 -m venv /build \
     && /build/bin/pip wheel --no-cache-dir --disable-pip-version-check --wheel-dir /wheels .

@@ -3,6 +3,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo
+## the demo's port: make demo PORT=8080
+PORT ?= 10060
 
 .PHONY: demo test test-fast test-image lint tools bench bench-quick bench-smoke clean
 
@@ -14,10 +17,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## demo: the bundled example app piped into llm-exporter; open http://127.0.0.1:10060/
-demo: $(STAMP)
-	@echo "llm-exporter demo: open http://127.0.0.1:10060/ and http://127.0.0.1:10060/metrics (Ctrl-C stops)"
-	$(BIN)/python examples/demo_app.py | $(BIN)/llm-exporter --listen 127.0.0.1:10060 > /dev/null
+# the demo needs the package and its dependencies only, not the test extras
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -e .
+	touch $(DEMO_STAMP)
+
+## demo: the bundled example app piped into llm-exporter; open http://127.0.0.1:$(PORT)/
+demo: $(DEMO_STAMP)
+	@echo "llm-exporter demo: open http://127.0.0.1:$(PORT)/ and http://127.0.0.1:$(PORT)/metrics (Ctrl-C stops)"
+	$(BIN)/python examples/demo_app.py | $(BIN)/llm-exporter --listen 127.0.0.1:$(PORT) > /dev/null
 
 ## tools: the real programs the tests use (promtool, mtail, ...), installed from Debian when missing
 tools:

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from llm_exporter import __version__, debug, logs, metricstate
 from llm_exporter.cli import StartupError
@@ -58,6 +58,11 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.registry = CollectorRegistry(auto_describe=False)
+        # what every Python exporter serves: process_* (CPU, memory, open files, start time),
+        # python_info and python_gc_*
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
         self.metrics = LLMMetrics(label_limit=settings.label_limit)
         self.registry.register(self.metrics)
         self.gpu: GpuCollector | None = None
