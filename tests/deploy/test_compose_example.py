@@ -3,7 +3,9 @@ command line in it runs for real (the demo app under wrapper mode gives metrics)
 
 from __future__ import annotations
 
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -58,3 +60,21 @@ def test_compose_wrapper_command_gives_metrics() -> None:
         samples = exp.wait_lines(5)
         assert total(samples, "llm_exporter_lines_total") >= 5
         assert total(samples, "llm_requests_total") >= 1
+
+
+def test_vllm_entrypoint_keeps_the_log_volume_bounded(tmp_path: Path) -> None:
+    """The vLLM service's bash entrypoint, run for real with its size cut to 4 KiB: every line reaches
+    the container log, the log directory holds vllm.log and vllm.log.1 only, each within the size,
+    and together they end with the newest lines, whole."""
+    entry = [a.replace("$$", "$").replace("268435456", "4096") for a in compose()["services"]["vllm"]["entrypoint"]]
+    assert entry[-1] == "/logs/vllm.log"
+    entry[-1] = str(tmp_path / "vllm.log")
+    lines = [f'{{"request_id": "r{i}", "pad": "{"x" * 50}"}}' for i in range(1000)]
+    writer = [sys.executable, "-c", "import sys; [print(line) for line in sys.argv[1:]]", *lines]
+    r = subprocess.run(entry + writer, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vllm.log", "vllm.log.1"]
+    assert all(p.stat().st_size <= 4096 for p in tmp_path.iterdir())
+    kept = (tmp_path / "vllm.log.1").read_text() + (tmp_path / "vllm.log").read_text()
+    assert kept.endswith("\n") and r.stdout.endswith(kept)

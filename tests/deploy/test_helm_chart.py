@@ -453,3 +453,64 @@ def test_push_mode_exporter_accepts_lines_with_the_rendered_token(tmp_path: Path
         samples = exp.wait_lines(n)
     assert total(samples, "llm_exporter_lines_total") == n > 700
     assert total(samples, "llm_requests_total") == _json_lines(body.decode()) == n
+
+
+ROTATING_WRITER = r"""
+import json, os, sys, time, urllib.request
+url, logdir, result = sys.argv[1], sys.argv[2], sys.argv[3]
+def counted():
+    body = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    return sum(float(l.rsplit(" ", 1)[1]) for l in body.splitlines() if l.startswith("llm_exporter_lines_total{"))
+written, biggest, sizes = 0, 0, []
+for batch in range(40):
+    for i in range(100):
+        print(json.dumps({"request_id": f"b{batch}-{i}", "model": "m", "status": "success",
+                          "duration_ms": 100 + i, "input_tokens": 10, "output_tokens": 20, "pad": "x" * 60}))
+    sys.stdout.flush()
+    written += 100
+    deadline = time.monotonic() + 120
+    while counted() < written:  # the exporter's own count, not a fixed wait
+        assert time.monotonic() < deadline, f"exporter stuck below {written}"
+        time.sleep(0.05)
+    names = sorted(os.listdir(logdir))
+    biggest = max(biggest, sum(os.path.getsize(os.path.join(logdir, n)) for n in names))
+    sizes.append({n: os.path.getsize(os.path.join(logdir, n)) for n in names})
+json.dump({"written": written, "biggest": biggest, "sizes": sizes}, open(result, "w"))
+"""
+
+
+def test_tail_mode_log_volume_stays_bounded_past_the_rotation_size(tmp_path: Path) -> None:
+    """The rendered server wrapper writing ten times tail.rotateSize: the log directory never holds
+    more than two files of about that size, no line is cut between files, and the rendered exporter
+    argv counts every line across the renames."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    cap = 64 * 1024
+    with Exporter("--no-stdin", "--gpu", "off", "--no-passthrough", "--file-start", "beginning",
+                  "--file", f"{logs}/*.log", "--state-dir", str(tmp_path / "state")) as exp:
+        exp.wait_ready()
+        command = json.dumps(["python3", "-c", ROTATING_WRITER, exp.url, str(logs), str(tmp_path / "result.json")])
+        docs = render("--set", f"tail.logDir={logs}", "--set", "tail.rotateSize=64Ki",
+                      "--set-json", f"server.command={command}", "--set-json", "server.args=[]")
+        assert exporter_argv(docs)[exporter_argv(docs).index(f"--file={logs}/*.log")]  # the argv used above
+        server = container(pod_spec(docs), "server")
+        r = subprocess.run(server["command"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr + r.stdout[-2000:]
+        samples = exp.wait_lines(4000)
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["written"] == 4000 and len(r.stdout.splitlines()) == 4000  # the container log has them all
+    assert total(samples, "llm_exporter_lines_total") == 4000
+    assert total(samples, "llm_exporter_lines_total", outcome="record") == 4000  # no line cut in two
+    assert total(samples, "llm_requests_total") == 4000
+    assert result["biggest"] <= 2 * cap, result["biggest"]
+    assert sum(1 for s in result["sizes"] if "server.log.1" in s) >= 5  # it did rotate, many times
+    assert all(set(s) <= {"server.log", "server.log.1"} for s in result["sizes"])
+    assert all(v <= cap for s in result["sizes"] for v in s.values())
+    # what is left on disk is whole lines, the newest ones
+    kept = (logs / "server.log.1").read_text() + (logs / "server.log").read_text()
+    assert kept.endswith("\n") and r.stdout.endswith(kept)
+
+
+def test_rotation_size_must_be_a_size() -> None:
+    r = helm("template", "rel", str(CHART), "--set", "tail.rotateSize=lots", check=False)
+    assert r.returncode != 0 and "tail.rotateSize must be a number of bytes or end in Ki, Mi or Gi" in r.stderr

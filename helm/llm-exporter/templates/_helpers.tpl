@@ -173,3 +173,31 @@ pod also needs the volumes "logs" (an emptyDir the server writes tail.logDir/*.l
       mountPath: /var/lib/llm-exporter
   {{- end }}
 {{- end }}
+
+{{/*
+tail.rotateSize in bytes ("256Mi", "64Ki", "1Gi" or a plain number of bytes).
+*/}}
+{{- define "llm-exporter.rotateBytes" -}}
+{{- $q := toString .Values.tail.rotateSize -}}
+{{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi)?$" $q) -}}
+{{- fail (printf "tail.rotateSize must be a number of bytes or end in Ki, Mi or Gi, not %q" $q) -}}
+{{- end -}}
+{{- $n := regexFind "^[0-9]+" $q -}}
+{{- $unit := trimPrefix $n $q -}}
+{{- $mult := get (dict "" 1 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824) $unit -}}
+{{- mul ($n | int64) $mult -}}
+{{- end }}
+
+{{/*
+The tail-mode server wrapper (bash, run as: bash -c SCRIPT LOGFILE MAXBYTES COMMAND...). tee copies
+the server's stdout and stderr to the container log and to GNU split, which hands on whole lines
+as they come and starts a new part before one would pass MAXBYTES; each part renames the last
+LOGFILE to LOGFILE.1 (replacing the one before) and is written to a fresh LOGFILE. The log
+directory so holds at most two files of at most MAXBYTES each; the exporter follows LOGFILE by
+inode and finishes reading LOGFILE.1 after the rename. Needs bash and coreutils (split, mv, cat).
+*/}}
+{{- define "llm-exporter.teeScript" -}}
+export LLM_EXPORTER_LOG="$0"; max=$1; shift
+exec > >(tee >(split --line-bytes="$max" --filter='mv -f "$LLM_EXPORTER_LOG" "$LLM_EXPORTER_LOG.1" 2>/dev/null; exec cat > "$LLM_EXPORTER_LOG"')) 2>&1
+exec "$@"
+{{- end }}
