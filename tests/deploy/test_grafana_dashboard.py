@@ -6,6 +6,7 @@ import json
 import os
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -90,15 +91,19 @@ def test_metric_names_are_found_in_promql() -> None:
         "llm_requests_total"}
 
 
-def test_dashboard_queries_name_only_exposed_metrics() -> None:
+def test_dashboard_queries_name_only_exposed_metrics(tmp_path: Path) -> None:
     """Every query names a metric from a live exporter's /metrics: fed application log lines, and with
     `--gpu on` over the test suite's stand-in NVML library (one GPU), so the GPU families are the
     ones the real collector emits; those names must also be in the README's metric table."""
-    lines = app_logs(500, 5)
+    # application lines, then a vLLM start (tests/fixtures/startup), with one objective configured
+    lines = app_logs(500, 5) + (FIXTURES / "startup" / "vllm_runai67.log").read_bytes()
     nvml = {"gpus": [{"uuid": "GPU-0a1b2c3d-0000-4000-8000-000000000000"}]}
     env = {"PYTHONPATH": os.pathsep.join([str(FIXTURES / "fake_pynvml"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "LLM_EXPORTER_TEST_FAKE_NVML": json.dumps(nvml)}
-    with Exporter("--no-passthrough", "--gpu", "on", "--gpu-interval", "0.05", env=env) as exp:
+    config = tmp_path / "slo.yaml"
+    config.write_text("slo: [{name: fast, duration: 2s}]\n")
+    with Exporter("--no-passthrough", "--gpu", "on", "--gpu-interval", "0.05", "--config", str(config),
+                  env=env) as exp:
         exp.wait_ready()
         exp.stdin.write(lines)
         exp.stdin.flush()
@@ -120,7 +125,9 @@ def test_dashboard_queries_name_only_exposed_metrics() -> None:
                  "gen_ai_server_time_per_output_token_seconds_bucket", "gen_ai_client_token_usage_sum",
                  "llm_request_errors_total", "llm_request_queue_duration_seconds_bucket", "llm_requests_running",
                  "llm_requests_waiting", "llm_kv_cache_usage_ratio", "hw_gpu_memory_usage_bytes",
-                 "hw_gpu_utilization_ratio", "hw_power_watts", "hw_temperature_celsius"):
+                 "hw_gpu_utilization_ratio", "hw_power_watts", "hw_temperature_celsius", "hw_energy_joules_total",
+                 "llm_slo_requests_total", "llm_slo_output_tokens_total", "llm_server_startup_duration_seconds",
+                 "llm_server_kv_cache_tokens", "llm_server_max_concurrency"):
         assert name in used, name
 
 
