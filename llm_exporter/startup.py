@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 
 #: the phases a start-up figure can belong to (the `phase` label's whole value set)
-PHASES = ("weights", "model_init", "compile", "cuda_graphs", "kv_cache", "engine_init", "warmup", "ready")
+PHASES = ("weights", "model_init", "compile", "cuda_graphs", "engine_init", "warmup", "ready")
 #: what `llm_server_memory_bytes{use}` can be
 MEMORY_USES = ("weights", "kv_cache", "cuda_graphs", "compute")
 PROVIDERS = ("vllm", "tgi", "sglang", "llamacpp", "ollama")
