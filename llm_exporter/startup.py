@@ -40,7 +40,8 @@ _DUR = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}
 _KEYS = ("took", "take", "ready", "KV ", "kv ", "oncurrency", "Connected", "Args {", "ServerArgs(", "oad weight",
          "Load weight", "elapsed", "n_slots", "buffer size", "model loaded", "listening", "LLM engine",
          "server version", "Warming up", "max_total_num_tokens", "runner", "memory", "weights", "API server",
-         "Setting max batch", "loading model", "cells", "graph", "request=")
+         "Setting max batch", "loading model", "cells", "graph", "request=", "vLLM server", "Auto set",
+         "version")
 
 _F = r"([0-9][0-9,]*(?:\.[0-9]+)?)"  # a number, thousands commas allowed
 
@@ -67,6 +68,17 @@ def _vllm_model_loading(m: re.Match[str]) -> Fact:
         out.update(memory_use="weights", memory_bytes=_size(m.group(1), m.group(2)))
     if m.group(3):
         out.update(phase="model_init", seconds=_num(m.group(3)))
+    return out
+
+
+_VLLM_CONCURRENCY = re.compile(r"Maximum concurrency for " + _F + r" tokens per request: " + _F + r"x")
+
+
+def _vllm_kv_size(m: re.Match[str]) -> Fact:
+    out: Fact = {"kv_cache_tokens": int(_num(m.group(1)))}
+    c = _VLLM_CONCURRENCY.search(m.string, m.end())  # 0.32 prints both on one line
+    if c:
+        out["max_concurrency"] = _num(c.group(2))
     return out
 
 
@@ -147,7 +159,9 @@ def _ollama_memory(m: re.Match[str]) -> Fact:
 #: (provider, pattern, what the match says); tried in order, the first match wins
 RULES: list[Rule] = [
     # -- vLLM (V0 and V1; 0.7 to 0.3x) -------------------------------------------------------
-    ("vllm", re.compile(r"vLLM API server version |Initializing an? V\d LLM engine"), lambda m: {"start": True}),
+    # the version banner (0.7: "vLLM API server version 0.7.3"; 0.11 on: block-letter art, "version 0.32.0")
+    ("vllm", re.compile(r"vLLM API server version |[\u2580-\u259f]\s+version \d|Initializing an? V\d LLM engine"),
+     lambda m: {"start": True}),
     ("vllm", re.compile(r"Loading weights took " + _F + r" ?s(?:econds|ecs)?\b"), _phase("weights")),
     ("vllm", re.compile(r"(?:Model loading|Initializing model|Loading model weights) took "
                         r"(?:" + _F + r" ?(GiB|GB)(?: memory)?(?: and )?)?(?:" + _F + r" ?s(?:econds|ecs)?)?"),
@@ -157,13 +171,13 @@ RULES: list[Rule] = [
      _vllm_graphs),
     ("vllm", re.compile(r"Available KV cache memory: " + _F + r" ?(GiB|GB)"),
      lambda m: {"memory_use": "kv_cache", "memory_bytes": _size(m.group(1), m.group(2))}),
-    ("vllm", re.compile(r"\b[GC]PU KV cache size: " + _F + r" tokens"),
-     lambda m: {"kv_cache_tokens": int(_num(m.group(1)))}),
-    ("vllm", re.compile(r"Maximum concurrency for " + _F + r" tokens per request: " + _F + r"x"),
-     lambda m: {"max_concurrency": _num(m.group(2))}),
+    ("vllm", re.compile(r"Auto set \(" + _F + r"/[0-9.]+\) GiB for KV cache"),  # the CPU build
+     lambda m: {"memory_use": "kv_cache", "memory_bytes": _num(m.group(1)) * _GIB}),
+    ("vllm", re.compile(r"\b[GC]PU KV cache size: " + _F + r" tokens"), _vllm_kv_size),
+    ("vllm", _VLLM_CONCURRENCY, lambda m: {"max_concurrency": _num(m.group(2))}),
     ("vllm", re.compile(r"init engine \(profile, create kv cache, warmup model\) took " + _F + r" ?s(?:econds)?"),
      _phase("engine_init")),
-    ("vllm", re.compile(r"Starting vLLM API server\b"), lambda m: {"phase": "ready"}),
+    ("vllm", re.compile(r"Starting vLLM (?:API )?server\b"), lambda m: {"phase": "ready"}),
     # -- TGI (launcher and router, text or --json-output) -------------------------------------
     ("tgi", re.compile(r"\bArgs \{\s*(?:model_id|$)"), lambda m: {"start": True}),
     ("tgi", re.compile(r"Shard ready in " + _F + r"(s|ms|µs|us|ns)\b"), _tgi_shard),

