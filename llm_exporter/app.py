@@ -15,6 +15,7 @@ import logging
 import os
 import resource
 import signal
+import stat
 import sys
 from typing import Any
 
@@ -24,6 +25,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from llm_exporter import __version__, debug, logs, metricstate
 from llm_exporter.cli import StartupError
 from llm_exporter.collectors.gpu import GpuCollector
+from llm_exporter.config import ConfigError, load_config
 from llm_exporter.connections import GuardedSite
 from llm_exporter.limits import Refusals
 from llm_exporter.metrics import LLMMetrics
@@ -52,6 +54,13 @@ def ingest_exposure_problem(s: Settings, basic_auth: bool) -> str | None:
             "--http-ingest-allow-unauthenticated")
 
 
+def _stdin_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(0).st_mode)
+    except OSError:
+        return False
+
+
 class App:
     """One daemon run."""
 
@@ -72,11 +81,11 @@ class App:
             self.registry.register(self.gpu)
         self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
-        self.reloader = Reloader(self.pipeline, settings.config, settings.web_config,
-                                 on_pipeline=self.worker.call)
-        self.registry.register(self.reloader)
         self.refusals = Refusals()
         self.registry.register(self.refusals)
+        self.reloader = Reloader(self.pipeline, settings.config, settings.web_config,
+                                 on_pipeline=self.worker.call, loader=self._load_config)
+        self.registry.register(self.reloader)
         try:  # before the restore: the config's extra labels shape the request series restored
             self.reloader.load_initial()
         except ConfigProblem as e:
@@ -101,6 +110,15 @@ class App:
             if isinstance(src, CommandSource):
                 return src.pids() or set()
         return set()
+
+    def _load_config(self, path: Any) -> Any:
+        """--config, held to --config-max-bytes (a refusal is counted)."""
+        try:
+            return load_config(path, max_bytes=self.settings.config_max_bytes)
+        except ConfigError as e:
+            if getattr(e, "limit", False):
+                self.refusals.count("config")
+            raise
 
     def ready(self) -> bool:
         return not self.stopping and bool(self.sources) and all(getattr(s, "attached", True)
@@ -163,6 +181,9 @@ class App:
 
     def _start_sources(self, loop: asyncio.AbstractEventLoop) -> None:
         s = self.settings
+        if s.stdin is None and not s.read_stdin and _stdin_is_pipe():
+            log.warning("stdin is a pipe but is not read (another source is given, so --stdin is off): "
+                        "whatever writes into it blocks once 64 KiB are waiting; add --stdin to read it too")
         if s.read_stdin:
             only = not (s.file or s.http_ingest or s.command)
 
@@ -187,7 +208,9 @@ class App:
                 loop.call_soon_threadsafe(self._stop.set)
 
             child = CommandSource(s.command, self.worker, self.metrics, passthrough=s.passthrough,
-                                  max_line=s.max_line_bytes, on_exit=child_exited)
+                                  max_line=s.max_line_bytes, on_exit=child_exited,
+                                  kill_after=s.command_kill_after,
+                                  on_kill=lambda: self.refusals.count("child_kill"))
             child.start(loop)
             self.sources.append(child)
 
@@ -225,12 +248,21 @@ class App:
         log.info("stopping")
         self.stopping = True  # /readyz answers 503 from now on
         loop = asyncio.get_running_loop()
+        # no reload while stopping, and no SIGHUP's default action (terminate) once the loop is
+        # closed and its handlers are gone: a SIGHUP sent to the process group as the child exits
+        # must not turn our exit code into "killed by SIGHUP"
+        loop.remove_signal_handler(signal.SIGHUP)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         for src in self.sources:  # stop reading; what they queued is finished below
             if hasattr(src, "stop"):
                 await loop.run_in_executor(None, src.stop)
         await loop.run_in_executor(None, self.worker.stop)
         if self.state is not None:  # every queued line is counted now: offsets and metrics agree
-            await loop.run_in_executor(None, self.state.checkpoint, self.metrics.lock)
+            try:
+                await loop.run_in_executor(None, self.state.checkpoint, self.metrics.lock)
+            except OSError as e:  # a full or read-only --state-dir: say so, still stop cleanly
+                log.error("final state checkpoint failed, the next start re-reads from the last saved "
+                          "one: %s", e.strerror or e)
         if self.settings.shutdown_grace > 0:  # keep serving /metrics for a last scrape
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_now.wait(), self.settings.shutdown_grace)

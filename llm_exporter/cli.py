@@ -6,6 +6,7 @@ Start-up errors (a bad flag, a bad value, a port in use) are one line on stderr 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import Any, NoReturn
 
@@ -48,6 +49,7 @@ def daemon_parser() -> argparse.ArgumentParser:
                "accept /ingest without a token or basic auth on a non-loopback --listen (refused otherwise)")
     p.add_argument("--format", metavar="NAME", help="auto (per line) or one adapter name")
     p.add_argument("--config", metavar="FILE", help="YAML: field mappings, extra labels, limits")
+    p.add_argument("--config-max-bytes", metavar="N", type=int, help="largest --config file read (1 MiB)")
     p.add_argument("--gpu", choices=("auto", "on", "off"), help="NVML GPU readings (auto)")
     p.add_argument("--gpu-devices", metavar="LIST", help="comma-separated GPU UUIDs or indices")
     p.add_argument("--gpu-interval", metavar="SECONDS", type=float, help="NVML poll interval (5)")
@@ -56,6 +58,8 @@ def daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-line-bytes", metavar="N", type=int, help="longer lines count as too_long (1 MiB)")
     p.add_argument("--label-limit", metavar="N", type=int, help="distinct values per label (100)")
     p.add_argument("--queue-chunks", metavar="N", type=int, help="parse queue bound, in 64 KiB chunks (128)")
+    p.add_argument("--command-kill-after", metavar="SECONDS", type=float,
+                   help="wrapper mode: SIGKILL the child if it still runs this long after SIGTERM (30)")
     p.add_argument("--shutdown-grace", metavar="SECONDS", type=float, help="serve /metrics after stop (0)")
     _bool_flag(p, "debug-endpoints", "enable /debug/rejects")
     _bool_flag(p, "web-enable-reload", "enable POST /-/reload (SIGHUP always reloads)")
@@ -97,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             args, command = args[:i], args[i + 1 :]
             if not command:
                 raise StartupError("nothing to run after --")
+        # until the daemon's own handler is installed, a SIGHUP (a reload request) must not end it
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         ns = daemon_parser().parse_args(args)
         settings = settings_from_args(ns, command)
         from llm_exporter.app import run

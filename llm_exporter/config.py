@@ -306,6 +306,8 @@ class Config(_Strict):
                 raise ValueError(f"extra label {n!r} is a built-in label name")
         if len(names) > MAX_EXTRA_LABELS:
             raise ValueError(f"at most {MAX_EXTRA_LABELS} extra labels (each multiplies the series)")
+        if len(self.all_metrics) > MAX_METRICS:
+            raise ValueError(f"{len(self.all_metrics)} metrics: at most {MAX_METRICS} may be defined")
         seen: dict[str, MetricSpec] = {}
         for spec in self.all_metrics:
             old = seen.setdefault(spec.name, spec)
@@ -353,22 +355,37 @@ class Config(_Strict):
         return out
 
 
-def load_config(path: Path | str) -> Config:
+#: the largest --config file read (`--config-max-bytes`); a bigger one is refused unread
+MAX_CONFIG_BYTES = 1 << 20
+#: custom metrics one --config may define (each is a family of series)
+MAX_METRICS = 500
+
+
+def load_config(path: Path | str, max_bytes: int = MAX_CONFIG_BYTES) -> Config:
     """Read and validate a config file (ConfigError with a line number on any problem)."""
-    return load_yaml_model(path, Config, ConfigError)
+    return load_yaml_model(path, Config, ConfigError, max_bytes=max_bytes)
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_yaml_model(path: Path | str, model: type[M], error: type[Exception]) -> M:
+def load_yaml_model(path: Path | str, model: type[M], error: type[Exception],
+                    max_bytes: int = MAX_CONFIG_BYTES) -> M:
     """Read a YAML file into a pydantic model; any problem raises `error` with one line naming the
-    file and, where there is one, the YAML line (shared by --config and --web-config)."""
+    file and, where there is one, the YAML line (shared by --config and --web-config). A file
+    over `max_bytes` is refused unread; that error carries `limit = True`."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            raw = f.read(max_bytes + 1)
     except OSError as e:
         raise error(f"{p}: {e.strerror or e}") from None
+    if len(raw) > max_bytes:
+        too_big = error(f"{p}: larger than {max_bytes} bytes (--config-max-bytes)")
+        too_big.limit = True  # type: ignore[attr-defined]
+        raise too_big
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"{p}: not UTF-8 text") from None
     try:

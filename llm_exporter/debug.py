@@ -1,15 +1,21 @@
 """`GET /debug/rejects`: the last rejected lines, safe to show (only with `--debug-endpoints`).
 
 Each entry gives the source, line number, outcome, reason and the first 200 bytes of the line,
-after two passes: values of fields named like prompt or model text (`prompt`, `input`, `output`,
-`text`, `messages`, `content`, ...) are replaced by `[redacted]`, in JSON (even when cut at 200
-bytes) and in `key: value` / `key=value` text alike; then control characters are escaped. Numbers
-are kept (`input_tokens: 12` says nothing about the prompt and helps to debug a mapping).
+after three passes: values of fields named like prompt, request or model text (`prompt`, `input`,
+`output`, `text`, `messages`, `content`, `body`, `payload`, `msg`, `args`, `data`, `q`, ...)
+are replaced by `[redacted]`, in JSON (even when cut at 200 bytes) and in `key: value` /
+`key=value` text alike; any other quoted string longer than 32 characters that holds a space
+(free text under a name we do not know) is redacted too, and so is plain text past the first 80
+characters of a line that is not JSON (its timestamp, level and logger stay); then control and
+format characters (C0, DEL, C1, line separators, bidirectional overrides such as U+202E,
+zero-width characters) are escaped. Numbers are kept (`input_tokens: 12` says nothing about the
+prompt and helps to debug a mapping).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from aiohttp import web
 
@@ -21,8 +27,15 @@ _SENSITIVE = (r"prompt|input|output|text|messages?|content|completion|response|q
 #: a key that names model text, quoted or bare, then `:` or `=`
 _KEY = re.compile(rb"""(?P<q>["']?)(?P<key>[A-Za-z_][\w.-]*)(?P=q)\s*[:=]\s*""")
 _SENSITIVE_RE = re.compile(rf"(?i)(?:{_SENSITIVE})")
+#: short keys that hold request text in common log shapes: matched whole, not as a part of a name
+_SENSITIVE_EXACT = frozenset({"body", "payload", "msg", "args", "data", "q", "params", "message", "req",
+                              "request", "json", "kwargs", "raw"})
+#: a quoted string of free text (a space inside, over 32 characters)
+_FREE_TEXT = re.compile(rb'"(?=[^"\\]{0,8}[^"\\ ]* )(?:[^"\\]|\\.){33,}"')
+PLAIN_KEEP = 80
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?=\s*(?:[,}\]\s]|$))")
 _BARE_END = re.compile(rb"[,;}\]\n]|\s[\w.-]+[:=]")
+_FORMAT = unicodedata.category  # "Cf": bidi overrides and isolates, zero-width and other format characters
 _ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x5C: "\\\\"}
 
 
@@ -75,7 +88,8 @@ def redact(buf: bytes) -> bytes:
             break
         v = m.end()
         key = m.group("key").decode("ascii", "replace")
-        if v >= len(buf) or not _SENSITIVE_RE.search(key) or _NUMBER.match(buf, v) \
+        if v >= len(buf) or not (_SENSITIVE_RE.search(key) or key.lower() in _SENSITIVE_EXACT) \
+                or _NUMBER.match(buf, v) \
                 or buf[v:v + 4] in (b"null", b"true") or buf[v:v + 5] == b"false":
             i = m.end() if m.end() > i else i + 1
             continue
@@ -85,7 +99,11 @@ def redact(buf: bytes) -> bytes:
         out.append(quote + REDACTED.encode() + quote if quote else REDACTED.encode())
         pos = i = end
     out.append(buf[pos:])
-    return b"".join(out)
+    text = b"".join(out)
+    text = _FREE_TEXT.sub(b'"' + REDACTED.encode() + b'"', text)
+    if text[:1] not in (b"{", b"[") and len(text) > PLAIN_KEEP:
+        text = text[:PLAIN_KEEP] + f" [{len(text) - PLAIN_KEEP} more bytes redacted]".encode()
+    return text
 
 
 def escape(buf: bytes) -> str:
@@ -96,7 +114,7 @@ def escape(buf: bytes) -> str:
         o = ord(ch)
         if o in _ESCAPES:
             parts.append(_ESCAPES[o])
-        elif o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029):
+        elif o < 0x20 or 0x7F <= o <= 0x9F or o in (0x2028, 0x2029) or (o > 0x9F and _FORMAT(ch) == "Cf"):
             parts.append(f"\\x{o:02x}" if o <= 0xFF else f"\\u{o:04x}")
         else:
             parts.append(ch)

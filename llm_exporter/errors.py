@@ -33,6 +33,8 @@ for _cls, _names in {
         _KNOWN[_n] = _cls
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+#: an error name kept as a label value: an identifier, length-capped, few digits (see label_rules)
+_LABEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}", re.ASCII)
 
 
 def normalize(name: str) -> str:
@@ -41,7 +43,9 @@ def normalize(name: str) -> str:
     known = _KNOWN.get(last.lower())
     if known is not None:
         return known
-    return last if _IDENT.fullmatch(last) else OTHER
+    if _LABEL_NAME.fullmatch(last) and sum(c.isdigit() for c in last) <= 4:
+        return last
+    return OTHER
 
 
 def from_http_status(code: int) -> str:

@@ -1,5 +1,9 @@
 """The exporter's own logs: one JSON object per line on stderr (stdout is the passthrough).
 
+In wrapper mode the child's stderr passes through to the same fd: both go through `STDERR`,
+which writes our lines only between the child's lines (never inside one the child has begun),
+so neither is ever broken.
+
 Lines of the HTTP library and of asyncio (a malformed request, a reset connection, a failed TLS
 handshake) are the outside world's doing: each becomes one line naming the error, without a
 traceback, at most once a minute per kind, so a flood of bad requests cannot flood stderr.
@@ -8,11 +12,80 @@ traceback, at most once a minute per kind, so a flood of bad requests cannot flo
 from __future__ import annotations
 
 import logging
-import sys
+import os
 import threading
 import time
 
 import orjson
+
+
+class StderrGate:
+    """fd 2, shared by our log lines and a child's stderr passthrough: whole lines only."""
+
+    #: a log line waits at most this long for the child to finish a line it has begun
+    HOLD = 2.0
+    #: log lines held at most; beyond, the oldest are dropped (a child that never ends its line)
+    HELD_MAX = 1000
+
+    def __init__(self, fd: int = 2) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()
+        self._mid_line_since: float | None = None  # the child's bytes end inside a line since then
+        self._held: list[bytes] = []
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    def passthrough(self, chunk: bytes) -> None:
+        """The child's bytes, unchanged; held log lines go out right after its last complete line."""
+        if not chunk:
+            return
+        with self._lock:
+            if not self._held:
+                self._write(chunk)
+            else:
+                nl = chunk.rfind(b"\n")
+                if nl < 0:
+                    self._write(chunk)
+                else:
+                    self._write(chunk[: nl + 1])
+                    self._write(b"".join(self._held))
+                    self._held.clear()
+                    if nl + 1 < len(chunk):
+                        self._write(chunk[nl + 1 :])
+            if chunk.endswith(b"\n"):
+                self._mid_line_since = None
+            elif self._mid_line_since is None:
+                self._mid_line_since = time.monotonic()
+
+    def line(self, data: bytes) -> None:
+        """One log line (ending in a newline): now, or once the child has finished its line."""
+        with self._lock:
+            since = self._mid_line_since
+            if since is not None and time.monotonic() - since < self.HOLD:
+                if len(self._held) >= self.HELD_MAX:
+                    del self._held[0]
+                self._held.append(data)
+                return
+            self._write(b"".join(self._held) + data)
+            self._held.clear()
+
+
+STDERR = StderrGate()
+
+
+class GatedHandler(logging.Handler):
+    """Writes formatted records through `STDERR`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            STDERR.line(self.format(record).encode("utf-8", "backslashreplace") + b"\n")
+        except OSError:
+            pass
+        except Exception:
+            self.handleError(record)
 
 
 class JsonFormatter(logging.Formatter):
@@ -73,14 +146,14 @@ class OneLinePerKind(logging.Filter):
 
 
 def setup(level: str = "info") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = GatedHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("llm_exporter")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    outside = logging.StreamHandler(sys.stderr)
+    outside = GatedHandler()
     outside.setFormatter(JsonFormatter())
     outside.addFilter(OneLinePerKind())
     for name in OUTSIDE:

@@ -24,10 +24,12 @@ from llm_exporter.adapters.base import IGNORED, Adapter, Invalid, json_object
 from llm_exporter.envelopes import Envelope
 from llm_exporter.framing import TooLong
 from llm_exporter.metrics import LLMMetrics
+from llm_exporter.records import problem
 from llm_exporter.startup import StartupScanner, scan_line
 
 log = logging.getLogger("llm_exporter.pipeline")
 
+BOM = b"\xef\xbb\xbf"
 #: how many rejected lines are kept for `replay`'s summary and the debug endpoint
 REJECT_KEEP = 50
 
@@ -184,6 +186,8 @@ class Pipeline:
         if peeled is None:
             return "ignored", None  # a fragment held until its line is complete
         line = peeled.strip()
+        if line[:3] == BOM:  # a UTF-8 byte order mark (a file saved by an editor, a first line)
+            line = line[3:].lstrip()
         if not line:
             return "ignored", None
         outcome, result = self._adapt(st, line)
@@ -203,7 +207,7 @@ class Pipeline:
                         continue
                     res = a.parse_json(line, obj)
                     if res is not None:
-                        return _classify(res)
+                        return _checked(_classify(res))
                 if obj is not None:
                     return "unparsed", "json_unknown_shape"
                 # not JSON after all: the text adapters may still know it
@@ -211,7 +215,7 @@ class Pipeline:
             for a in st.chain:
                 res = a.parse_text(text)
                 if res is not None:
-                    return _classify(res)
+                    return _checked(_classify(res))
             return "unparsed", "no_adapter"
         except Invalid as e:
             return "invalid", e.reason
@@ -225,6 +229,18 @@ class Pipeline:
         if name not in self._adapter_errors_logged:
             self._adapter_errors_logged.add(name)
             log.exception("adapter %s failed on a line; counted as invalid/adapter_error", name)
+
+
+def _checked(res: tuple[str, Any]) -> tuple[str, Any]:
+    """A line's records, all of them applicable, or `invalid` with the first problem: a line is
+    applied whole or not at all (label values are made safe on the way)."""
+    outcome, recs = res
+    if outcome == "record":
+        for r in recs if type(recs) is list else (recs,):
+            why = problem(r)
+            if why is not None:
+                return "invalid", why
+    return res
 
 
 def _classify(res: Any) -> tuple[str, Any]:

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal, NotRequired
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
+from llm_exporter.label_rules import sanitize
+
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False, strict=True, description="seconds")]
 Tokens = Annotated[int, Field(ge=0, strict=True, description="tokens")]
 Ratio = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False, strict=True)]
@@ -111,6 +113,59 @@ _RECORD: TypeAdapter[Record] = TypeAdapter(
     Annotated[Record, Field(discriminator="kind")]
 )
 REQUEST_ADAPTER: TypeAdapter[RequestRecord] = TypeAdapter(RequestRecord)
+
+
+#: the largest number of seconds or tokens one record may carry; beyond, the line is `invalid`
+#: (a year of seconds, 2**53 tokens: larger is a unit mistake or an attack, and sums of such
+#: values could overflow a histogram's float sum to +Inf)
+MAX_SECONDS = 3.2e7
+MAX_TOKENS = 1 << 53
+#: the largest magnitude of a gauge or custom value
+MAX_VALUE = 1e18
+_SECOND_FIELDS = ("duration_s", "queue_s", "inference_s", "ttft_s", "tpot_s")
+_TOKEN_FIELDS = ("input_tokens", "output_tokens")
+_STATS_FIELDS = ("running", "waiting", "swapped", "kv_cache_usage", "prefix_cache_hit", "prompt_tps",
+                 "generation_tps")
+
+
+def _bad_number(v: Any, hi: float) -> bool:
+    t = type(v)
+    if t is not int and t is not float:
+        return True
+    return not 0 <= v <= hi  # also NaN (every comparison with NaN is False)
+
+
+def problem(rec: Any) -> str | None:
+    """Why a record may not be applied (None: it may), checked before any of a line's records is
+    applied, so a line counts whole or not at all. Label values are also made safe here
+    (`label_rules.sanitize`)."""
+    if type(rec) is not dict:
+        return None  # not ours to judge: applying it fails and is counted (adapter_error)
+    kind = rec.get("kind")
+    if kind == "request":
+        for f in _SECOND_FIELDS:
+            v = rec.get(f)
+            if v is not None and _bad_number(v, MAX_SECONDS):
+                return "bad_value"
+        for f in _TOKEN_FIELDS:
+            v = rec.get(f)
+            if v is not None and (type(v) is not int or not 0 <= v <= MAX_TOKENS):
+                return "bad_value"
+    elif kind == "stats":
+        for f in _STATS_FIELDS:
+            v = rec.get(f)
+            if v is not None and _bad_number(v, MAX_VALUE):
+                return "bad_value"
+    elif kind == "custom":
+        v = rec.get("value")
+        if type(v) is not int and type(v) is not float:
+            return "bad_value"
+        if not -MAX_VALUE <= float(v) <= MAX_VALUE:
+            return "bad_value"
+    elif kind not in ("http", "log"):
+        return None  # not ours to judge: applying it fails and is counted (adapter_error)
+    sanitize(rec)
+    return None
 
 
 def validate_record(obj: Any) -> Record:

@@ -13,7 +13,9 @@ with that line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +33,32 @@ log = logging.getLogger("llm_exporter.reload")
 
 class ConfigProblem(ValueError):
     """A config file that cannot be used, worded as one line."""
+
+
+async def _on_daemon_thread(fn: Callable[[], None]) -> None:
+    """Run `fn` on a thread of its own that a stop does not wait for (a reload still parsing a
+    large file must not delay exit, as the default executor's threads would)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def done(exc: BaseException | None) -> None:
+        if not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+    def work() -> None:
+        exc: BaseException | None = None
+        try:
+            fn()
+        except BaseException as e:  # handed to the awaiting task
+            exc = e
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+            loop.call_soon_threadsafe(done, exc)
+
+    threading.Thread(target=work, name="reload", daemon=True).start()
+    await fut
 
 
 class Reloader:
@@ -92,9 +120,8 @@ class Reloader:
     async def reload(self, trigger: str) -> tuple[bool, str]:
         """Re-read the files; keep the running ones when anything is wrong. Returns (ok, message)."""
         async with self._lock:
-            loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(None, self._reload_sync)
+                await _on_daemon_thread(self._reload_sync)
             except ConfigProblem as e:
                 self.last_ok = False
                 log.error("reload failed, keeping the running config: %s", e, extra={"fields": {"trigger": trigger}})

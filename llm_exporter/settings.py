@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     http_ingest_allow_unauthenticated: bool = False
     format: str = "auto"
     config: Path | None = None
+    config_max_bytes: int = Field(1 << 20, gt=0, description="largest --config file read")
     gpu: Literal["auto", "on", "off"] = "auto"
     gpu_devices: Annotated[list[str], NoDecode] = Field(default_factory=list)
     gpu_interval: float = Field(5.0, gt=0)
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     web_read_timeout: float = Field(60.0, gt=0, description="seconds to send a request body")
     web_auth_queue: int = Field(32, gt=0, description="password checks waiting for bcrypt; more get 401")
     command: list[str] = Field(default_factory=list, description="wrapper mode: the child's argv")
+    command_kill_after: float = Field(30.0, gt=0, description="SIGKILL a child this long after SIGTERM")
 
     @field_validator("file", "gpu_devices", mode="before")
     @classmethod

@@ -4,7 +4,9 @@ The child's stdout and stderr are two pipes, each read by a `PipeSource` (source
 `stderr`): every byte goes first to our own stdout / stderr, unchanged, then to the parser, which
 drops (and counts) lines rather than ever slowing the child. The child inherits our stdin and
 environment. SIGTERM and SIGINT sent to us are forwarded to the child (SIGHUP too, after our own
-reload, through `send_signal`); we stop when the child has exited. When the child
+reload, through `send_signal`); we stop when the child has exited. A child still running
+`kill_after` seconds after the first SIGTERM/SIGINT is killed (SIGKILL), as Kubernetes does after
+its grace period, so a child that ignores SIGTERM cannot keep us up forever. When the child
 exits, what is left in its pipes is read (up to `drain_timeout` seconds if a grandchild keeps
 them open), then `on_exit` gets the child's exit code: its own, or 128+N when signal N killed it.
 """
@@ -12,6 +14,7 @@ them open), then `on_exit` gets the child's exit code: its own, or 128+N when si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
@@ -75,7 +78,8 @@ class CommandSource:
 
     def __init__(self, argv: list[str], worker: Worker, metrics: LLMMetrics, *, passthrough: bool = True,
                  max_line: int = 1 << 20, on_exit: Callable[[int], None] | None = None,
-                 drain_timeout: float = 2.0) -> None:
+                 drain_timeout: float = 2.0, kill_after: float = 30.0,
+                 on_kill: Callable[[], None] | None = None) -> None:
         self.argv = list(argv)
         self._worker = worker
         self._metrics = metrics
@@ -83,6 +87,9 @@ class CommandSource:
         self._max_line = max_line
         self._on_exit = on_exit
         self._drain_timeout = drain_timeout
+        self._kill_after = kill_after
+        self._on_kill = on_kill
+        self._kill_timer: threading.Timer | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.pipes: list[PipeSource] = []
         self._files: list[IO[bytes]] = []
@@ -119,15 +126,32 @@ class CommandSource:
         self.attached = True
 
     def forward(self, sig: int) -> None:
-        """Send `sig` to the child while it runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+        """Send `sig` to the child while it runs; a stop signal also starts the SIGKILL timer."""
+        self.send_signal(sig)
+        if sig in FORWARDED and self._kill_timer is None and self.proc is not None and self.proc.poll() is None:
+            self._kill_timer = threading.Timer(self._kill_after, self._kill)
+            self._kill_timer.daemon = True
+            self._kill_timer.start()
 
-    send_signal = forward
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` to the child if it still runs (it may exit meanwhile: never an error)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(OSError):  # gone between the check and the signal
+                self.proc.send_signal(sig)
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            log.warning("child still running %.0f s after the stop signal (--command-kill-after); "
+                        "sending SIGKILL", self._kill_after, extra={"fields": {"pid": self.proc.pid}})
+            if self._on_kill is not None:
+                self._on_kill()
+            self.send_signal(signal.SIGKILL)
 
     def _wait(self) -> None:
         assert self.proc is not None
         rc = self.proc.wait()
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
         self.code = exit_code(rc)
         for src in self.pipes:
             if not src.done.wait(self._drain_timeout):

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from llm_exporter.framing import LineFramer
+from llm_exporter.logs import STDERR
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.worker import Worker
 
@@ -134,7 +135,10 @@ class PipeSource:
     def _passthrough(self, chunk: bytes) -> None:
         assert self._fd_out is not None
         try:
-            write_all(self._fd_out, chunk)
+            if self._fd_out == STDERR.fd:  # shared with our own log lines: whole lines only
+                STDERR.passthrough(chunk)
+            else:
+                write_all(self._fd_out, chunk)
         except OSError as e:  # EPIPE: whoever read our output went away; keep parsing
             log.warning("passthrough to fd %d stopped: %s", self._fd_out, e.strerror)
             self._fd_out = None

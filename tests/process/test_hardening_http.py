@@ -275,3 +275,14 @@ def test_healthcheck_passes_in_every_web_config_mode(tmp_path: Path, pki: dict[s
                 assert resp.status == 200
     r = _health(e.port)
     assert r.returncode == 1 and "unhealthy" in r.stderr
+
+
+def test_a_piped_stdin_that_is_not_read_is_said_at_start() -> None:
+    """`app | llm-exporter --http-ingest` does not read stdin (another source is given): one warning
+    line says so and names --stdin, instead of the app blocking unannounced after 64 KiB."""
+    with Exporter("--http-ingest", "--gpu", "off") as e:  # stdin is a pipe from the test
+        e.wait_ready()
+        assert e.stop() == 0
+        err = e.stderr_text()
+    warned = [ln for ln in err.splitlines() if "stdin is a pipe but is not read" in ln]
+    assert len(warned) == 1 and "--stdin" in warned[0], err
