@@ -11,6 +11,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from llm_exporter.cli import StartupError, _Parser
 from llm_exporter.framing import LineFramer
+from llm_exporter.hints import text as hint_text
 from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
 from llm_exporter.pipeline import REJECT_KEEP, Pipeline
 from llm_exporter.records import json_schema
@@ -79,6 +80,8 @@ def _summary(metrics: LLMMetrics, pipeline: Pipeline, show: int) -> None:
     err = sys.stderr
     print("lines: " + ", ".join(f"{k}={v}" for k, v in totals.items()) + f" (total {sum(totals.values())})",
           file=err)
+    for key, provider in metrics.hints.items():
+        print(f"note ({provider or 'server'}): {hint_text(key)}", file=err)
     rejects = list(pipeline.rejects)[:show]
     if rejects:
         more = " (first kept)" if len(pipeline.rejects) == REJECT_KEEP else ""

@@ -13,7 +13,8 @@ from typing import Any
 from llm_exporter.labels import OTHER as OTHER
 
 #: Shared classes, in the words of ../CONTRACT.md.
-CLASSES = ("validation", "overloaded", "oom", "timeout", "engine_dead", "client_disconnect", "template")
+CLASSES = ("validation", "not_found", "overloaded", "oom", "timeout", "engine_dead", "client_disconnect",
+           "template")
 
 _KNOWN: dict[str, str] = {}
 for _cls, _names in {
@@ -58,6 +59,8 @@ def from_http_status(code: int) -> str:
         return "validation"
     if code == 499:
         return "client_disconnect"
+    if code == 404:
+        return "not_found"
     return OTHER
 
 

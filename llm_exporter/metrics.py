@@ -9,6 +9,7 @@ lines, a scrape holds it while copying out.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from bisect import bisect_left
@@ -24,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.samples import Exemplar
 
 from llm_exporter import SEMCONV_VERSION, __version__
+from llm_exporter.hints import text as hint_text
 from llm_exporter.labels import LabelLimiter
 from llm_exporter.metrics_slo import SloMetrics
 from llm_exporter.metrics_startup import StartupMetrics
@@ -37,6 +39,8 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 COMMON = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
 STATS_LABELS = ("gen_ai_provider_name", "gen_ai_request_model", "engine")
 OUTCOMES = ("success", "error", "aborted")
+log = logging.getLogger("llm_exporter.hints")
+
 LINE_OUTCOMES = ("record", "ignored", "unparsed", "invalid", "too_long", "dropped")
 EXEMPLAR_ID_MAX = 64  # OpenMetrics caps an exemplar's label set at 128 UTF-8 characters
 ADMITTED_CACHE = 4096  # (operation, provider, model) values seen admitted, found without the limiters
@@ -185,6 +189,8 @@ class LLMMetrics:
         self.stats: dict[tuple[str, str, str], dict[str, float]] = {}
         self.http: dict[tuple[str, str, str, str], int] = {}
         self.logs: dict[tuple[str, str], int] = {}
+        #: why-no-metric advice seen (`llm_exporter.hints` key -> provider), logged once each
+        self.hints: dict[str, str] = {}
         # self metrics; each key is written by one thread only (see sources)
         self.lines: dict[tuple[str, str], int] = {}
         self.bytes: dict[str, int] = {}
@@ -203,6 +209,7 @@ class LLMMetrics:
             "http": self.apply_http,
             "log": self.apply_log,
             "custom": self.apply_custom,
+            "hint": self.apply_hint,
         }
         self.startup = StartupMetrics()
         self._apply["startup"] = self.startup.apply
@@ -364,6 +371,12 @@ class LLMMetrics:
     def apply_log(self, rec: Any, now: float | None = None) -> None:
         key = (rec["provider"], rec["level"])
         self.logs[key] = self.logs.get(key, 0) + 1
+
+    def apply_hint(self, rec: Any, now: float | None = None) -> None:
+        key = rec["hint"]
+        if key not in self.hints and len(self.hints) < 32:
+            self.hints[key] = rec.get("provider") or ""
+            log.warning(hint_text(key), extra={"fields": {"hint": key, "provider": self.hints[key]}})
 
     def register_source(self, source: str) -> None:
         """Create a source's self-metric series up front (at 0), so that threads counting into

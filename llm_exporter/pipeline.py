@@ -22,6 +22,7 @@ from typing import Any
 from llm_exporter import adapters
 from llm_exporter.adapters.base import IGNORED, Adapter, Invalid, json_object
 from llm_exporter.envelopes import Envelope
+from llm_exporter.hints import text as hint_text
 from llm_exporter.framing import TooLong
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.records import problem
@@ -143,6 +144,12 @@ class Pipeline:
                     m.count_line(source, k, n)
             if commit is not None:
                 commit()
+
+    def hints(self) -> list[str]:
+        """Why some metrics are missing, in words (`llm_exporter.hints`), each once."""
+        with self.metrics.lock:
+            keys = list(self.metrics.hints)
+        return [hint_text(k) for k in keys]
 
     def flush(self, source: str | None = None, forget: bool = False) -> None:
         """Hand out what multi-line records still hold (EOF or idle timeout); `forget` drops the state.

@@ -8,7 +8,8 @@ Records are TypedDicts so the hot path builds plain dicts, while pydantic valida
 - `HttpRecord`: one access-log line;
 - `LogRecord`: one log record of the server's own, by level;
 - `CustomRecord`: one value for a metric the `--config` file defines;
-- `StartupRecord`: what one start-up line says (phase durations, capacity, memory).
+- `StartupRecord`: what one start-up line says (phase durations, capacity, memory);
+- `HintRecord`: why a metric is missing (a key of `llm_exporter.hints.HINTS`).
 """
 
 from __future__ import annotations
@@ -107,7 +108,15 @@ class StartupRecord(TypedDict):
     memory_bytes: NotRequired[NonNeg]
 
 
-Record = RequestRecord | StatsRecord | HttpRecord | LogRecord | CustomRecord | StartupRecord
+class HintRecord(TypedDict):
+    """A server's log cannot give some metric; `hint` names the advice (`llm_exporter.hints`)."""
+
+    kind: Literal["hint"]
+    provider: str
+    hint: str
+
+
+Record = RequestRecord | StatsRecord | HttpRecord | LogRecord | CustomRecord | StartupRecord | HintRecord
 
 _RECORD: TypeAdapter[Record] = TypeAdapter(
     Annotated[Record, Field(discriminator="kind")]

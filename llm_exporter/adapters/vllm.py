@@ -12,10 +12,20 @@ consecutive WARNING/ERROR lines with the same header whose message looks like a 
 belong to the record before them; raw `Traceback` blocks behind a process prefix likewise. The
 held record is handed out when the next record starts, or by `flush()`.
 
-Requests: an end line (`Generated response ... finish_reason: X`, `Finished request`, `Aborted
-request`) counts one request. When the start line (`Received request` / `Added request`) of the
-same id was seen, the duration is the difference of our own receive times. That per-id state is
-an LRU bounded by `MAX_TRACKED`; evictions are counted in `evicted`. Ids never become labels.
+Requests (docs/formats.md has the full accounting model): one HTTP request on an inference path is
+one request, counted once. At vLLM's default settings its uvicorn access line is all there is: the
+request ends there, outcome by status, operation by path, no latency. Under --enable-log-requests
+a request id (`Received request ID`; the engine's `Added request ID-xxxxxxxx`, `N_ID` for n>1 and
+`ID-N` for batch prompts fold into it) is counted by its own end line (`Generated response`,
+`Finished request`, `Aborted request`, `Request ID aborted/failed (...)`) with its duration between
+our receive times, or, when vLLM prints no end line for it (completions, output logging off), by
+its access line. Access and id lines share no id, so an access line pairs with the oldest request
+of its operation still awaiting one: one already counted by its end line (the access line then
+counts nothing more), else one not yet ended (a 2xx ends it, or, for a chat stream whose output
+vLLM logs, waits for its end line); an access line left over is a request with no id line (a 404
+for an unknown model, a 400 refused before logging) and counts itself. Pairing may swap details
+between concurrent requests, never the counts. The per-id table is an LRU bounded by `MAX_TRACKED`
+(evictions counted in `evicted`); ids never become labels.
 """
 
 from __future__ import annotations
@@ -33,6 +43,28 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _STARTS = ("(", "DEBUG ", "INFO", "WARNING ", "ERROR ", "CRITICAL ")
 MAX_TRACKED = 10_000
 MAX_ID = 128
+#: seconds a request whose access line came may wait for its end line before it is counted anyway
+STREAM_GRACE = 300.0
+#: stats lines showing traffic, with no access or request line, before saying why nothing is counted
+STATS_BEFORE_HINT = 3
+# where a tracked request stands: received; counted by its own end line, access line still to come;
+# access line seen, end line awaited (a stream); counted and paired (kept so late lines count nothing)
+_OPEN, _ENDED, _WAIT, _DONE = 0, 1, 2, 3
+#: inference paths and their operation; an access line on one of them is one finished request
+_PATH_OPS = {
+    "/v1/chat/completions": "chat", "/v1/responses": "chat", "/v1/messages": "chat",
+    "/v1/completions": "text_completion", "/v1/embeddings": "embeddings",
+    "/v1/score": "score", "/score": "score", "/v1/rerank": "rerank", "/v2/rerank": "rerank",
+    "/rerank": "rerank", "/pooling": "pooling", "/classify": "classify",
+    "/v1/audio/transcriptions": "transcription", "/v1/audio/translations": "translation",
+}
+#: vLLM's request id prefixes (the serving layer's) and their operation
+_ID_OPS = (("chatcmpl-", "chat"), ("cmpl-", "text_completion"), ("resp_", "chat"), ("resp-", "chat"),
+           ("embd-", "embeddings"), ("score-", "score"), ("rerank-", "rerank"), ("pooling-", "pooling"),
+           ("classify-", "classify"), ("transcribe-", "transcription"), ("translate-", "translation"))
+_NOT_INFERENCE = ("tokenize-", "detokenize-")
+#: operations whose requests vLLM ends with a `Generated response` line under --enable-log-outputs
+_OUTPUT_OPS = frozenset({"chat"})
 _TRACE_STARTS = ("Traceback", "During handling", "The above exception", "^")
 _STAT_KEYS = {
     "Avg prompt throughput": "prompt_tps",
@@ -45,7 +77,7 @@ _STAT_KEYS = {
 }
 _JSON_KEYS = frozenset({"message", "exc_info", "levelname", "asctime", "name", "processName", "process",
                         "vllm_process_name", "filename", "lineno", "funcName", "thread", "threadName",
-                        "stack_info", "exc_text", "taskName"})
+                        "stack_info", "exc_text", "taskName", "color_message"})
 
 
 class _Pending:
@@ -103,8 +135,18 @@ class VllmAdapter(Adapter):
         super().__init__(config)
         self.model = ""
         self.seen = False  # a vLLM line was seen on this source (names the provider of bare access lines)
-        self.requests: OrderedDict[str, list[Any]] = OrderedDict()  # id -> [start, ended, out_tokens|None]
+        self.requests: OrderedDict[str, _Req] = OrderedDict()  # request key -> state (LRU, bounded)
+        self.unpaired: dict[str, OrderedDict[str, None]] = {}  # operation -> keys awaiting their access line
+        self.waiting: dict[str, OrderedDict[str, None]] = {}  # operation -> keys awaiting their end line
         self.evicted = 0
+        self.id_lines = False  # request-id lines (--enable-log-requests) seen on this stream
+        self.outputs_logged = False  # `Generated response` lines (--enable-log-outputs) expected
+        self.hinted = False  # the why-no-metric advice was handed out
+        self.access_requests = False  # an access line on an inference path was seen
+        self.busy_stats = 0  # stats lines showing traffic while no request line was seen
+        self.carry: dict[str, Any] | None = None  # a record made on the way by _end, for its caller
+        self.seq = 0  # request events so far: which request moved last
+        self.paired_ended: dict[str, OrderedDict[str, None]] = {}  # op -> ended requests an access line took
         self.pending: _Pending | None = None
 
     # -- entry points ----------------------------------------------------------------------------
@@ -112,7 +154,8 @@ class VllmAdapter(Adapter):
     def parse_text(self, text: str) -> Any:
         if not text.startswith(_STARTS):
             if text[:1].isdigit() and (i := text.find(" uvicorn.access ", 10, 40)) > 0:
-                return parse_uvicorn(text[i + 16:], "vllm" if self.seen else "")  # a custom access format
+                rec = parse_uvicorn(text[i + 16:], "vllm" if self.seen else "")  # a custom access format
+                return None if rec is None else self._access(rec)
             return None
         prefix = ""
         rest = text
@@ -127,7 +170,10 @@ class VllmAdapter(Adapter):
             if rec is None:
                 return IGNORED  # uvicorn's own lines (startup, shutdown)
             out = self._close()
-            return [*out, rec] if out else rec
+            res = self._access(rec)
+            if not out:
+                return res
+            return [*out, *res] if type(res) is list else [*out, res]
         sp = rest.find(" ")
         level = rest[:sp] if 0 < sp <= 8 else ""
         if level not in LEVELS:
@@ -160,6 +206,13 @@ class VllmAdapter(Adapter):
         if type(msg) is not str:
             return None
         name = obj.get("name")
+        if type(name) is str and name.startswith("uvicorn") and (
+                "vllm_process_name" in obj or obj.keys() <= _JSON_KEYS):
+            # vLLM's JSON logging config formats uvicorn's records too: `IP:PORT - "POST /p HTTP/1.1" 200`
+            if name != "uvicorn.access":
+                return IGNORED
+            rec = parse_uvicorn(msg, "vllm" if self.seen else "")
+            return IGNORED if rec is None else self._access(rec)
         ours = (type(name) is str and name.startswith("vllm")) or "vllm_process_name" in obj
         if not ours and not obj.keys() <= _JSON_KEYS:
             return None
@@ -170,7 +223,7 @@ class VllmAdapter(Adapter):
         return res
 
     def flush(self) -> list[dict[str, Any]]:
-        return self._close()
+        return self._close() + self._stale_streams()
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -250,17 +303,19 @@ class VllmAdapter(Adapter):
     def _message(self, level: str, msg: str) -> list[dict[str, Any]] | None:
         """Records carried by one message (None: not a message vLLM is known to write)."""
         c = msg[:1]
-        if c == "R" and msg.startswith("Received request "):
-            self._start(msg[17:].split(":", 1)[0].split(" ", 1)[0])
-            return []
+        if c == "R":
+            if msg.startswith("Received request "):
+                rid = msg[17: 17 + MAX_ID + 2].split(":", 1)[0].split(" ", 1)[0]
+                return self._received(rid, _prompt_tokens(msg))
+            if msg.startswith("Request "):
+                return self._request_line(msg)
         if c == "A":
             if msg.startswith("Added request "):
-                self._start(_id(msg[14:]))
-                return []
+                return self._received(_id(msg[14:]))
             if msg.startswith("Aborted request"):
                 ids = msg[19:] if msg.startswith("Aborted request(s) ") else msg[16:]
                 out = []
-                for rid in ids.split(","):
+                for rid in ids[: 40 * (MAX_ID + 1)].split(","):
                     r = self._end(_id(rid.strip()), "aborted", None, None)
                     if r is not None:
                         out.append(r)
@@ -272,6 +327,10 @@ class VllmAdapter(Adapter):
         if c == "F" and msg.startswith("Finished request "):
             r = self._end(_id(msg[17:]), "success", None, None)
             return [r] if r is not None else []
+        if c == "n" and msg.startswith("non-default args: "):
+            if "'enable_log_outputs': True" in msg[:4000]:
+                self.outputs_logged = True
+            return None
         if c == "E" and msg.startswith("Engine "):
             num, sep, rest = msg[7:].partition(": ")
             if sep and num.isdigit() and rest.startswith("Avg prompt throughput: "):
@@ -290,6 +349,35 @@ class VllmAdapter(Adapter):
             if name and name != "None":
                 self.model = name
         return None
+
+    def _request_line(self, msg: str) -> list[dict[str, Any]]:
+        """AsyncLLM's `Request ID aborted.`, `Request ID failed (engine dead).`, `Request ID failed
+        (bad request): MESSAGE.`; DEBUG `Request ID details: prompt: ..., prompt_token_ids: [...]`."""
+        rid, _, rest = msg[8: 8 + MAX_ID + 200].partition(" ")
+        if rest.startswith("aborted"):
+            r = self._end(rid, "aborted", None, None)
+        elif rest.startswith("failed ("):
+            why = rest[8:].split(")", 1)[0]
+            if why == "engine dead":
+                cls = "engine_dead"
+            else:
+                cls = errors.classify_message(msg[8 + len(rid):])
+                if cls == errors.OTHER and why == "bad request":
+                    cls = "validation"
+            r = self._end(rid, "error", None, None, cls, refused=why == "bad request")
+            if self.carry is not None:
+                out = [self.carry] if r is None else [self.carry, r]
+                self.carry = None
+                return out
+        elif rest.startswith("details: "):
+            key = self._resolve(rid)
+            n = _prompt_tokens(msg)
+            if key is not None and n is not None:
+                self.requests[key].in_tokens = n
+            return []
+        else:
+            return []
+        return [r] if r is not None else []
 
     def _stats(self, msg: str, engine: str) -> list[dict[str, Any]]:
         rec: dict[str, Any] = {"kind": "stats", "provider": self.provider, "model": self.model,
@@ -310,90 +398,370 @@ class VllmAdapter(Adapter):
         kv = gpu_kv if gpu_kv is not None else cpu_kv
         if kv is not None:
             rec["kv_cache_usage"] = kv
+        if (rec.get("generation_tps") or rec.get("prompt_tps")) and not (self.id_lines or self.access_requests):
+            self.busy_stats += 1  # traffic, yet no line that names a request
+            if self.busy_stats == STATS_BEFORE_HINT and not self.hinted:
+                self.hinted = True
+                return [rec, {"kind": "hint", "provider": self.provider, "hint": "vllm_stats_only"}]
         return [rec]
 
     def _generated(self, msg: str) -> list[dict[str, Any]]:
+        self.outputs_logged = True
         rid_part = msg[19: 19 + MAX_ID + 24]
         rid = rid_part.split(" ", 1)[0].rstrip(":")
         delta = rid_part[len(rid):].startswith(" (streaming delta)")
         head, sep, fr = msg.rpartition(", finish_reason: ")
         if not sep:
+            i = msg.find(" details: output_token_ids: ", 19, 200 + MAX_ID)
+            if i < 0:
+                return []
+            # DEBUG `Generated response ID[ (streaming ...)] details: output_token_ids: [...]`
+            n = _count_ids(msg[i + 28:])
+            known = self._resolve(rid)
+            if n is not None and known is not None and "(streaming complete)" not in msg[19: i]:
+                st = self.requests[known]
+                st.out_tokens = (st.out_tokens or 0) + n if delta else n
             return []
         fr = fr.strip()
         ntok: int | None = None
         if head.endswith("]"):
             k = head.rfind(", output_token_ids: [")
             if k >= 0:
-                ids = head[k + 21: -1].strip()
-                ntok = ids.count(",") + 1 if ids else 0
-        st = self.requests.get(rid[:MAX_ID])
+                ntok = _count_ids(head[k + 20:])
+        key = self._resolve(rid)
+        r = self.requests.get(key) if key is not None else None
+        if delta and key is not None:
+            self._stream(key)
         if delta:
-            if st is None:
-                st = self._start(rid, known=False)
-            if ntok is not None:  # newer versions log no token ids: then no token count at all
-                st[2] = (st[2] or 0) + ntok
+            if ntok is not None and r is not None:  # newer versions log no token ids: then no count at all
+                r.out_tokens = (r.out_tokens or 0) + ntok
+            elif ntok is not None and fr in ("None", "", "streaming_complete"):
+                self._received(rid)
+                key = self._resolve(rid)
+                if key is not None:
+                    self.requests[key].out_tokens = ntok
             if fr in ("None", "", "streaming_complete"):
                 return []
-            ntok = st[2]
+            ntok = None  # the request's running total
         elif fr in ("None", "", "streaming_complete"):
-            if st is not None and st[1]:
-                return []
-            if st is not None and st[2] is not None:
-                ntok = st[2]
             fr = ""
         outcome = "aborted" if fr == "abort" else "success"
-        r = self._end(rid, outcome, fr or None, ntok)
-        return [r] if r is not None else []
+        streaming = delta or rid_part[len(rid):].startswith(" (streaming complete)")
+        rec = self._end(rid, outcome, fr or None, ntok, stream=streaming)
+        out = [rec] if rec is not None else []
+        if self.carry is not None:
+            out.append(self.carry)
+            self.carry = None
+        return out
 
     # -- request state ---------------------------------------------------------------------------
 
-    def _start(self, rid: str, known: bool = True) -> list[Any]:
-        rid = rid[:MAX_ID]
-        st = self.requests.get(rid)
-        if st is None:
-            st = self.requests[rid] = [self.clock() if known else None, False, None]
-            if len(self.requests) > MAX_TRACKED:
-                self.requests.popitem(last=False)
-                self.evicted += 1
-        return st
+    def _set(self, key: str, r: _Req, state: int) -> None:
+        """Move a request to `state`, keeping the per-operation indexes in step: OPEN and ENDED
+        requests await their access line (`unpaired`), WAIT ones their end line (`waiting`)."""
+        r.state = state
+        u = self.unpaired.setdefault(r.op, OrderedDict())
+        w = self.waiting.setdefault(r.op, OrderedDict())
+        if state in (_OPEN, _ENDED):
+            u[key] = None
+            w.pop(key, None)
+        elif state == _WAIT:
+            u.pop(key, None)
+            w[key] = None
+            r.waiting_since = self.clock()
+        else:
+            u.pop(key, None)
+            w.pop(key, None)
 
-    def _end(self, rid: str, outcome: str, finish: str | None, ntok: int | None) -> dict[str, Any] | None:
+    def _new(self, key: str, op: str, start: float | None) -> _Req:
+        r = self.requests[key] = _Req(start, op, _OPEN)
+        self._set(key, r, _OPEN)
+        self.seq += 1
+        r.seq = self.seq
+        return r
+
+    def _received(self, rid: str, in_tokens: int | None = None) -> list[dict[str, Any]]:
+        """A request id's first line (`Received request`, `Added request`): remember it."""
+        key = _key(rid)
+        op = _operation(key)
+        if op is None:
+            return []  # /tokenize and the like: not an inference request
+        self.id_lines = True
+        if self._resolve(rid) is not None:
+            return []  # another prompt of a batch, or the engine's line for the same request
+        self._new(key, op, self.clock()).in_tokens = in_tokens
+        return self._bound()
+
+    def _resolve(self, rid: str) -> str | None:
+        """The key under which `rid` is tracked: vLLM's engine adds a `-xxxxxxxx` suffix to the
+        serving id, `N_` for each of n>1 samples, and `-N` for each prompt of a completions batch."""
         rid = rid[:MAX_ID]
+        if rid in self.requests:
+            return rid
+        base = rid
+        i = base.find("_", 0, 6)
+        if i > 0 and base[:i].isdigit():
+            base = base[i + 1:]
+            if base in self.requests:
+                return base
+        if len(base) > 9 and base[-9] == "-" and _is_hex(base[-8:]):
+            base = base[:-9]
+            if base in self.requests:
+                return base
+        k = _key(base)
+        return k if k in self.requests else None
+
+    def _stream(self, key: str) -> None:
+        """A streaming line of `key`: a stream's access line comes before its first output, so if
+        that line was paired with another request (still waiting), it was this one's."""
+        r = self.requests[key]
+        r.stream = True
+        if r.state != _OPEN:
+            return
+        w = self.waiting.get(r.op)
+        # the first access line after its start that another request holds (one whose own streaming
+        # lines were seen holds its own)
+        cands = [k for k in w or () if k != key and not self.requests[k].stream
+                 and self.requests[k].access_seq > r.seq]
+        other = min(cands, key=lambda k: self.requests[k].access_seq) if cands else None
+        if other is not None:
+            self._set(other, self.requests[other], _OPEN)
+            self._set(key, r, _WAIT)
+            return
+        p = self.paired_ended.get(r.op)
+        while p:  # else it was taken as the access line of a request ended by its own lines
+            other, _ = p.popitem()
+            o = self.requests.get(other)
+            if o is not None and o.state == _DONE:
+                self._set(other, o, _ENDED)
+                self._set(key, r, _WAIT)
+                return
+
+    def _end(self, rid: str, outcome: str, finish: str | None, ntok: int | None,
+             error_type: str = "", refused: bool = False, stream: bool = False) -> dict[str, Any] | None:
+        """A line that ends request `rid` (output, abort, failure): its record, once per request.
+        `refused`: it failed before any response began; `stream`: a streaming output line."""
         if not rid:
             return None
-        st = self.requests.get(rid)
-        if st is not None:
-            if st[1]:
-                return None  # already counted (a later line of the same request)
-            st[1] = True
-            self.requests.move_to_end(rid)
+        key = self._resolve(rid)
+        if key is None:
+            key = _key(rid[:MAX_ID])
+            op = _operation(key)
+            if op is None:
+                return None
+            self.id_lines = True
+            r = self._new(key, op, None)
+            self._bound()
         else:
-            self.requests[rid] = [None, True, None]
-            if len(self.requests) > MAX_TRACKED:
-                self.requests.popitem(last=False)
-                self.evicted += 1
-        rec: dict[str, Any] = {"kind": "request", "provider": self.provider, "operation": _operation(rid),
-                               "model": self.model, "outcome": outcome, "error_type": "",
-                               "request_id": rid}
+            r = self.requests[key]
+        if stream:
+            self._stream(key)
+        if r.state == _WAIT or (r.state == _DONE and r.by_access):
+            # a 2xx access line was paired with it. Was it its own? Not when it was refused, nor
+            # when a non-streamed output ends it now (that access line follows its output); maybe
+            # not when it failed or was aborted with no streaming line seen
+            sure = refused or (outcome == "success" and not stream)
+            if sure or (outcome != "success" and not r.stream):
+                moved, self.carry = self._reassign_access(key, r, keep=not sure)
+                if moved or sure:
+                    r.by_access = False
+                    self._set(key, r, _OPEN)
+        if r.state in (_ENDED, _DONE):
+            return None  # already counted (n>1 outputs, `(streaming complete)` after the last delta)
+        self.requests.move_to_end(key)
+        if r.state == _WAIT or outcome == "aborted":
+            self._set(key, r, _DONE)  # its access line came already, or none will (the client went away)
+        else:
+            r.error = outcome == "error"
+            self._set(key, r, _ENDED)  # its access line is still to come
+            self.seq += 1
+            r.seq = self.seq
+        rec = self._request(r.op, outcome, error_type, key)
         if finish:
             rec["finish_reason"] = finish
+        if ntok is None:
+            ntok = r.out_tokens
         if ntok is not None and outcome == "success":
             rec["output_tokens"] = ntok
-        if st is not None and st[0] is not None:
-            rec["duration_s"] = max(0.0, self.clock() - st[0])
+        if r.in_tokens is not None:
+            rec["input_tokens"] = r.in_tokens
+        if r.start is not None:
+            rec["duration_s"] = max(0.0, self.clock() - r.start)
         return rec
+
+    def _reassign_access(self, key: str, r: _Req, keep: bool) -> tuple[bool, dict[str, Any] | None]:
+        """Hand the 2xx access line paired with `key` to the request it was: one of its operation
+        that its own lines ended already (oldest), else one not yet ended (the newest: a stream's
+        access line follows its start). With none: `keep` leaves it where it is; else it was a
+        request with no id lines, counted now unless it was already. (moved?, record to add)"""
+        q: dict[str, None] = self.unpaired.get(r.op) or {}
+        at = r.access_seq  # only a request that moved before that access line can own it
+        ended = next((k for k in q if k != key and self.requests[k].state == _ENDED
+                      and not self.requests[k].error and self.requests[k].seq < at), None)
+        if ended is not None:
+            self._set(ended, self.requests[ended], _DONE)
+            return True, None
+        opened = next((k for k in reversed(q) if k != key and self.requests[k].state == _OPEN
+                       and self.requests[k].seq < at), None)
+        if opened is None:
+            if keep or r.by_access:
+                return False, None
+            return False, self._request(r.op, "success", "", "")
+        o = self.requests[opened]
+        o.access_seq = at
+        if r.by_access:
+            o.by_access = True
+            self._set(opened, o, _DONE)
+        else:
+            self._set(opened, o, _WAIT)
+        return True, None
+
+    def _access(self, rec: dict[str, Any]) -> Any:
+        """An access line: always an HTTP record; on an inference path also the end of one request,
+        unless it pairs with a request its id lines count (see the module docstring)."""
+        op = _PATH_OPS.get(rec["path"])
+        if op is None or rec["provider"] != "vllm":
+            return rec
+        self.access_requests = True
+        code = int(rec["code"])
+        q = self.unpaired.get(op)
+        waits = self.outputs_logged and op in _OUTPUT_OPS
+        key = None
+        if q:
+            want_error = code >= 400
+            key = next((k for k in q if self.requests[k].state == _ENDED and self.requests[k].error == want_error),
+                       None)
+            if not want_error:
+                # a request not yet ended: with its output logged, a stream just begun (the newest);
+                # else one vLLM prints no end line for (the oldest)
+                opened = (k for k in (reversed(q) if waits else q) if self.requests[k].state == _OPEN)
+                other = next(opened, None)
+                # an access line follows its request's last line: the request that moved last
+                if other is not None and key is None:
+                    key = other
+        out: list[dict[str, Any]] = [rec]
+        if key is not None:
+            r = self.requests[key]
+            self.seq += 1
+            r.access_seq = self.seq
+            if r.state == _ENDED:
+                self._set(key, r, _DONE)  # counted by its own lines already
+                if not r.error:
+                    p = self.paired_ended.setdefault(op, OrderedDict())
+                    p[key] = None
+                    if len(p) > 64:
+                        p.popitem(last=False)
+            elif waits:
+                self._set(key, r, _WAIT)  # a stream: its end line (finish reason, latency) comes later
+            else:
+                r.by_access = True  # vLLM prints no end line for it: the access line ends it
+                self._set(key, r, _DONE)
+                out.append(self._request(op, "success", "", key, r))
+            return out
+        if code >= 400:
+            out.append(self._request(op, "error", errors.from_http_status(code), ""))
+        else:
+            out.append(self._request(op, "success", "", ""))
+        if not self.id_lines and not self.hinted:
+            self.hinted = True
+            out.append({"kind": "hint", "provider": self.provider, "hint": "vllm_access_log_only"})
+        return out
+
+    def _request(self, op: str, outcome: str, error_type: str, rid: str, r: _Req | None = None) -> dict[str, Any]:
+        rec: dict[str, Any] = {"kind": "request", "provider": self.provider, "operation": op,
+                               "model": self.model, "outcome": outcome, "error_type": error_type}
+        if rid:
+            rec["request_id"] = rid
+        if r is not None and r.in_tokens is not None:
+            rec["input_tokens"] = r.in_tokens
+        return rec
+
+    def _bound(self) -> list[dict[str, Any]]:
+        """Drop the oldest ids past MAX_TRACKED; a stream still awaiting its end line is counted now."""
+        out: list[dict[str, Any]] = []
+        while len(self.requests) > MAX_TRACKED:
+            key, r = self.requests.popitem(last=False)
+            if r.state == _WAIT:
+                out.append(self._request(r.op, "success", "", key, r))
+            self._set(key, r, _DONE)
+            self.evicted += 1
+        return out
+
+    def _stale_streams(self) -> list[dict[str, Any]]:
+        """Requests whose access line came STREAM_GRACE seconds ago and whose end line never did
+        (a chat answer with no text prints none): counted then, without a finish reason."""
+        out: list[dict[str, Any]] = []
+        now = self.clock()
+        for w in self.waiting.values():
+            for key in [k for k in w if now - self.requests[k].waiting_since >= STREAM_GRACE]:
+                r = self.requests[key]
+                self._set(key, r, _DONE)
+                out.append(self._request(r.op, "success", "", key, r))
+        return out
+
+
+class _Req:
+    """One request id being tracked: when it started (our clock), its operation, where it stands."""
+
+    __slots__ = ("access_seq", "by_access", "error", "in_tokens", "op", "out_tokens", "seq", "start", "state", "stream",
+                 "waiting_since")
+
+    def __init__(self, start: float | None, op: str, state: int) -> None:
+        self.start, self.op, self.state = start, op, state
+        self.error = False
+        self.by_access = False  # counted as a success at the 2xx access line paired with it
+        self.seq = 0  # when it last started or ended
+        self.access_seq = 0  # when the access line paired with it came
+        self.stream = False  # a streaming output line of it was seen
+        self.in_tokens: int | None = None
+        self.out_tokens: int | None = None
+        self.waiting_since = 0.0
+
+
+def _is_hex(s: str) -> bool:
+    return all(c in "0123456789abcdef" for c in s)
+
+
+def _key(rid: str) -> str:
+    """One HTTP request's key: `cmpl-X-0`, `cmpl-X-1` (the prompts of one completions call) are `cmpl-X`."""
+    rid = rid[:MAX_ID]
+    if rid.startswith("cmpl-"):
+        head, sep, tail = rid.rpartition("-")
+        if sep and tail.isdigit() and len(head) > 5:
+            return head
+    return rid
+
+
+def _count_ids(s: str) -> int | None:
+    """How many ids a `[1, 2, 3]` list holds (None when `s` does not start with one)."""
+    s = s.lstrip()
+    if not s.startswith("["):
+        return None
+    j = s.find("]")
+    if j < 0:
+        return None
+    body = s[1:j].strip()
+    return body.count(",") + 1 if body else 0
+
+
+def _prompt_tokens(msg: str) -> int | None:
+    """The prompt's token count from `prompt_token_ids: [...]` (vLLM before 0.10 at INFO, newer ones
+    at DEBUG), read from the right so a prompt's text cannot fake it; None when absent."""
+    k = msg.rfind("prompt_token_ids: [")
+    if k < 0:
+        return None
+    return _count_ids(msg[k + 18:])
 
 
 def _id(s: str) -> str:
     return s.split(" ", 1)[0].rstrip(".").strip()
 
 
-def _operation(rid: str) -> str:
-    if rid.startswith("chatcmpl-"):
-        return "chat"
-    if rid.startswith("cmpl-"):
-        return "text_completion"
-    if rid.startswith("embd-"):
-        return "embeddings"
+def _operation(rid: str) -> str | None:
+    """The operation of a request id by vLLM's prefix; None for ids that are no inference request."""
+    for prefix, op in _ID_OPS:
+        if rid.startswith(prefix):
+            return op
+    if rid.startswith(_NOT_INFERENCE):
+        return None
     return ""
-

@@ -137,10 +137,15 @@ def test_vllm_request_lines_access_lines_and_error_records() -> None:
     # line 3 (no start seen) and line 8 (chatcmpl-, added on line 7) are aborted
     assert v(s, "llm_requests_total", gen_ai_provider_name="vllm", outcome="aborted") == 2
     assert v(s, "llm_requests_total", gen_ai_operation_name="chat", outcome="aborted") == 1
-    # line 57 is a streaming delta with finish_reason None: not yet finished
-    assert v(s, "llm_requests_total", outcome="success") == 0
-    # line 38 VLLMValidationError, line 41 torch.OutOfMemoryError
-    assert v(s, "llm_request_errors_total", error_type="validation") == 1
+    # access lines on /v1/chat/completions end requests: line 16 (200) pairs with no chat request in
+    # flight (line 7's was aborted on 8) and counts itself; 23 and 35 (200) end the chat requests
+    # received on 20 and added on 22 (no output lines: the access line ends them); 36 (400) has no
+    # failed request to pair with and counts itself. Line 1's completion never gets an access line.
+    # Line 57 is a streaming delta with finish_reason None: not yet finished.
+    assert v(s, "llm_requests_total", outcome="success") == 3
+    assert v(s, "llm_requests_total", gen_ai_operation_name="chat", outcome="success") == 3
+    # line 36 (HTTP 400), line 38 VLLMValidationError, line 41 torch.OutOfMemoryError
+    assert v(s, "llm_request_errors_total", error_type="validation") == 2
     assert v(s, "llm_request_errors_total", error_type="oom") == 1
     # ERROR records: 26, 27-29, 30, 31, 37, 38, 40, 41, 42-44, 46-47
     assert v(s, "llm_log_messages_total", level="ERROR") == 10
