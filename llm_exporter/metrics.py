@@ -25,6 +25,7 @@ from prometheus_client.core import (
 from prometheus_client.samples import Exemplar
 
 from llm_exporter import SEMCONV_VERSION, __version__
+from llm_exporter.hints import HINTS
 from llm_exporter.hints import text as hint_text
 from llm_exporter.labels import LabelLimiter
 from llm_exporter.metrics_slo import SloMetrics
@@ -374,7 +375,7 @@ class LLMMetrics:
 
     def apply_hint(self, rec: Any, now: float | None = None) -> None:
         key = rec["hint"]
-        if key not in self.hints and len(self.hints) < 32:
+        if key not in self.hints and key in HINTS:
             self.hints[key] = rec.get("provider") or ""
             log.warning(hint_text(key), extra={"fields": {"hint": key, "provider": self.hints[key]}})
 

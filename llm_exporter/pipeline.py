@@ -22,8 +22,8 @@ from typing import Any
 from llm_exporter import adapters
 from llm_exporter.adapters.base import IGNORED, Adapter, Invalid, json_object
 from llm_exporter.envelopes import Envelope
-from llm_exporter.hints import text as hint_text
 from llm_exporter.framing import TooLong
+from llm_exporter.hints import text as hint_text
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.records import problem
 from llm_exporter.startup import StartupScanner, scan_line
