@@ -1,7 +1,7 @@
 # llm-exporter container image.
-#   docker build -t llm-exporter .
-#   app | docker run -i --rm -p 10060:10060 llm-exporter          # read stdin
-#   docker run --rm -v /var/log/llm:/logs:ro -p 10060:10060 llm-exporter --file '/logs/*.log'
+#   docker build -t llm-exporter:0.1.0 .     # or: make image (the tag is the package version)
+#   app | docker run -i --rm -p 10060:10060 llm-exporter:0.1.0          # read stdin
+#   docker run --rm -v /var/log/llm:/logs:ro -p 10060:10060 llm-exporter:0.1.0 --file '/logs/*.log'
 # Stage 1 builds the project's wheel and the wheels of its dependencies; stage 2 installs them
 # from there alone (no index) into a virtual environment and runs as an unprivileged user.
 ARG PYTHON_IMAGE=python:3.11-slim

@@ -6,8 +6,15 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo
 ## the demo's port: make demo PORT=8080
 PORT ?= 10060
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' llm_exporter/__init__.py)
+## the image reference, one value everywhere (docs, compose, the chart's default tag)
+IMAGE ?= llm-exporter:$(VERSION)
+## wrapper mode: the server's image, and the derived image with llm-exporter in it
+SERVER_IMAGE ?= vllm/vllm-openai:v0.11.0
+WRAPPER_IMAGE ?= vllm-openai-llm-exporter:v0.11.0
+DOCKER ?= $(shell command -v docker || command -v podman)
 
-.PHONY: demo test test-fast test-image lint tools bench bench-quick bench-smoke clean
+.PHONY: image wrapper-image demo test test-fast test-image lint tools bench bench-quick bench-smoke clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -37,6 +44,16 @@ test: $(STAMP) tools
 	$(BIN)/ruff check llm_exporter tests bench examples
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+## image: the llm-exporter image, tagged $(IMAGE)
+image:
+	$(DOCKER) build -t $(IMAGE) .
+
+## wrapper-image: $(SERVER_IMAGE) with llm-exporter added (examples/wrapper-image), tagged $(WRAPPER_IMAGE)
+wrapper-image:
+	rm -rf examples/wrapper-image/wheels
+	$(PY) -m pip wheel --no-deps -q -w examples/wrapper-image/wheels .
+	$(DOCKER) build --build-arg SERVER_IMAGE=$(SERVER_IMAGE) -t $(WRAPPER_IMAGE) examples/wrapper-image
 
 ## test-image: build the container image with podman (no Docker engine) and run it: non-root,
 ## read-only root filesystem, /healthz, HEALTHCHECK, metrics from piped input
