@@ -188,6 +188,8 @@ class App:
             only = not (s.file or s.http_ingest or s.command)
 
             def stop_at_eof() -> None:
+                log.info("stdin reached its end (the program writing into it exited or closed it), and it is "
+                         "the only source: stopping")
                 loop.call_soon_threadsafe(self._stop.set)
 
             on_eof = stop_at_eof if only else None
@@ -200,6 +202,7 @@ class App:
                             saved=self.saved.get("files"))
             tail.start()
             self.sources.append(tail)
+            self.registry.register(tail)  # llm_exporter_file_glob_files
             if self.state is not None:
                 self.state.register("files", tail.snapshot)
         if s.command:
@@ -214,6 +217,29 @@ class App:
             child.start(loop)
             self.sources.append(child)
 
+    def check_stdin(self) -> None:
+        """With stdin as the only source, stdin must be something that can carry lines: /dev/null or
+        a closed stdin (a container run without -i, a systemd unit, nohup) would end the daemon at
+        once, and a restart policy would loop on it. Refuse that at start, saying what to do."""
+        s = self.settings
+        if not s.read_stdin or s.file or s.http_ingest or s.command:
+            return
+        try:
+            st = os.fstat(0)
+        except OSError:
+            what = "closed"
+        else:
+            try:
+                null = os.stat(os.devnull)
+            except OSError:
+                return
+            if not (stat.S_ISCHR(st.st_mode) and st.st_rdev == null.st_rdev):
+                return
+            what = "/dev/null"
+        raise StartupError(f"stdin is {what} and it is the only source, so there is nothing to read: pipe "
+                           "the logs in (`app | llm-exporter`; `docker run -i`), or follow files (--file GLOB), "
+                           "accept pushes (--http-ingest) or run the server under the exporter (-- COMMAND)")
+
     async def main(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -221,6 +247,7 @@ class App:
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         await loop.run_in_executor(None, self.start_gpu)
         await self.start_server()
+        self.check_stdin()  # after the flag, GPU and port checks, whose errors come first
         self.worker.start()
         self._start_sources(loop)
         host, port = self.settings.host_port

@@ -364,6 +364,9 @@ class LLMMetrics:
             v = rec.get(f)
             if v is not None:
                 g[f] = v
+        # when this engine last logged its stats: a gauge above keeps its value after the server stops
+        # logging (or the engine goes away), this says how old it is
+        g["last_seen"] = self._clock() if now is None else now
 
     def apply_http(self, rec: Any, now: float | None = None) -> None:
         key = (rec["provider"], rec["method"], self._lim_path(rec["path"]), rec["code"])
@@ -471,6 +474,9 @@ class LLMMetrics:
             "generation_tps": GaugeMetricFamily("llm_generation_throughput_tokens_per_second",
                                                 "Generation throughput averaged over the server's interval.",
                                                 labels=STATS_LABELS),
+            "last_seen": GaugeMetricFamily("llm_server_stats_last_seen_timestamp_seconds",
+                                           "When the server last logged a stats line for this engine (Unix time); "
+                                           "the stats gauges are that old.", labels=STATS_LABELS),
         }
         for key, g in self.stats.items():
             for f, v in g.items():

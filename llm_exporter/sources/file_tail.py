@@ -38,8 +38,10 @@ import select
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from llm_exporter.framing import LineFramer
 from llm_exporter.metrics import LLMMetrics
@@ -186,6 +188,8 @@ class FileTail:
         self._inotify = _Inotify.open() if use_inotify else None
         self._thread = threading.Thread(target=self._run, name="source-file", daemon=True)
         self.attached = False
+        #: files matching each glob at the last full scan (None: not scanned yet)
+        self.glob_files: dict[str, int | None] = dict.fromkeys(self.globs)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -258,6 +262,7 @@ class FileTail:
             if self._inotify is not None:
                 for d in _dir_patterns(pattern):
                     self._inotify.watch(d)
+            n = 0
             for path in sorted(glob.glob(pattern)):
                 try:
                     st = os.stat(path)
@@ -265,6 +270,8 @@ class FileTail:
                     continue
                 if not os.path.isdir(path):
                     matches.setdefault((st.st_dev, st.st_ino), path)
+                    n += 1
+            self._count_glob(pattern, n)
         for ident, s in self._streams.items():
             found = matches.get(ident)
             s.rotated = found is None
@@ -312,6 +319,28 @@ class FileTail:
         self._name(s)
         log.info("following %s", path, extra={"fields": {"path": path, "offset": offset}})
         return s
+
+    def _count_glob(self, pattern: str, n: int) -> None:
+        """Keep the gauge; say when a glob matches nothing (at start, or once it stops matching)
+        and when it matches again."""
+        before = self.glob_files.get(pattern)
+        self.glob_files[pattern] = n
+        if n == 0 and before != 0:
+            log.warning("--file %s matches no file%s: nothing is read from it until one appears "
+                        "(llm_exporter_file_glob_files shows 0 meanwhile)", pattern,
+                        " yet" if before is None else " any more", extra={"fields": {"glob": pattern}})
+        elif n and before == 0:
+            log.info("--file %s matches %d file(s) now", pattern, n, extra={"fields": {"glob": pattern}})
+
+    def collect(self) -> Iterator[Metric]:
+        """`llm_exporter_file_glob_files{glob}`: files each `--file` glob matched at the last scan."""
+        g = GaugeMetricFamily("llm_exporter_file_glob_files",
+                              "Files each --file glob matched at the last scan (0: nothing is read from it).",
+                              labels=("glob",))
+        for pattern, n in list(self.glob_files.items()):
+            if n is not None:
+                g.add_metric([pattern], n)
+        yield g
 
     def _name(self, s: _Stream) -> None:
         """Rejects from this file show its path (a dict item set is atomic: the parser reads it)."""
