@@ -190,6 +190,13 @@ def write(path: Path, n: int, seed: int = 7, shapes: Sequence[str] = SHAPES) -> 
 #: error names the README says fold into the shared classes (the others are kept as logged)
 _FOLD = {"outofmemoryerror": "oom", "cudaoutofmemoryerror": "oom", "memoryerror": "oom",
          "timeouterror": "timeout", "requestvalidationerror": "validation"}
+
+
+def error_class(name: str) -> str:
+    """The error type label for an application's error name: folded when the README names it."""
+    return _FOLD.get(name.lower(), name)
+
+
 _PATH_OP = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion"}
 _UNIT = {"_ms": 1e-3, "_s": 1.0, "": 1.0}
 
@@ -263,7 +270,7 @@ def count(data: bytes | str | Iterable[str]) -> Truth:
         c.requests[(*key, outcome)] += 1
         if outcome == "error":
             name = o["error_type"]
-            c.errors[(*key, _FOLD.get(name.lower(), name))] += 1
+            c.errors[(*key, error_class(name))] += 1
         if "finish_reason" in o:
             c.finish[(*key, o["finish_reason"])] += 1
         for base in ("duration", "latency", "total_time", "response_time"):
