@@ -36,13 +36,6 @@ _UNIT = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": _GIB, "TiB": 1 <<
          "GB": _GIB, "TB": 1 << 40}  # SGLang and vLLM V0 print "GB" for GiB (bytes / 2**30)
 _DUR = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}
 
-#: cheap gate: a line that has none of these is not a start-up line (one `in` test per key)
-_KEYS = ("took", "take", "ready", "KV ", "kv ", "oncurrency", "Connected", "Args {", "ServerArgs(", "oad weight",
-         "Load weight", "elapsed", "n_slots", "buffer size", "model loaded", "listening", "LLM engine",
-         "server version", "Warming up", "max_total_num_tokens", "runner", "memory", "weights", "API server",
-         "Setting max batch", "loading model", "cells", "graph", "request=", "vLLM server", "Auto set",
-         "version")
-
 _F = r"([0-9][0-9,]*(?:\.[0-9]+)?)"  # a number, thousands commas allowed
 
 
@@ -55,7 +48,7 @@ def _size(v: str, unit: str) -> float:
 
 
 Fact = dict[str, Any]
-Rule = tuple[str, re.Pattern[str], Callable[[re.Match[str]], Fact]]
+Rule = tuple[str, str, re.Pattern[str], Callable[[re.Match[str]], Fact]]
 
 
 def _phase(name: str, group: int = 1, unit: str = "s") -> Callable[[re.Match[str]], Fact]:
@@ -157,66 +150,84 @@ def _ollama_memory(m: re.Match[str]) -> Fact:
 
 
 #: (provider, pattern, what the match says); tried in order, the first match wins
+def _rx(p: str) -> re.Pattern[str]:
+    return re.compile(p)
+
+
+_START: Callable[[re.Match[str]], Fact] = lambda m: {"start": True}  # noqa: E731
+_READY: Callable[[re.Match[str]], Fact] = lambda m: {"phase": "ready"}  # noqa: E731
+_VLLM_MODEL = _rx(r"(?:Model loading|Initializing model|Loading model weights) took "
+                  r"(?:" + _F + r" ?(GiB|GB)(?: memory)?(?: and )?)?(?:" + _F + r" ?s(?:econds|ecs)?)?")
+_OLLAMA_MEMORY = _rx(r'msg="(model weights|kv cache|compute graph)"(.*?) size="([0-9.]+) ?([KMGT]?i?B)"')
+
+#: (provider, a literal every matching line holds, pattern, what the match says), tried in order;
+#: a rule's pattern runs only on lines holding its literal, and the first match wins
 RULES: list[Rule] = [
     # -- vLLM (V0 and V1; 0.7 to 0.3x) -------------------------------------------------------
     # the version banner (0.7: "vLLM API server version 0.7.3"; 0.11 on: block-letter art, "version 0.32.0")
-    ("vllm", re.compile(r"vLLM API server version |[\u2580-\u259f]\s+version \d|Initializing an? V\d LLM engine"),
-     lambda m: {"start": True}),
-    ("vllm", re.compile(r"Loading weights took " + _F + r" ?s(?:econds|ecs)?\b"), _phase("weights")),
-    ("vllm", re.compile(r"(?:Model loading|Initializing model|Loading model weights) took "
-                        r"(?:" + _F + r" ?(GiB|GB)(?: memory)?(?: and )?)?(?:" + _F + r" ?s(?:econds|ecs)?)?"),
-     _vllm_model_loading),
-    ("vllm", re.compile(r"torch\.compile t(?:akes|ook) " + _F + r" ?s in total"), _phase("compile")),
-    ("vllm", re.compile(r"Graph capturing finished in " + _F + r" ?s(?:ecs?|econds)?(?:, took " + _F + r" GiB)?"),
-     _vllm_graphs),
-    ("vllm", re.compile(r"Available KV cache memory: " + _F + r" ?(GiB|GB)"),
+    ("vllm", "vLLM API server version ", _rx(r"vLLM API server version "), _START),
+    ("vllm", " version ", _rx(r"[\u2580-\u259f]\s+version \d"), _START),
+    ("vllm", " LLM engine", _rx(r"Initializing an? V\d LLM engine"), _START),
+    ("vllm", "Loading weights took", _rx(r"Loading weights took " + _F + r" ?s(?:econds|ecs)?\b"), _phase("weights")),
+    ("vllm", "Model loading took", _VLLM_MODEL, _vllm_model_loading),
+    ("vllm", "Initializing model took", _VLLM_MODEL, _vllm_model_loading),
+    ("vllm", "Loading model weights took", _VLLM_MODEL, _vllm_model_loading),
+    ("vllm", "torch.compile t", _rx(r"torch\.compile t(?:akes|ook) " + _F + r" ?s in total"), _phase("compile")),
+    ("vllm", "Graph capturing finished",
+     _rx(r"Graph capturing finished in " + _F + r" ?s(?:ecs?|econds)?(?:, took " + _F + r" GiB)?"), _vllm_graphs),
+    ("vllm", "Available KV cache memory", _rx(r"Available KV cache memory: " + _F + r" ?(GiB|GB)"),
      lambda m: {"memory_use": "kv_cache", "memory_bytes": _size(m.group(1), m.group(2))}),
-    ("vllm", re.compile(r"Auto set \(" + _F + r"/[0-9.]+\) GiB for KV cache"),  # the CPU build
+    ("vllm", "GiB for KV cache", _rx(r"Auto set \(" + _F + r"/[0-9.]+\) GiB for KV cache"),  # the CPU build
      lambda m: {"memory_use": "kv_cache", "memory_bytes": _num(m.group(1)) * _GIB}),
-    ("vllm", re.compile(r"\b[GC]PU KV cache size: " + _F + r" tokens"), _vllm_kv_size),
-    ("vllm", _VLLM_CONCURRENCY, lambda m: {"max_concurrency": _num(m.group(2))}),
-    ("vllm", re.compile(r"init engine \(profile, create kv cache, warmup model\) took " + _F + r" ?s(?:econds)?"),
+    ("vllm", "KV cache size: ", _rx(r"\b[GC]PU KV cache size: " + _F + r" tokens"), _vllm_kv_size),
+    ("vllm", "Maximum concurrency for", _VLLM_CONCURRENCY, lambda m: {"max_concurrency": _num(m.group(2))}),
+    ("vllm", "init engine (",
+     _rx(r"init engine \(profile, create kv cache, warmup model\) took " + _F + r" ?s(?:econds)?"),
      _phase("engine_init")),
-    ("vllm", re.compile(r"Starting vLLM (?:API )?server\b"), lambda m: {"phase": "ready"}),
+    ("vllm", "Starting vLLM", _rx(r"Starting vLLM (?:API )?server\b"), _READY),
     # -- TGI (launcher and router, text or --json-output) -------------------------------------
-    ("tgi", re.compile(r"\bArgs \{\s*(?:model_id|$)"), lambda m: {"start": True}),
-    ("tgi", re.compile(r"Shard ready in " + _F + r"(s|ms|µs|us|ns)\b"), _tgi_shard),
-    ("tgi", re.compile(r"(?:^|: )Warming up model\s*$"), lambda m: {"begin": "warmup"}),
-    ("tgi", re.compile(r"Setting max batch total tokens to (\d+)"),
+    ("tgi", "Args {", _rx(r"\bArgs \{\s*(?:model_id|$)"), _START),
+    ("tgi", "Shard ready in", _rx(r"Shard ready in " + _F + r"(s|ms|µs|us|ns)\b"), _tgi_shard),
+    ("tgi", "Warming up model", _rx(r"(?:^|: )Warming up model\s*$"), lambda m: {"begin": "warmup"}),
+    ("tgi", "Setting max batch total tokens", _rx(r"Setting max batch total tokens to (\d+)"),
      lambda m: {"kv_cache_tokens": int(m.group(1))}),
-    ("tgi", re.compile(r"(?:^|text_generation_router\S*: \S+: )Connected\s*$"), lambda m: {"end": "warmup",
-                                                                                        "phase": "ready"}),
+    ("tgi", "Connected", _rx(r"(?:^|text_generation_router\S*: \S+: )Connected\s*$"),
+     lambda m: {"end": "warmup", "phase": "ready"}),
     # -- SGLang ---------------------------------------------------------------------------------
-    ("sglang", re.compile(r"server_args=ServerArgs\("), lambda m: {"start": True}),
-    ("sglang", re.compile(r"Load weight begin\."), lambda m: {"begin": "weights"}),
-    ("sglang", re.compile(r"Load weight end\.(?: elapsed=" + _F + r" s)?(?:.*?mem usage=(-?[0-9.]+) GB)?"),
-     _sglang_weights),
-    ("sglang", re.compile(r"KV Cache is allocated\. #tokens: (\d+),(?: K size: ([0-9.]+) GB, V size: ([0-9.]+) GB"
-                          r"| KV size: ([0-9.]+) GB)?"), _sglang_kv),
-    ("sglang", re.compile(r"(?i:capture) (?:\w+ )*?(?i:cuda graph) end\. (?:Time elapsed: |elapsed=)" + _F + r" ?s"),
+    ("sglang", "server_args=ServerArgs(", _rx(r"server_args=ServerArgs\("), _START),
+    ("sglang", "Load weight begin.", _rx(r"Load weight begin\."), lambda m: {"begin": "weights"}),
+    ("sglang", "Load weight end.",
+     _rx(r"Load weight end\.(?: elapsed=" + _F + r" s)?(?:.*?mem usage=(-?[0-9.]+) GB)?"), _sglang_weights),
+    ("sglang", "KV Cache is allocated",
+     _rx(r"KV Cache is allocated\. #tokens: (\d+),(?: K size: ([0-9.]+) GB, V size: ([0-9.]+) GB"
+         r"| KV size: ([0-9.]+) GB)?"), _sglang_kv),
+    ("sglang", "raph end.",
+     _rx(r"(?i:capture) (?:\w+ )*?(?i:cuda graph) end\. (?:Time elapsed: |elapsed=)" + _F + r" ?s"),
      _phase("cuda_graphs")),
-    ("sglang", re.compile(r"max_total_num_tokens=(\d+)"), _sglang_pool),
-    ("sglang", re.compile(r"The server is fired up and ready to roll!"), lambda m: {"phase": "ready"}),
+    ("sglang", "max_total_num_tokens=", _rx(r"max_total_num_tokens=(\d+)"), _sglang_pool),
+    ("sglang", "fired up and ready to roll", _rx(r"The server is fired up and ready to roll!"), _READY),
     # -- llama.cpp (llama-server; also inside Ollama's output) ---------------------------------
-    ("llamacpp", re.compile(r"\b(?:load_model|main): loading model\b"), lambda m: {"start": True}),
-    ("llamacpp", re.compile(r"\b(?:llm_)?load_tensors: +(\S+) (?:model )?buffer size = +([0-9.]+) MiB"),
+    ("llamacpp", "loading model", _rx(r"\b(?:load_model|main): loading model\b"), _START),
+    ("llamacpp", "load_tensors:", _rx(r"\b(?:llm_)?load_tensors: +(\S+) (?:model )?buffer size = +([0-9.]+) MiB"),
      _buffer("weights")),
-    ("llamacpp", re.compile(r"\bllama_kv_cache\w*: +size = +([0-9.]+) MiB \( *(\d+) cells"),
+    ("llamacpp", " cells", _rx(r"\bllama_kv_cache\w*: +size = +([0-9.]+) MiB \( *(\d+) cells"),
      lambda m: {"kv_cache_tokens": int(m.group(2))}),
-    ("llamacpp", re.compile(r"\bllama_kv_cache\w*: +(\S+) KV buffer size = +([0-9.]+) MiB"), _buffer("kv_cache")),
-    ("llamacpp", re.compile(r"\b(?:llama_context|llama_new_context_with_model|sched_reserve): +(\S+) "
-                            r"compute buffer size = +([0-9.]+) MiB"), _buffer("compute")),
-    ("llamacpp", re.compile(r"initializing slots, n_slots = (\d+)"),
+    ("llamacpp", "KV buffer size", _rx(r"\bllama_kv_cache\w*: +(\S+) KV buffer size = +([0-9.]+) MiB"),
+     _buffer("kv_cache")),
+    ("llamacpp", "compute buffer size",
+     _rx(r"\b(?:llama_context|llama_new_context_with_model|sched_reserve): +(\S+) compute buffer size = +"
+         r"([0-9.]+) MiB"), _buffer("compute")),
+    ("llamacpp", "n_slots =", _rx(r"initializing slots, n_slots = (\d+)"),
      lambda m: {"max_concurrency": float(m.group(1))}),
-    ("llamacpp", re.compile(r"(?:\b(?:main|llama_server): |^)model loaded\s*$"),
+    ("llamacpp", "model loaded", _rx(r"(?:\b(?:main|llama_server): |^)model loaded\s*$"),
      lambda m: {"since_start": "model_init"}),
-    ("llamacpp", re.compile(r"\bserver is listening on \S+"), lambda m: {"phase": "ready"}),
+    ("llamacpp", "server is listening on", _rx(r"\bserver is listening on \S+"), _READY),
     # -- Ollama (Go slog, logfmt) ---------------------------------------------------------------
-    ("ollama", re.compile(r'msg="starting (?:runner|llama server)"'), _ollama_runner),
-    ("ollama", re.compile(r'msg="llama runner started in ' + _F + r' seconds"'), _phase("ready")),
-    ("ollama", re.compile(r'msg="?load"? request="\{[^}]*?Parallel:(\d+)[^}]*?KvSize:(\d+)'), _ollama_load),
-    ("ollama", re.compile(r'msg="(model weights|kv cache|compute graph)"(.*?) size="([0-9.]+) ?([KMGT]?i?B)"'),
-     _ollama_memory),
+    ("ollama", 'msg="starting ', _rx(r'msg="starting (?:runner|llama server)"'), _ollama_runner),
+    ("ollama", "llama runner started in", _rx(r'msg="llama runner started in ' + _F + r' seconds"'),
+     _phase("ready")),
+    ("ollama", " request=", _rx(r'msg="?load"? request="\{[^}]*?Parallel:(\d+)[^}]*?KvSize:(\d+)'), _ollama_load),
+    ("ollama", ' size="', _OLLAMA_MEMORY, _ollama_memory),
 ]
 
 _ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,9}))?")
@@ -254,13 +265,20 @@ def line_time(text: str) -> float | None:
 
 
 class StartupScanner:
-    """Recognises start-up lines in one stream; keeps the begin marks of two-line phases."""
+    """Recognises start-up lines in one stream; keeps the begin marks of two-line phases.
 
-    __slots__ = ("_begins", "_host", "_rules", "_start_ts")
+    A stream is one server's output: once its server is known (from a start-up line, or from the
+    provider of a log record an adapter made of one of its lines), only that server's rules are
+    tried (with llama.cpp's inside Ollama's output), which keeps the cost per line to a few
+    substring tests."""
+
+    __slots__ = ("_all", "_begins", "_host", "_pinned", "_rules", "_start_ts")
 
     def __init__(self, fmt: str = "auto") -> None:
         wanted = set(PROVIDERS) if fmt == "auto" else {fmt} | ({"llamacpp"} if fmt == "ollama" else set())
-        self._rules = [r for r in RULES if r[0] in wanted]
+        self._all = [r for r in RULES if r[0] in wanted]
+        self._rules = self._all
+        self._pinned = fmt != "auto"
         self._begins: dict[tuple[str, str], tuple[float, bool]] = {}
         self._start_ts: dict[str, tuple[float, bool]] = {}
         #: the server whose output embeds llama.cpp's lines (Ollama), once one of its lines was seen
@@ -270,18 +288,28 @@ class StartupScanner:
     def active(self) -> bool:
         return bool(self._rules)
 
+    def pin(self, provider: str) -> None:
+        """Keep only `provider`'s rules from now on (the stream's server is known)."""
+        if self._pinned or provider not in PROVIDERS:
+            return
+        self._pinned = True
+        keep = {provider, "llamacpp"} if provider == "ollama" else {provider}
+        self._rules = [r for r in self._all if r[0] in keep]
+        if provider == "ollama":
+            self._host = "ollama"
+
+    def may_match(self, text: str) -> bool:
+        """Whether `text` holds the literal of any rule (a start-up line may be in it)."""
+        return any(r[1] in text for r in self._rules)
+
     def scan(self, text: str, now: float, stamp_text: str | None = None) -> dict[str, Any] | None:
         """The `startup` record of one line (`text`: the message; `stamp_text`: where its timestamp
         is, default the text itself; `now`: when it was read), or None for any other line."""
-        if self._host is None and self._rules and self._rules[-1][0] == "ollama" and "source=" in text \
-                and " msg=" in text:
-            self._host = "ollama"  # Ollama's own slog lines: llama.cpp's lines here are Ollama's runner
-        for k in _KEYS:
-            if k in text:
-                break
-        else:
-            return None
-        for provider, rx, fact in self._rules:
+        if self._host is None and not self._pinned and "source=" in text and " msg=" in text:
+            self.pin("ollama")  # Ollama's own slog lines: llama.cpp's lines here are Ollama's runner
+        for provider, key, rx, fact in self._rules:
+            if key not in text:
+                continue
             m = rx.search(text)
             if m is None:
                 continue
@@ -290,6 +318,7 @@ class StartupScanner:
                 self._host = "ollama"
             elif provider == "llamacpp" and self._host is not None:
                 provider = self._host
+            self.pin(provider)
             return self._record(provider, f, text if stamp_text is None else stamp_text, now)
         return None
 
@@ -360,13 +389,13 @@ def scan_line(scanner: StartupScanner, line: bytes, outcome: str, result: Any,
     log line); a line no adapter knew becomes a `record` line when it is a start-up line."""
     if not scanner.active or not _log_only(result):
         return outcome, result
+    if result is not None and result != "ignored":  # a log record: its adapter knows the server
+        first = result if type(result) is dict else result[0]
+        scanner.pin(first.get("provider", ""))
     text = line.decode("utf-8", "replace")
     stamp = None
     if line[:1] == b"{":  # JSON logs (vLLM, TGI, llama.cpp): the message is the line
-        for k in _KEYS:
-            if k in text:
-                break
-        else:
+        if not scanner.may_match(text):
             return outcome, result
         from llm_exporter.adapters.base import json_object
 
