@@ -93,8 +93,16 @@ def _summary(metrics: LLMMetrics, pipeline: Pipeline, show: int) -> None:
 
 
 def schema(argv: list[str]) -> int:
-    _Parser(prog="llm-exporter schema", description="Print the JSON Schema of the canonical record.").parse_args(argv)
-    sys.stdout.buffer.write(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2) + b"\n")
+    p = _Parser(prog="llm-exporter schema",
+                description="Print the JSON Schema of an application's JSON request line: every field name "
+                            "llm-exporter reads, what it feeds and its unit.")
+    p.add_argument("--record", action="store_true",
+                   help="print the internal request record instead (what adapters hand to the metrics)")
+    ns = p.parse_args(argv)
+    from llm_exporter.adapters.app_json import line_schema
+
+    out = json_schema() if ns.record else line_schema()
+    sys.stdout.buffer.write(orjson.dumps(out, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
 
 

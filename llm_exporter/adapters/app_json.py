@@ -328,3 +328,60 @@ class AppJsonAdapter(Adapter):
         status = d[plan.status] if plan.status else None
         level = d[plan.level] if plan.level is not None else None
         return errors.outcome_of(status, err_name, level)
+
+
+_DURATION_MEANING = {"duration_s": "request duration, end to end", "queue_s": "time waiting before inference",
+                     "inference_s": "inference time (prefill and decode)", "ttft_s": "time to the first token",
+                     "tpot_s": "time per output token after the first"}
+_UNIT_WORDS = {"": "seconds, or a duration string such as \"735.2ms\" or \"8m44s\"", "_ms": "milliseconds",
+               "_millis": "milliseconds", "_us": "microseconds", "_ns": "nanoseconds"}
+
+
+def _describe(name: str) -> str:
+    for canon, bases in DURATION_NAMES.items():
+        for base in bases:
+            if name.startswith(base) and name[len(base):] in SUFFIXES:
+                unit = _UNIT_WORDS.get(name[len(base):], "seconds")
+                return f"{_DURATION_MEANING[canon]}, in {unit}"
+    for canon, names in TOKEN_NAMES.items():
+        if name in names:
+            return f"{canon.replace('_', ' ')} of the request"
+    for names, what in ((REQUEST_ID_NAMES, "request id (an exemplar, never a label)"),
+                        (MODEL_NAMES, "model: gen_ai_request_model"),
+                        (OPERATION_NAMES, "operation: gen_ai_operation_name (chat, text_completion, ...)"),
+                        (PATH_NAMES, "HTTP path the operation is taken from (/v1/chat/completions: chat)"),
+                        (FINISH_NAMES, "finish reason (stop, length, ...)")):
+        if name in names:
+            return what
+    return {"status": "outcome: success/ok, error/failed, aborted, or an HTTP status code",
+            "error_type": "error type (a short class name; folded into oom, timeout, validation, ... when known)",
+            "error": "error: a type string, or an object with type and code",
+            "exception": "exception name: the request failed",
+            "level": "log level: ERROR marks a failed request", "levelname": "log level (Python logging)",
+            "usage": "OpenAI usage object: prompt_tokens/input_tokens, completion_tokens/output_tokens",
+            "object": "OpenAI object type (chat.completion, text_completion, embedding): the operation",
+            "choices": "OpenAI choices: with usage, the first one's finish_reason"}.get(name, "")
+
+
+def line_schema() -> dict[str, Any]:
+    """The JSON Schema of what this adapter reads from an application's request line: every field
+    name it accepts (all optional; other fields are ignored), with what it feeds and its unit."""
+    schema: dict[str, Any] = APP_LINE.json_schema()
+    props = {k: v for k, v in schema["properties"].items() if k not in FOREIGN_NAMES}
+    for name, prop in props.items():
+        prop.pop("title", None)
+        prop["description"] = _describe(name)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Application JSON request line",
+        "description": (
+            "One JSON object per line and per request, as an application logs it. Every field is optional "
+            "and any other field is ignored (prompt and output text is never read). Among names for the same "
+            "thing the first listed wins. A line counts as a request when it has a duration, a token count, "
+            "usage, an error, a finish reason, or a status together with a request id; otherwise it is "
+            "`unparsed`. A known field with a bad value (negative, wrong type) makes the line `invalid`."),
+        "type": "object",
+        "properties": props,
+        "additionalProperties": True,
+        "$defs": schema.get("$defs", {}),
+    }

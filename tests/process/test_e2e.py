@@ -168,12 +168,12 @@ def test_replay_of_a_missing_file_is_one_line() -> None:
     assert r.returncode == 1 and r.stderr.decode().count("\n") == 1
 
 
-def test_schema_prints_the_record_json_schema() -> None:
-    """`schema` prints a JSON Schema with the canonical fields."""
+def test_schema_prints_the_accepted_line_json_schema() -> None:
+    """`schema` prints a JSON Schema of the field names an application's line may carry."""
     r = run_cli("schema")
     assert r.returncode == 0
     sch = json.loads(r.stdout)
-    assert {"duration_s", "input_tokens", "outcome", "ttft_s"} <= set(sch["properties"])
+    assert {"duration", "latency_ms", "input_tokens", "status", "ttft_s"} <= set(sch["properties"])
 
 
 def test_stop_while_reading_does_not_lose_passthrough(tmp_path: Path) -> None:
