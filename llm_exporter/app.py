@@ -154,7 +154,8 @@ class App:
             if problem is not None:
                 raise StartupError(problem)
             ingest = Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes,
-                            read_timeout=s.web_read_timeout, refusals=self.refusals)
+                            read_timeout=s.web_read_timeout, refusals=self.refusals,
+                            max_line=s.max_line_bytes, concurrency=s.http_ingest_concurrency)
             extra += ingest.routes()
             self.sources.append(ingest)
         # the page samples GPU readings from the GPU collector alone (an empty registry without one)

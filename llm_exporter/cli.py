@@ -45,6 +45,8 @@ def daemon_parser() -> argparse.ArgumentParser:
     _bool_flag(p, "http-ingest", "accept POST /ingest (NDJSON or a JSON array)")
     p.add_argument("--http-ingest-token", metavar="TOKEN", help="require Authorization: Bearer TOKEN")
     p.add_argument("--http-ingest-max-bytes", metavar="N", type=int, help="largest /ingest body (8 MiB)")
+    p.add_argument("--http-ingest-concurrency", metavar="N", type=int,
+                   help="/ingest bodies read and parsed at once; more wait their turn (4)")
     _bool_flag(p, "http-ingest-allow-unauthenticated",
                "accept /ingest without a token or basic auth on a non-loopback --listen (refused otherwise)")
     p.add_argument("--format", metavar="NAME", help="auto (per line) or one adapter name")

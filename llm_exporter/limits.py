@@ -20,7 +20,6 @@ LIMITS = (
     "header_timeout",   # --web-idle-timeout: no complete request head in time
     "body_timeout",     # --web-read-timeout: a request body that did not arrive in time
     "auth_queue",       # --web-auth-queue: too many password checks waiting
-    "ingest_line",      # --max-line-bytes on one /ingest line
     "config",           # --config-max-bytes / --config-max-metrics
     "child_kill",       # --command-kill-after: the child ignored SIGTERM and was killed
 )

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     http_ingest_token: str | None = None
     http_ingest_max_bytes: int = Field(8 << 20, gt=0)
     http_ingest_allow_unauthenticated: bool = False
+    http_ingest_concurrency: int = Field(4, gt=0, description="pushes read and parsed at once")
     format: str = "auto"
     config: Path | None = None
     config_max_bytes: int = Field(1 << 20, gt=0, description="largest --config file read")

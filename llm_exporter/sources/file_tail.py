@@ -35,6 +35,7 @@ import glob
 import logging
 import os
 import select
+import stat
 import struct
 import threading
 import time
@@ -183,6 +184,7 @@ class FileTail:
         self._applied: dict[str, dict[str, Any]] = {}  # written by the pipeline thread, under the lock
         self._seq = 0
         self._first_scan = True
+        self._not_regular: set[str] = set()  # paths said once to be skipped (not a regular file)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         self._inotify = _Inotify.open() if use_inotify else None
@@ -268,9 +270,15 @@ class FileTail:
                     st = os.stat(path)
                 except OSError:
                     continue
-                if not os.path.isdir(path):
+                if stat.S_ISREG(st.st_mode):
                     matches.setdefault((st.st_dev, st.st_ino), path)
                     n += 1
+                elif not stat.S_ISDIR(st.st_mode) and path not in self._not_regular:
+                    # a FIFO's open would block until a writer comes, a device never ends: neither
+                    # is a log file (said once per path)
+                    self._not_regular.add(path)
+                    log.warning("%s matches --file but is not a regular file (a FIFO, socket or device): "
+                                "skipped", path)
             self._count_glob(pattern, n)
         for ident, s in self._streams.items():
             found = matches.get(ident)
@@ -291,15 +299,18 @@ class FileTail:
             self._inotify.forget_missing()
 
     def _open(self, path: str, ident: tuple[int, int]) -> _Stream | None:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:  # never blocks: a FIFO swapped in after the scan's stat is refused below
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         except OSError as e:
-            log.warning("cannot open %s: %s", path, e.strerror)
+            if path not in self._not_regular:
+                self._not_regular.add(path)
+                log.warning("cannot open %s: %s", path, e.strerror)
             return None
         st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != ident:  # replaced between glob and open: next scan
+        if (st.st_dev, st.st_ino) != ident or not stat.S_ISREG(st.st_mode):  # replaced since: next scan
             os.close(fd)
             return None
+        self._not_regular.discard(path)
         self._seq += 1
         s = _Stream(path, fd, st, self._seq, self._max_line)
         s.fp = os.pread(fd, FP_LEN, 0)
