@@ -55,7 +55,8 @@ def daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", choices=("auto", "on", "off"), help="NVML GPU readings (auto)")
     p.add_argument("--gpu-devices", metavar="LIST", help="comma-separated GPU UUIDs or indices")
     p.add_argument("--gpu-interval", metavar="SECONDS", type=float, help="NVML poll interval (5)")
-    _bool_flag(p, "gpu-processes", "per-process GPU memory (host pids)")
+    _bool_flag(p, "gpu-processes", "per-process GPU memory (host pids); in wrapper mode, energy only from the "
+               "GPUs the server uses")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="our own logs (info)")
     p.add_argument("--max-line-bytes", metavar="N", type=int, help="longer lines count as too_long (1 MiB)")
     p.add_argument("--label-limit", metavar="N", type=int, help="distinct values per label (100)")
