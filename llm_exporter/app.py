@@ -17,18 +17,19 @@ import resource
 import signal
 import stat
 import sys
+import threading
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from llm_exporter import __version__, debug, logs, metricstate
+from llm_exporter import __version__, debug, logs
 from llm_exporter.cli import StartupError
 from llm_exporter.collectors.gpu import GpuCollector
 from llm_exporter.config import ConfigError, load_config
 from llm_exporter.connections import GuardedSite
 from llm_exporter.limits import Refusals
-from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics import LLMMetrics, checkpoint
 from llm_exporter.pipeline import Pipeline
 from llm_exporter.reload import ConfigProblem, Reloader
 from llm_exporter.server import make_app
@@ -72,7 +73,11 @@ class App:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.metrics = LLMMetrics(label_limit=settings.label_limit)
+        # The apply lock: held while metric values change or are read whole (a batch of lines
+        # applied with its file offsets, a config swap, a scrape, a checkpoint, the page's reads);
+        # see `llm_exporter.metrics` for who takes it.
+        self.apply_lock = threading.Lock()
+        self.metrics = LLMMetrics(label_limit=settings.label_limit, lock=self.apply_lock)
         self.registry.register(self.metrics)
         self.gpu: GpuCollector | None = None
         if settings.gpu != "off":
@@ -94,8 +99,8 @@ class App:
         self.exit_code = 0
         self.state, self.saved = open_state(settings.state_dir)
         if self.state is not None:  # counters resume where the offsets saved beside them say
-            metricstate.restore(self.metrics, self.saved.get("metrics"))
-            self.state.register("metrics", functools.partial(metricstate.snapshot, self.metrics))
+            checkpoint.restore(self.metrics, self.saved.get("metrics"))
+            self.state.register("metrics", functools.partial(checkpoint.snapshot, self.metrics))
         self._stop = asyncio.Event()
         self._stop_now = asyncio.Event()  # a second SIGTERM/SIGINT cuts the --shutdown-grace short
         self.stopping = False
@@ -153,7 +158,7 @@ class App:
             problem = ingest_exposure_problem(s, wc is not None and wc.auth is not None)
             if problem is not None:
                 raise StartupError(problem)
-            ingest = Ingest(self.worker, self.metrics, s.http_ingest_token, s.http_ingest_max_bytes,
+            ingest = Ingest(self.worker, self.metrics.source, s.http_ingest_token, s.http_ingest_max_bytes,
                             read_timeout=s.web_read_timeout, refusals=self.refusals,
                             max_line=s.max_line_bytes, concurrency=s.http_ingest_concurrency)
             extra += ingest.routes()
@@ -195,11 +200,11 @@ class App:
 
             on_eof = stop_at_eof if only else None
             src = PipeSource("stdin", sys.stdin.fileno(), sys.stdout.fileno() if s.passthrough else None,
-                             self.worker, self.metrics, s.max_line_bytes, on_eof=on_eof)
+                             self.worker, self.metrics.source, s.max_line_bytes, on_eof=on_eof)
             src.start()
             self.sources.append(src)
         if s.file:
-            tail = FileTail(s.file, self.worker, self.metrics, start=s.file_start, max_line=s.max_line_bytes,
+            tail = FileTail(s.file, self.worker, self.metrics.source, start=s.file_start, max_line=s.max_line_bytes,
                             saved=self.saved.get("files"))
             tail.start()
             self.sources.append(tail)
@@ -211,7 +216,7 @@ class App:
                 self.exit_code = code
                 loop.call_soon_threadsafe(self._stop.set)
 
-            child = CommandSource(s.command, self.worker, self.metrics, passthrough=s.passthrough,
+            child = CommandSource(s.command, self.worker, self.metrics.source, passthrough=s.passthrough,
                                   max_line=s.max_line_bytes, on_exit=child_exited,
                                   kill_after=s.command_kill_after,
                                   on_kill=lambda: self.refusals.count("child_kill"))
@@ -256,7 +261,7 @@ class App:
                                                  "sources": [x.name for x in self.sources]}})
         if self.gpu is not None:
             self.gpu.announce()
-        checkpoints = loop.create_task(checkpoint_every(self.state, self.metrics.lock))
+        checkpoints = loop.create_task(checkpoint_every(self.state, self.apply_lock))
         await self._stop.wait()
         checkpoints.cancel()
         await self.shutdown()
@@ -287,7 +292,7 @@ class App:
         await loop.run_in_executor(None, self.worker.stop)
         if self.state is not None:  # every queued line is counted now: offsets and metrics agree
             try:
-                await loop.run_in_executor(None, self.state.checkpoint, self.metrics.lock)
+                await loop.run_in_executor(None, self.state.checkpoint, self.apply_lock)
             except OSError as e:  # a full or read-only --state-dir: say so, still stop cleanly
                 log.error("final state checkpoint failed, the next start re-reads from the last saved "
                           "one: %s", e.strerror or e)

@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from llm_exporter.cli import StartupError, _Parser
 from llm_exporter.framing import LineFramer
 from llm_exporter.hints import text as hint_text
-from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
+from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import REJECT_KEEP, Pipeline
 from llm_exporter.records import json_schema
 
@@ -52,16 +52,16 @@ def replay(argv: list[str]) -> int:
         except OSError as e:
             raise StartupError(f"{path}: {e.strerror}") from None
         with fh:
-            metrics.register_source(source)
+            count = metrics.source(source)
             while chunk := fh.read(READ):
-                metrics.count_bytes(source, len(chunk))
+                count.bytes(len(chunk))
                 lines, too_long = framer.feed(chunk)
                 if too_long:
-                    metrics.count_line(source, "too_long", too_long)
+                    count.lines("too_long", too_long)
                 pipeline.process(source, lines)
             lines, too_long = framer.flush()
             if too_long:
-                metrics.count_line(source, "too_long", too_long)
+                count.lines("too_long", too_long)
             pipeline.process(source, lines)
             pipeline.flush(source)
     registry = CollectorRegistry(auto_describe=False)
@@ -74,13 +74,11 @@ def replay(argv: list[str]) -> int:
 
 
 def _summary(metrics: LLMMetrics, pipeline: Pipeline, show: int) -> None:
-    totals = dict.fromkeys(LINE_OUTCOMES, 0)
-    for (_src, outcome), n in metrics.lines.items():
-        totals[outcome] += n
+    totals = metrics.internal.line_totals()
     err = sys.stderr
     print("lines: " + ", ".join(f"{k}={v}" for k, v in totals.items()) + f" (total {sum(totals.values())})",
           file=err)
-    for key, provider in metrics.hints.items():
+    for key, provider in metrics.hints.seen.items():
         print(f"note ({provider or 'server'}): {hint_text(key)}", file=err)
     rejects = list(pipeline.rejects)[:show]
     if rejects:

@@ -4,7 +4,7 @@ First what a new user asks: lines per source and outcome since start, the unpars
 last few rejected lines (their text, redacted, only with `--debug-endpoints`) and any "why no
 metric" hint the pipeline has. Then, per model since start, requests, latency and tokens; and
 over a window that fits the process's age (1 to 15 minutes, see `SPANS`), requests by outcome,
-latency quantiles and tokens from `LLMMetrics.window` (per-second slots), cut into bins. Error
+latency quantiles and tokens from the metrics' `Window` (per-second slots), cut into bins. Error
 types, the servers' KV cache and queue stats and GPU readings are sampled every `SAMPLE` seconds,
 on a worker thread, from the metrics and from the `hw_gpu_*` samples of the GPU source (the GPU
 collector; by default the whole registry), so the page needs nothing else. The HTML
@@ -27,7 +27,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from llm_exporter import __version__, debug
-from llm_exporter.metrics import DURATION_BUCKETS, LINE_OUTCOMES, LLMMetrics, quantile
+from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
+from llm_exporter.metrics.hist import DURATION_BUCKETS, quantile
+from llm_exporter.metrics.window import Slot
 
 SPAN = 900
 #: the page's window grows with the process's age: the smallest of these that covers it
@@ -57,13 +59,14 @@ class _Acc:
         self.ok = self.err = self.ab = self.tin = self.tout = 0
         self.buckets = [0] * (len(DURATION_BUCKETS) + 1)
 
-    def add(self, ok: int, err: int, ab: int, tin: int, tout: int, buckets: list[int]) -> None:
+    def add(self, s: Slot) -> None:
+        ok, err, ab = s.outcomes
         self.ok += ok
         self.err += err
         self.ab += ab
-        self.tin += tin
-        self.tout += tout
-        for i, c in enumerate(buckets):
+        self.tin += s.tokens_in
+        self.tout += s.tokens_out
+        for i, c in enumerate(s.duration):
             self.buckets[i] += c
 
     def q(self, q: float) -> float | None:
@@ -92,17 +95,13 @@ class Dashboard:
         self._energy: deque[tuple[float, float]] = deque(maxlen=n)
 
     def errors_now(self) -> dict[str, int]:
-        out: dict[str, int] = {}
         with self.metrics.lock:
-            for s in self.metrics.requests.values():
-                for et, c in s.errors.items():
-                    out[et] = out.get(et, 0) + c
-        return out
+            return self.metrics.requests.error_counts()
 
     def stats_now(self) -> dict[tuple[str, str, str], dict[str, float]]:
         """The servers' periodic stats now, by (provider, model, engine)."""
         with self.metrics.lock:
-            return {k: dict(v) for k, v in self.metrics.stats.items()}
+            return {k: dict(v) for k, v in self.metrics.engine.stats.items()}
 
     def gpus_now(self) -> dict[str, dict[str, Any]]:
         """Current GPU readings by GPU, from the registry's hw_gpu_* samples (empty: no GPU)."""
@@ -182,7 +181,7 @@ class Dashboard:
     def lines(self) -> dict[str, dict[str, int]]:
         """Lines read since start, by source and outcome (`llm_exporter_lines_total`)."""
         with self.metrics.lock:
-            items = list(self.metrics.lines.items())
+            items = list(self.metrics.internal.lines.items())
         out: dict[str, dict[str, int]] = {}
         for (src, outcome), n in sorted(items):
             out.setdefault(src, dict.fromkeys(LINE_OUTCOMES, 0))[outcome] = n
@@ -193,7 +192,7 @@ class Dashboard:
         acc: dict[tuple[str, str], dict[str, Any]] = {}
         nb = len(DURATION_BUCKETS) + 1
         with self.metrics.lock:
-            for key, s in self.metrics.requests.items():
+            for key, s in self.metrics.requests.series.items():
                 m = acc.setdefault((key[1], key[2]), {"requests": [0, 0, 0], "buckets": [0] * nb,
                                                       "queue": [0] * nb, "queue_n": 0,
                                                       "input_tokens": 0, "output_tokens": 0})
@@ -248,21 +247,21 @@ class Dashboard:
         sec = int(now)
         span, step = window(now - self.started)
         with self.metrics.lock:
-            slots = [(s[0], s[1], s[2], s[3], s[4], s[5], list(s[6])) for s in self.metrics.window.series(now)]
+            slots = self.metrics.window.series(now)
         first = sec - span + 1
         nb = span // step
         bins = [_Acc() for _ in range(nb)]
         tot = _Acc()
-        for t, ok, err, ab, tin, tout, buckets in slots:
-            if t < first:
+        for s in slots:
+            if s.second < first:
                 continue
-            for acc in (bins[min((t - first) // step, nb - 1)], tot):
-                acc.add(ok, err, ab, tin, tout, buckets)
+            for acc in (bins[min((s.second - first) // step, nb - 1)], tot):
+                acc.add(s)
         points: list[dict[str, float | None]] = []
         for i, b in enumerate(bins):
-            t = first + i * step + step - 1
-            up = t >= int(self.started)  # no rates before this process was there to see them
-            points.append({"t": t, "success": b.ok / step if up else None, "error": b.err / step if up else None,
+            bin_end = first + i * step + step - 1
+            up = bin_end >= int(self.started)  # no rates before this process was there to see them
+            points.append({"t": bin_end, "success": b.ok / step if up else None, "error": b.err / step if up else None,
                            "aborted": b.ab / step if up else None,
                            "input_tokens": b.tin / step if up else None,
                            "output_tokens": b.tout / step if up else None,

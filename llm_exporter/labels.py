@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 OTHER = "_OTHER"
 MAX_VALUE_LEN = 128
 
@@ -31,3 +33,34 @@ class LabelLimiter:
 
     def __len__(self) -> int:
         return len(self._seen) - 2
+
+    def admitted(self) -> list[str]:
+        """The values admitted so far, sorted (for a checkpoint)."""
+        return sorted(self._seen)
+
+    def restore(self, admitted: Iterable[str], overflow: int) -> None:
+        """Take back what a checkpoint saved: the values admitted then, and the overflow count."""
+        self._seen.update(admitted)
+        self.overflow = overflow
+
+
+class LabelLimits:
+    """Every label's limiter, keyed by (metric, label), each created on first use."""
+
+    __slots__ = ("_limiters", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._limiters: dict[tuple[str, str], LabelLimiter] = {}
+
+    def __call__(self, metric: str, label: str) -> LabelLimiter:
+        """The value limiter of one label of one metric."""
+        key = (metric, label)
+        lim = self._limiters.get(key)
+        if lim is None:
+            lim = self._limiters[key] = LabelLimiter(self.limit)
+        return lim
+
+    def items(self) -> Iterator[tuple[tuple[str, str], LabelLimiter]]:
+        """(metric, label) and limiter, in a stable order."""
+        return iter(sorted(self._limiters.items()))

@@ -97,7 +97,7 @@ class Pipeline:
         key = stream or source
         st = self._sources.get(key)
         if st is None:
-            self.metrics.register_source(source)
+            self.metrics.source(source)  # its line series start at 0
             st = self._sources[key] = _SourceState(adapters.build_chain(self.fmt, self.config), source, self.fmt)
         if stream is not None:
             st.where = self.stream_names.get(stream, source)
@@ -113,6 +113,7 @@ class Pipeline:
         st = self._state(source, stream)
         m = self.metrics
         apply = m.apply
+        count_line = m.internal.count_line
         counts = {"record": 0, "ignored": 0, "unparsed": 0, "invalid": 0}
         now = self.clock()
         where = st.where
@@ -141,14 +142,14 @@ class Pipeline:
                 counts[outcome] += 1
             for k, n in counts.items():
                 if n:
-                    m.count_line(source, k, n)
+                    count_line(source, k, n)
             if commit is not None:
                 commit()
 
     def hints(self) -> list[str]:
         """Why some metrics are missing, in words (`llm_exporter.hints`), each once."""
         with self.metrics.lock:
-            keys = list(self.metrics.hints)
+            keys = list(self.metrics.hints.seen)
         return [hint_text(k) for k in keys]
 
     def flush(self, source: str | None = None, forget: bool = False) -> None:

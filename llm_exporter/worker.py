@@ -43,7 +43,7 @@ class Worker:
             return True
         except queue.Full:  # a too-long line's marker was counted too_long already
             dropped = sum(1 for line in lines if type(line) is not TooLong)
-            self.pipeline.metrics.count_line(source, "dropped", dropped)
+            self.pipeline.metrics.internal.count_line(source, "dropped", dropped)
             return False
 
     def put(self, source: str, lines: list[bytes], timeout: float | None = None,

@@ -5,12 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from prometheus_client import CollectorRegistry
 
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import Pipeline
 
 _KINDS = ("unit", "process", "deploy")
+
+# No timed assertions: on a loaded machine one example may take longer than hypothesis' 200 ms.
+settings.register_profile("untimed", deadline=None)
+settings.load_profile("untimed")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

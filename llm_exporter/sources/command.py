@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import IO
 
 from llm_exporter.cli import StartupError
-from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics.internal import Counters
 from llm_exporter.sources.pipe import PipeSource
 from llm_exporter.worker import Worker
 
@@ -76,13 +76,13 @@ class CommandSource:
 
     name = "command"
 
-    def __init__(self, argv: list[str], worker: Worker, metrics: LLMMetrics, *, passthrough: bool = True,
+    def __init__(self, argv: list[str], worker: Worker, counters: Counters, *, passthrough: bool = True,
                  max_line: int = 1 << 20, on_exit: Callable[[int], None] | None = None,
                  drain_timeout: float = 2.0, kill_after: float = 30.0,
                  on_kill: Callable[[], None] | None = None) -> None:
         self.argv = list(argv)
         self._worker = worker
-        self._metrics = metrics
+        self._counters = counters
         self._passthrough = passthrough
         self._max_line = max_line
         self._on_exit = on_exit
@@ -116,7 +116,7 @@ class CommandSource:
         self._files = [proc.stdout, proc.stderr]
         for name, f, out in (("stdout", proc.stdout, 1), ("stderr", proc.stderr, 2)):
             src = PipeSource(name, f.fileno(), out if self._passthrough else None, self._worker,
-                             self._metrics, self._max_line)
+                             self._counters, self._max_line)
             src.start()
             self.pipes.append(src)
         if loop is not None:

@@ -45,7 +45,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from llm_exporter.framing import LineFramer
-from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics.internal import Counters, SourceCounter
 from llm_exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter.source")
@@ -168,13 +168,14 @@ class FileTail:
 
     name = SOURCE
 
-    def __init__(self, globs: list[str], worker: Worker, metrics: LLMMetrics, *, start: str = "end",
+    def __init__(self, globs: list[str], worker: Worker, counters: Counters, *, start: str = "end",
                  max_line: int = 1 << 20, saved: dict[str, Any] | None = None, rescan: float = 1.0,
                  poll: float = 0.25, partial_after: float = 5.0, drain_after: float = 5.0,
                  use_inotify: bool = True) -> None:
         self.globs = list(globs)
         self._worker = worker
-        self._metrics = metrics
+        self._counters = counters
+        self._count: SourceCounter | None = None
         self._start = start
         self._max_line = max_line
         self._saved = saved  # the "files" section of the last checkpoint, None without --state-dir
@@ -196,7 +197,7 @@ class FileTail:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._metrics.register_source(SOURCE)
+        self._count = self._counters(SOURCE)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -425,15 +426,16 @@ class FileTail:
         self._worker.put(SOURCE, lines, commit=self._commit_fn(s, end, nbytes, too_long), stream=s.sid)
 
     def _commit_fn(self, s: _Stream, end: int, nbytes: int, too_long: int) -> Callable[[], None]:
-        applied, metrics = self._applied, self._metrics
+        applied, count = self._applied, self._count
+        assert count is not None
         key, path, fp = s.key, s.path, s.fp.hex()
 
         def commit() -> None:  # pipeline thread, metrics lock held
             applied[key] = {"path": path, "offset": end, "fp": fp}
             if nbytes:
-                metrics.count_bytes(SOURCE, nbytes)
+                count.bytes(nbytes)
             if too_long:
-                metrics.count_line(SOURCE, "too_long", too_long)
+                count.lines("too_long", too_long)
 
         return commit
 

@@ -35,7 +35,7 @@ import orjson
 from aiohttp import web
 
 from llm_exporter.limits import Refusals
-from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics.internal import Counters
 from llm_exporter.worker import Worker
 
 SOURCE = "http"
@@ -228,7 +228,7 @@ class Ingest:
     name = SOURCE
     attached = True
 
-    def __init__(self, worker: Worker, metrics: LLMMetrics, token: str | None, max_bytes: int,
+    def __init__(self, worker: Worker, counters: Counters, token: str | None, max_bytes: int,
                  read_timeout: float = 60.0, refusals: Refusals | None = None, max_line: int = 1 << 20,
                  concurrency: int = 4) -> None:
         self._worker = worker
@@ -239,11 +239,10 @@ class Ingest:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="ingest")
         self._read_timeout = read_timeout
         self._refusals = refusals if refusals is not None else Refusals()
-        self._metrics = metrics
         self._token = token.encode() if token else None
         self._max = max_bytes
         self._stopping = False
-        metrics.register_source(SOURCE)
+        self._count = counters(SOURCE)
 
     def stop(self) -> None:
         """Graceful stop: from now on a push is refused with 503 (its lines could not be counted)."""
@@ -304,10 +303,10 @@ class Ingest:
                 await loop.run_in_executor(self._pool, body.check)
             except BadBody as e:
                 return _reply(400, str(e))
-            self._metrics.count_bytes(SOURCE, len(body.body))
+            self._count.bytes(len(body.body))
             done = await loop.run_in_executor(self._pool, self._queue, body)
             if body.too_long:
-                self._metrics.count_line(SOURCE, "too_long", body.too_long)
+                self._count.lines("too_long", body.too_long)
             if not done:
                 return _reply(503, "stopping: the rest of this push was not counted", close=True)
         return web.Response(status=204)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from llm_exporter.framing import LineFramer
 from llm_exporter.logs import STDERR
-from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics.internal import Counters, SourceCounter
 from llm_exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter.source")
@@ -58,13 +58,14 @@ def write_all(fd: int, data: bytes) -> None:
 class PipeSource:
     """Reads `fd_in` to EOF on a thread; passthrough to `fd_out` (None: no passthrough)."""
 
-    def __init__(self, name: str, fd_in: int, fd_out: int | None, worker: Worker, metrics: LLMMetrics,
+    def __init__(self, name: str, fd_in: int, fd_out: int | None, worker: Worker, counters: Counters,
                  max_line: int = 1 << 20, on_eof: Callable[[], None] | None = None) -> None:
         self.name = name
         self._fd_in = fd_in
         self._fd_out = fd_out
         self._worker = worker
-        self._metrics = metrics
+        self._counters = counters
+        self._count: SourceCounter | None = None
         self._framer = LineFramer(max_line)
         self._on_eof = on_eof
         self._thread = threading.Thread(target=self._run, name=f"source-{name}", daemon=True)
@@ -80,7 +81,7 @@ class PipeSource:
             self._parsing = False
 
     def start(self) -> None:
-        self._metrics.register_source(self.name)
+        self._count = self._counters(self.name)
         self._thread.start()
         self.attached = True
 
@@ -88,7 +89,9 @@ class PipeSource:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        m, name, framer, worker = self._metrics, self.name, self._framer, self._worker
+        name, framer, worker = self.name, self._framer, self._worker
+        m = self._count
+        assert m is not None
         try:
             regular = stat.S_ISREG(os.fstat(self._fd_in).st_mode)
         except OSError:
@@ -111,11 +114,11 @@ class PipeSource:
                 with self._parse_lock:
                     if not self._parsing:
                         continue
-                    m.count_bytes(name, len(chunk))
+                    m.bytes(len(chunk))
                     for off in range(0, len(chunk), CHUNK):
                         lines, too_long = framer.feed(chunk[off : off + CHUNK])
                         if too_long:
-                            m.count_line(name, "too_long", too_long)
+                            m.lines("too_long", too_long)
                         submit(name, lines)
                 if linger and len(chunk) < CHUNK:
                     time.sleep(linger)
@@ -123,7 +126,7 @@ class PipeSource:
                 if self._parsing:
                     lines, too_long = framer.flush()
                     if too_long:
-                        m.count_line(name, "too_long", too_long)
+                        m.lines("too_long", too_long)
                     if lines:
                         worker.put(name, lines)  # the last line: worth waiting for
                     worker.flush_source(name)

@@ -16,7 +16,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from llm_exporter.collectors.gpu import GpuCollector
-from llm_exporter.metrics import DURATION_BUCKETS, LLMMetrics
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics.hist import DURATION_BUCKETS
 from llm_exporter.server import make_app
 from tests.fake_nvml import FakeGpu, FakeNvml
 from tests.helpers import ROOT, Exporter, free_port, http_get, parse_metrics, tool, total

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from llm_exporter.metrics import DURATION_BUCKETS, TTFT_BUCKETS
+from llm_exporter.metrics.hist import DURATION_BUCKETS, TTFT_BUCKETS
 from tests.helpers import Exporter, free_port, http_get, tool
 
 OM = {"Accept": "application/openmetrics-text; version=1.0.0"}

@@ -167,7 +167,7 @@ def test_a_partial_last_line_waits_for_its_newline(
     metrics, worker = tail_parts
     log = tmp_path / "a.log"
     log.write_bytes(b"")
-    tail = FileTail([str(log)], worker, metrics, start="beginning", partial_after=3600, rescan=0.2,
+    tail = FileTail([str(log)], worker, metrics.source, start="beginning", partial_after=3600, rescan=0.2,
                     poll=0.05, use_inotify=use_inotify)
     tail.start()
     try:
@@ -178,9 +178,9 @@ def test_a_partial_last_line_waits_for_its_newline(
             f.write(first[10:] + line(2)[:15])
             wait_for(lambda: read_offset(tail) == len(first) + 15)
             f.write(line(2)[15:])
-            wait_for(lambda: metrics.lines.get(("file", "record"), 0) >= 2)
-        assert metrics.lines[("file", "record")] == 2
-        assert sum(n for (src, _o), n in metrics.lines.items() if src == "file") == 2
+            wait_for(lambda: metrics.internal.lines.get(("file", "record"), 0) >= 2)
+        assert metrics.internal.lines[("file", "record")] == 2
+        assert sum(n for (src, _o), n in metrics.internal.lines.items() if src == "file") == 2
         assert tail.attached
     finally:
         tail.stop()
@@ -192,11 +192,11 @@ def test_a_partial_last_line_goes_out_after_the_flush_timeout(
     metrics, worker = tail_parts
     log = tmp_path / "a.log"
     log.write_bytes(line(1) + line(2)[:-1])
-    tail = FileTail([str(log)], worker, metrics, start="beginning", partial_after=0.2, rescan=0.2)
+    tail = FileTail([str(log)], worker, metrics.source, start="beginning", partial_after=0.2, rescan=0.2)
     tail.start()
     try:
-        wait_for(lambda: metrics.lines.get(("file", "record"), 0) >= 2)
-        assert metrics.lines[("file", "record")] == 2
+        wait_for(lambda: metrics.internal.lines.get(("file", "record"), 0) >= 2)
+        assert metrics.internal.lines[("file", "record")] == 2
     finally:
         tail.stop()
 
@@ -207,13 +207,13 @@ def test_offsets_snapshot_counts_only_applied_lines(tmp_path: Path, tail_parts: 
     log = tmp_path / "a.log"
     body = b"".join(line(k) for k in range(3000))
     log.write_bytes(body + b'{"partial')
-    tail = FileTail([str(log)], worker, metrics, start="beginning", rescan=0.2)
+    tail = FileTail([str(log)], worker, metrics.source, start="beginning", rescan=0.2)
     tail.start()
     try:
-        wait_for(lambda: metrics.lines.get(("file", "record"), 0) >= 3000)
+        wait_for(lambda: metrics.internal.lines.get(("file", "record"), 0) >= 3000)
         with metrics.lock:
             snap = tail.snapshot()
-            counted = metrics.lines[("file", "record")]
+            counted = metrics.internal.lines[("file", "record")]
         assert counted == 3000
         assert [v["offset"] for v in snap.values()] == [len(body)]
     finally:
@@ -226,7 +226,7 @@ def test_an_os_error_mid_pass_is_retried_not_fatal(tmp_path: Path, tail_parts: t
     metrics, worker = tail_parts
     log = tmp_path / "a.log"
     log.write_bytes(b"".join(line(k) for k in range(100)))
-    tail = FileTail([str(log)], worker, metrics, start="beginning", rescan=0.2)
+    tail = FileTail([str(log)], worker, metrics.source, start="beginning", rescan=0.2)
     real_scan = FileTail._scan
     failures = []
 
@@ -239,10 +239,10 @@ def test_an_os_error_mid_pass_is_retried_not_fatal(tmp_path: Path, tail_parts: t
     monkeypatch.setattr(FileTail, "_scan", flaky_scan)
     tail.start()
     try:
-        wait_for(lambda: metrics.lines.get(("file", "record"), 0) >= 100)
+        wait_for(lambda: metrics.internal.lines.get(("file", "record"), 0) >= 100)
         with log.open("ab") as fh:
             fh.write(b"".join(line(k) for k in range(100, 150)))
-        wait_for(lambda: metrics.lines.get(("file", "record"), 0) >= 150)
-        assert failures == [1] and metrics.lines[("file", "record")] == 150
+        wait_for(lambda: metrics.internal.lines.get(("file", "record"), 0) >= 150)
+        assert failures == [1] and metrics.internal.lines[("file", "record")] == 150
     finally:
         tail.stop()

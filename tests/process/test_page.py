@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from llm_exporter.metrics import DURATION_BUCKETS
+from llm_exporter.metrics.hist import DURATION_BUCKETS
 from tests.helpers import ROOT, Exporter, parse_metrics, total
 from tests.process.test_dashboard import _browser, _histogram_quantile, _open
 

@@ -110,7 +110,7 @@ def test_every_line_gets_exactly_one_outcome(fmt: str, lines: list[bytes]) -> No
     lines = [ln.replace(b"\n", b" ").replace(b"\r", b" ") for ln in lines]
     p.process("t", lines)
     p.flush("t")
-    assert sum(n for (s, _o), n in m.lines.items() if s == "t") == len(lines)
+    assert sum(n for (s, _o), n in m.internal.lines.items() if s == "t") == len(lines)
 
 
 @pytest.mark.parametrize("fmt", ["auto", *NAMES])
@@ -121,5 +121,5 @@ def test_sample_files_raise_nothing_under_any_format(fmt: str) -> None:
     data = [ln.encode() for ln in SAMPLE_LINES]
     p.process("t", data)
     p.flush("t")
-    assert sum(n for (s, _o), n in m.lines.items() if s == "t") == len(data)
+    assert sum(n for (s, _o), n in m.internal.lines.items() if s == "t") == len(data)
     assert not [r for r in p.rejects if r.reason == "adapter_error"]

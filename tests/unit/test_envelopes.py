@@ -115,8 +115,8 @@ def test_pipeline_counts_cri_fragments_once_and_parses_the_joined_line(
              b"2026-01-01T00:00:00Z stdout F " + APP[40:]]
     pipeline.process("file", lines)
     m = pipeline.metrics
-    assert m.lines[("file", "record")] == 1
-    assert m.lines[("file", "ignored")] == 2
+    assert m.internal.lines[("file", "record")] == 1
+    assert m.internal.lines[("file", "ignored")] == 2
     requests = [s.value for fam in registry.collect() for s in fam.samples if s.name == "llm_requests_total"]
     assert sum(requests) == 1
 

@@ -32,7 +32,7 @@ def replay(name: str, fmt: str = "auto") -> tuple[Samples, dict[str, int]]:
     p.flush("f")
     reg = CollectorRegistry(auto_describe=False)
     reg.register(m)  # type: ignore[arg-type]
-    outcomes = {o: n for (_s, o), n in m.lines.items() if n}
+    outcomes = {o: n for (_s, o), n in m.internal.lines.items() if n}
     return parse_metrics(generate_latest(reg).decode()), outcomes
 
 

@@ -8,7 +8,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from llm_exporter.metrics import DURATION_BUCKETS, LLMMetrics, Window, quantile
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics.hist import DURATION_BUCKETS, quantile
+from llm_exporter.metrics.window import Window
 from tests.helpers import tool
 
 L = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "app", "gen_ai_request_model": "m"}
@@ -77,8 +79,8 @@ def test_quantile_matches_prometheus_histogram_quantile() -> None:
 def test_window_summary_covers_the_last_minute_only() -> None:
     """Requests older than the span are left out of the live summary."""
     w = Window(900)
-    w.slot(1000.0)[1] += 60
-    w.slot(900.0)[1] += 1000
+    w.slot(1000.0).outcomes[0] += 60
+    w.slot(900.0).outcomes[0] += 1000
     assert w.summary(1000.0)["requests_per_second"] == 1.0
 
 
@@ -91,7 +93,7 @@ def test_promtool_accepts_the_exposition(metrics: LLMMetrics, registry: Collecto
                    "kv_cache_usage": 0.5})
     metrics.apply({"kind": "http", "provider": "vllm", "method": "POST", "path": "/v1/completions", "code": "200"})
     metrics.apply({"kind": "log", "provider": "vllm", "level": "error"})
-    metrics.register_source("stdin")
+    metrics.source("stdin")
     r = subprocess.run([tool("promtool"), "check", "metrics"], input=generate_latest(registry),
                        capture_output=True)
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()

@@ -39,6 +39,6 @@ def test_long_values_are_cut_on_every_observation() -> None:
     with m.lock:
         for _ in range(3):
             m.apply(_rec(long), 1000.0)
-    keys = [k for k in m.requests if k[2].startswith("m")]
+    keys = [k for k in m.requests.series if k[2].startswith("m")]
     assert len(keys) == 1 and len(keys[0][2]) < 300
-    assert m.requests[keys[0]].requests[0] == 3
+    assert m.requests.series[keys[0]].requests[0] == 3

@@ -19,7 +19,7 @@ from llm_exporter.pipeline import Pipeline
 
 
 def outcomes(m: LLMMetrics, source: str = "t") -> Counter[str]:
-    return Counter({o: n for (s, o), n in m.lines.items() if s == source and n})
+    return Counter({o: n for (s, o), n in m.internal.lines.items() if s == source and n})
 
 
 def test_each_line_lands_in_exactly_one_outcome(pipeline: Pipeline, metrics: LLMMetrics) -> None:
@@ -145,7 +145,7 @@ def test_adapter_bugs_and_unappliable_records_are_counted_and_processing_goes_on
     p.process("t", [b"ok"])
     assert outcomes(m) == Counter(record=3, invalid=2)
     assert [(r.lineno, r.reason) for r in p.rejects] == [(2, "adapter_error"), (3, "adapter_error")]
-    assert m.logs == {("x", "INFO"): 3}
+    assert m.engine.logs == {("x", "INFO"): 3}
 
 
 def test_each_json_line_is_decoded_once(pipeline: Pipeline, metrics: LLMMetrics,
@@ -181,7 +181,7 @@ def test_worker_call_runs_on_the_pipeline_thread_between_batches(pipeline: Pipel
     try:
         w.put("t", [b'{"latency_ms": 5}'] * 100)
         seen: list[tuple[str, int]] = []
-        w.call(lambda: seen.append((threading.current_thread().name, metrics.lines[("t", "record")])))
+        w.call(lambda: seen.append((threading.current_thread().name, metrics.internal.lines[("t", "record")])))
         assert seen == [("pipeline", 100)]
         def fail() -> None:
             raise ZeroDivisionError
@@ -191,4 +191,4 @@ def test_worker_call_runs_on_the_pipeline_thread_between_batches(pipeline: Pipel
         w.put("t", [b'{"latency_ms": 5}'])  # the thread survived the failing call
     finally:
         w.stop()
-    assert metrics.lines[("t", "record")] == 101
+    assert metrics.internal.lines[("t", "record")] == 101

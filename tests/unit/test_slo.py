@@ -26,7 +26,7 @@ slo:
     duration: 2s
 """
 
-# (line, chat result, all result); see the module docstring of llm_exporter.metrics_slo for the rules
+# (line, chat result, all result); see the module docstring of llm_exporter.metrics.slo for the rules
 LINES = [
     # tpot (1.4 - 0.4) / 20 = 0.05: exactly on the threshold is good (le)
     ({"model": "llama-8b", "status": "success", "ttft_ms": 400, "duration_ms": 1400, "output_tokens": 21},

@@ -35,7 +35,7 @@ def replay(path: Path, fmt: str = "auto") -> tuple[Samples, dict[str, int]]:
     p.flush("f")
     reg = CollectorRegistry(auto_describe=False)
     reg.register(m)
-    return parse_metrics(generate_latest(reg).decode()), {o: n for (_s, o), n in m.lines.items() if n}
+    return parse_metrics(generate_latest(reg).decode()), {o: n for (_s, o), n in m.internal.lines.items() if n}
 
 
 def phases(s: Samples, provider: str) -> dict[str, float]:

@@ -50,7 +50,7 @@ def test_commit_runs_after_its_lines_are_counted_under_the_metrics_lock(pipeline
     worker.start()
 
     def commit() -> None:
-        seen.append((sum(n for (src, _o), n in m.lines.items() if src == "file"), m.lock.locked()))
+        seen.append((sum(n for (src, _o), n in m.internal.lines.items() if src == "file"), m.lock.locked()))
 
     worker.put("file", [LINE, LINE, b"junk"], commit=commit, stream="a")
     worker.put("file", [], commit=commit, stream="a")

@@ -236,7 +236,7 @@ def test_hint_reaches_the_metrics_once() -> None:
     p = Pipeline(m)
     p.process("s", [BANNER.encode(), acc(200).encode(), acc(200).encode()])
     p.process("t", [BANNER.encode(), acc(200).encode()])
-    assert m.hints == {"vllm_access_log_only": "vllm"}
+    assert m.hints.seen == {"vllm_access_log_only": "vllm"}
 
 
 # -- any interleaving of concurrent requests: the counts never change ------------------------------

@@ -1,4 +1,4 @@
-"""The `metrics` section of the `--state-dir` checkpoint: LLMMetrics as JSON, and back.
+"""The `metrics` section of the `--state-dir` checkpoint: the metric state as JSON, and back.
 
 `snapshot()` is called under the metrics lock by `StateStore.checkpoint`, together with the file
 sources' offsets, so a restart resumes counters and histograms exactly at the lines those offsets
@@ -15,23 +15,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from llm_exporter.labels import LabelLimiter
-from llm_exporter.metrics import (
-    DURATION_BUCKETS,
-    TOKEN_BUCKETS,
-    TPOT_BUCKETS,
-    TTFT_BUCKETS,
-    Hist,
-    LLMMetrics,
-    RequestSeries,
-)
+from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics.hist import DURATION_BUCKETS, Hist
+from llm_exporter.metrics.requests import COUNTS, HISTS, RequestSeries
 
 log = logging.getLogger("llm_exporter.state")
 
 LAYOUT = 1
-_HISTS = {"queue": DURATION_BUCKETS, "inference": DURATION_BUCKETS, "ttft": TTFT_BUCKETS,
-          "tpot": TPOT_BUCKETS, "tokens_in": TOKEN_BUCKETS, "tokens_out": TOKEN_BUCKETS}
-_EXEMPLARS = {"ttft"}
 
 
 def _hist(h: Hist) -> dict[str, Any]:
@@ -51,23 +41,26 @@ def _unhist(d: Any, bounds: tuple[float, ...], exemplars: bool) -> Hist | None:
 def snapshot(m: LLMMetrics) -> dict[str, Any]:
     """The metric state as JSON-able data; call under `m.lock`."""
     reqs = []
-    for key, s in m.requests.items():
-        r: dict[str, Any] = {"k": list(key), "n": list(s.requests), "e": dict(s.errors), "f": dict(s.finish),
+    for key, s in m.requests.series.items():
+        r: dict[str, Any] = {"k": list(key), "n": list(s.requests),
                              "d": {et: _hist(h) for et, h in s.duration.items()}}
-        for name in _HISTS:
+        for name, saved_as in COUNTS.items():
+            r[saved_as] = dict(getattr(s, name))
+        for name in HISTS:
             h = getattr(s, name)
             if h is not None:
                 r[name] = _hist(h)
         reqs.append(r)
+    e, i = m.engine, m.internal
     return {
         "layout": LAYOUT,
         "requests": reqs,
-        "stats": [[list(k), dict(v)] for k, v in m.stats.items()],
-        "http": [[list(k), n] for k, n in m.http.items()],
-        "logs": [[list(k), n] for k, n in m.logs.items()],
-        "lines": [[list(k), n] for k, n in m.lines.items()],
-        "bytes": dict(m.bytes),
-        "limiters": [[list(k), sorted(lim._seen), lim.overflow] for k, lim in m._limiters.items()],
+        "stats": [[list(k), dict(v)] for k, v in e.stats.items()],
+        "http": [[list(k), n] for k, n in e.http.items()],
+        "logs": [[list(k), n] for k, n in e.logs.items()],
+        "lines": [[list(k), n] for k, n in i.lines.items()],
+        "bytes": dict(i.bytes),
+        "limiters": [[list(k), lim.admitted(), lim.overflow] for k, lim in m.limits.items()],
     }
 
 
@@ -82,53 +75,51 @@ def restore(m: LLMMetrics, data: Any) -> bool:
     dropped = 0
     t = LLMMetrics(label_limit=m.label_limit)  # filled first, so a damaged snapshot changes nothing
     try:
-        limiters = [((metric, label), list(seen), int(overflow))
+        limiters = [((str(metric), str(label)), [str(v) for v in seen], int(overflow))
                     for (metric, label), seen, overflow in data.get("limiters", [])]
         for r in data.get("requests", []):
             s = RequestSeries()
             s.requests = [int(x) for x in r["n"]]
-            s.errors = {k: int(v) for k, v in r["e"].items()}
-            s.finish = {k: int(v) for k, v in r["f"].items()}
+            for name, saved_as in COUNTS.items():
+                setattr(s, name, {k: int(v) for k, v in r.get(saved_as, {}).items()})
             for et, hd in r["d"].items():
                 h = _unhist(hd, DURATION_BUCKETS, True)
                 if h is None:
                     dropped += 1
                 else:
                     s.duration[et] = h
-            for name, bounds in _HISTS.items():
+            for name, (bounds, exemplars) in HISTS.items():
                 if name in r:
-                    h = _unhist(r[name], bounds, name in _EXEMPLARS)
+                    h = _unhist(r[name], bounds, exemplars)
                     dropped += h is None
                     setattr(s, name, h)
             key = tuple(str(x) for x in r["k"])
-            if len(key) != 3 + len(m.extra_labels):  # the config's extra labels changed: start over
+            if len(key) != 3 + len(m.requests.extra_labels):  # the config's extra labels changed: start over
                 dropped += 1
                 continue
-            t.requests[key] = s
+            t.requests.series[key] = s
         for k, v in data.get("stats", []):
-            t.stats[(k[0], k[1], k[2])] = {f: float(x) for f, x in v.items()}
+            t.engine.stats[(k[0], k[1], k[2])] = {f: float(x) for f, x in v.items()}
         for k, n in data.get("http", []):
-            t.http[(k[0], k[1], k[2], k[3])] = int(n)
+            t.engine.http[(k[0], k[1], k[2], k[3])] = int(n)
         for k, n in data.get("logs", []):
-            t.logs[(k[0], k[1])] = int(n)
+            t.engine.logs[(k[0], k[1])] = int(n)
         for k, n in data.get("lines", []):
-            t.lines[(k[0], k[1])] = int(n)
+            t.internal.lines[(k[0], k[1])] = int(n)
         for src, n in data.get("bytes", {}).items():
-            t.bytes[src] = int(n)
+            t.internal.bytes[src] = int(n)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         log.warning("saved metric state is damaged (%s); counters start from zero", e)
         return False
     with m.lock:
-        for key, seen, overflow in limiters:
-            lim: LabelLimiter = m.limiter(*key)
-            lim._seen.update(seen)
-            lim.overflow = overflow
-        m.requests.update(t.requests)
-        m.stats.update(t.stats)
-        m.http.update(t.http)
-        m.logs.update(t.logs)
-        m.lines.update(t.lines)
-        m.bytes.update(t.bytes)
+        for (metric, label), seen, overflow in limiters:
+            m.limits(metric, label).restore(seen, overflow)
+        m.requests.series.update(t.requests.series)
+        m.engine.stats.update(t.engine.stats)
+        m.engine.http.update(t.engine.http)
+        m.engine.logs.update(t.engine.logs)
+        m.internal.lines.update(t.internal.lines)
+        m.internal.bytes.update(t.internal.bytes)
     if dropped:
         log.warning("%d saved histograms had other bucket bounds and were dropped", dropped)
     return True

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from llm_exporter import metricstate
-from llm_exporter.metrics import LLMMetrics
+from llm_exporter.metrics import LLMMetrics, checkpoint
 from llm_exporter.pipeline import Pipeline
 
 
@@ -45,9 +44,9 @@ def test_snapshot_round_trip_keeps_every_series(seed: int, n: int, limit: int) -
     pa = Pipeline(a, clock=lambda: 1e6)
     pa.process("stdin", lines[:half])
     with a.lock:
-        snap = orjson.loads(orjson.dumps(metricstate.snapshot(a)))
+        snap = orjson.loads(orjson.dumps(checkpoint.snapshot(a)))
     b = LLMMetrics(label_limit=limit, clock=lambda: 1e6)
-    assert metricstate.restore(b, snap)
+    assert checkpoint.restore(b, snap)
     assert _expo(b) == _expo(a)
     # the second half goes on in both: one process that never stopped, one restarted
     pa.process("stdin", lines[half:])
@@ -61,9 +60,9 @@ def test_damaged_or_foreign_state_starts_from_zero() -> None:
     for data in ({"layout": 99}, {"layout": 1, "requests": [{"k": ["a"]}]}, "nonsense",
                  {"layout": 1, "lines": [[["stdin", "record"], "many"]]}):
         m = LLMMetrics()
-        assert not metricstate.restore(m, data)
+        assert not checkpoint.restore(m, data)
         assert _expo(m) == fresh
-    assert not metricstate.restore(LLMMetrics(), None)
+    assert not checkpoint.restore(LLMMetrics(), None)
 
 
 def test_histogram_with_other_buckets_is_dropped_not_misread() -> None:
@@ -71,13 +70,13 @@ def test_histogram_with_other_buckets_is_dropped_not_misread() -> None:
     m = LLMMetrics()
     Pipeline(m).process("stdin", [b'{"request_id":"x","model":"m","status":"success","total_time_ms":20}'])
     with m.lock:
-        snap = metricstate.snapshot(m)
+        snap = checkpoint.snapshot(m)
     for r in snap["requests"]:
         for h in r["d"].values():
             h["b"] = [1.0, 2.0]
             h["c"] = [0, 1, 0]
     b = LLMMetrics()
-    assert metricstate.restore(b, snap)
+    assert checkpoint.restore(b, snap)
     text = _expo(b).decode()
     assert "gen_ai_server_request_duration_seconds_bucket" not in text
     assert 'llm_requests_total{gen_ai_operation_name="' in text

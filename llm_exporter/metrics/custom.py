@@ -13,13 +13,13 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from llm_exporter.labels import LabelLimiter
+from llm_exporter.metrics.hist import DEFAULT_BUCKETS, Hist
 
-DEFAULT_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 BASE_LABELS = ("gen_ai_provider_name", "gen_ai_request_model")
 
 
 class CustomMetrics:
-    """Holds the values of the configured metrics (the caller holds LLMMetrics' lock)."""
+    """Holds the values of the configured metrics (the caller holds the apply lock)."""
 
     def __init__(self, specs: Sequence[Any], extra_labels: Sequence[str],
                  limiter: Callable[[str, str], LabelLimiter]) -> None:
@@ -43,8 +43,6 @@ class CustomMetrics:
         elif spec.type == "gauge":
             store[key] = v
         else:
-            from llm_exporter.metrics import Hist
-
             h = store.get(key)
             if h is None:
                 h = store[key] = Hist(tuple(spec.buckets or DEFAULT_BUCKETS))

@@ -1,0 +1,84 @@
+"""Histograms kept as plain arrays, and the one table of bucket bounds every family uses.
+
+A `Hist` holds non-cumulative bucket counts (the last slot is +Inf), a sum, and optionally one
+exemplar per bucket; `cumulative()` turns it into prometheus-client samples at scrape time.
+`quantile()` is Prometheus' `histogram_quantile` over such counts (the landing page uses it).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client.samples import Exemplar
+
+# OpenTelemetry GenAI semantic conventions, explicit bucket advice.
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5)
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+#: a `--config` histogram without `buckets:` uses the request-duration bounds
+DEFAULT_BUCKETS = DURATION_BUCKETS
+
+EXEMPLAR_ID_MAX = 64  # OpenMetrics caps an exemplar's label set at 128 UTF-8 characters
+
+
+class Hist:
+    """Non-cumulative bucket counts (last slot is +Inf), a sum, and optional exemplars."""
+
+    __slots__ = ("bounds", "counts", "exemplars", "sum")
+
+    def __init__(self, bounds: Sequence[float], exemplars: bool = False) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+        self.exemplars: list[tuple[str, float, float] | None] | None = (
+            [None] * (len(bounds) + 1) if exemplars else None
+        )
+
+    def observe(self, v: float, exemplar_id: str | None = None) -> None:
+        i = bisect_left(self.bounds, v)
+        self.counts[i] += 1
+        self.sum += v
+        if exemplar_id is not None and self.exemplars is not None:
+            self.exemplars[i] = (exemplar_id[:EXEMPLAR_ID_MAX], v, time.time())
+
+    def cumulative(self, with_exemplars: bool) -> list[tuple[str, float] | tuple[str, float, Exemplar]]:
+        out: list[Any] = []
+        acc = 0
+        ex = self.exemplars if with_exemplars else None
+        for i, c in enumerate(self.counts):
+            acc += c
+            le = "+Inf" if i == len(self.bounds) else _fmt(self.bounds[i])
+            e = ex[i] if ex is not None else None
+            if e is not None:
+                out.append((le, acc, Exemplar({"request_id": e[0]}, e[1], e[2])))
+            else:
+                out.append((le, acc))
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        return quantile(self.bounds, self.counts, q)
+
+
+def _fmt(b: float) -> str:
+    return str(int(b)) if float(b).is_integer() and b >= 1 else repr(float(b))
+
+
+def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float | None:
+    """Prometheus' histogram_quantile over non-cumulative counts (linear within a bucket)."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    rank = q * total
+    acc = 0
+    for i, c in enumerate(counts):
+        if acc + c >= rank and c > 0:
+            if i == len(bounds):
+                return float(bounds[-1])
+            lo = bounds[i - 1] if i > 0 else 0.0
+            return float(lo + (bounds[i] - lo) * (rank - acc) / c)
+        acc += c
+    return float(bounds[-1])

@@ -1,0 +1,249 @@
+"""The LLM request families (`gen_ai_*` histograms, `llm_requests_total`, ...) and the per-record
+hot path that updates them.
+
+Hot path: a `request` record updates plain per-series arrays (bisect into fixed bucket bounds,
+add to a list slot); nothing here allocates a prometheus-client child per observation. At scrape
+time `families()` turns the arrays into `*MetricFamily` objects (cumulative buckets, exemplars
+for OpenMetrics). The caller holds the apply lock (see `llm_exporter.metrics`).
+
+Adding a family fed by request records:
+1. a field on `RequestSeries` (a `Hist` named in `HISTS`, or a `{label value: count}` dict named
+   in `COUNTS`): the checkpoint then saves and restores it with no further change;
+2. its update in `RequestMetrics.apply` (read the record with `get`, fold label values through a
+   limiter from `self.limits`);
+3. its `*MetricFamily` in `RequestMetrics.families`, at the end so earlier output keeps its order.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+from llm_exporter.labels import LabelLimiter, LabelLimits
+from llm_exporter.metrics.hist import (
+    DURATION_BUCKETS,
+    EXEMPLAR_ID_MAX,
+    TOKEN_BUCKETS,
+    TPOT_BUCKETS,
+    TTFT_BUCKETS,
+    Hist,
+)
+from llm_exporter.metrics.window import Slot, Window
+
+COMMON = ("gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model")
+OUTCOMES = ("success", "error", "aborted")
+ADMITTED_CACHE = 4096  # (operation, provider, model) values seen admitted, found without the limiters
+
+#: the single histograms of a series: field -> (bucket bounds, keeps exemplars)
+HISTS: dict[str, tuple[tuple[float, ...], bool]] = {
+    "queue": (DURATION_BUCKETS, False),
+    "inference": (DURATION_BUCKETS, False),
+    "ttft": (TTFT_BUCKETS, True),
+    "tpot": (TPOT_BUCKETS, False),
+    "tokens_in": (TOKEN_BUCKETS, False),
+    "tokens_out": (TOKEN_BUCKETS, False),
+}
+#: the counts of a series by one label value: field -> key in the checkpoint
+COUNTS = {"errors": "e", "finish": "f"}
+
+
+class RequestSeries:
+    """Everything kept for one (operation, provider, model[, extra labels]) combination."""
+
+    __slots__ = ("duration", "errors", "finish", "inference", "queue", "requests", "tokens_in",
+                 "tokens_out", "tpot", "ttft")
+
+    def __init__(self) -> None:
+        self.requests = [0, 0, 0]  # by OUTCOMES
+        self.duration: dict[str, Hist] = {}  # by error_type ("" for requests that did not fail)
+        self.errors: dict[str, int] = {}  # by error_type
+        self.finish: dict[str, int] = {}  # by finish reason
+        self.queue: Hist | None = None
+        self.inference: Hist | None = None
+        self.ttft: Hist | None = None
+        self.tpot: Hist | None = None
+        self.tokens_in: Hist | None = None
+        self.tokens_out: Hist | None = None
+
+
+class RequestMetrics:
+    """The request series, keyed by their label values; fed by `request` records."""
+
+    def __init__(self, limits: LabelLimits, window: Window, clock: Callable[[], float] = time.time) -> None:
+        self.limits = limits
+        self.window = window
+        self._clock = clock
+        self.series: dict[tuple[str, ...], RequestSeries] = {}
+        self._wslot = Slot(-1)  # the window's current one-second slot (none yet)
+        self._admitted: set[tuple[str, str, str]] = set()
+        self._lim_model = limits("llm_requests_total", "gen_ai_request_model")
+        self._lim_op = limits("llm_requests_total", "gen_ai_operation_name")
+        self._lim_err = limits("llm_request_errors_total", "error_type")
+        self._lim_finish = limits("llm_request_finish_reasons_total", "gen_ai_response_finish_reason")
+        # --config extra_labels: label names added to every request family
+        self.extra_labels: tuple[str, ...] = ()
+        self._lim_extra: list[LabelLimiter] = []
+
+    def set_extra_labels(self, names: tuple[str, ...]) -> None:
+        """Use these extra label names; a change starts the series over, as a restart would."""
+        if names != self.extra_labels:
+            self.series.clear()
+            self.extra_labels = names
+            self._lim_extra = [self.limits("llm_requests_total", n) for n in names]
+
+    def model_limiter(self) -> LabelLimiter:
+        """The limiter of `gen_ai_request_model`, shared with the server-stats gauges."""
+        return self._lim_model
+
+    def error_counts(self) -> dict[str, int]:
+        """Failed requests by error type, summed over every series."""
+        out: dict[str, int] = {}
+        for s in self.series.values():
+            for et, c in s.errors.items():
+                out[et] = out.get(et, 0) + c
+        return out
+
+    def apply(self, rec: Any, now: float | None = None) -> None:
+        """Update the series of one `request` record (the hot path)."""
+        # Hist.observe is written out inline (one call less per histogram), and label values all
+        # admitted by their limiters before are not asked again (the limiters would hand back the
+        # same values and count nothing; a limiter that forgets values must clear `_admitted`).
+        key: tuple[str, ...] = (rec["operation"], rec["provider"], rec["model"])
+        if key not in self._admitted:
+            key = self._limited(key)  # type: ignore[arg-type]
+        if self.extra_labels:  # --config extra_labels: "" where the record has none
+            ex = rec.get("extra_labels") or {}
+            key = (*key, *(lim(ex.get(n) or "") for n, lim in zip(self.extra_labels, self._lim_extra, strict=True)))
+        s = self.series.get(key)
+        if s is None:
+            s = self.series[key] = RequestSeries()
+        outcome = rec["outcome"]
+        oi = 0 if outcome == "success" else (1 if outcome == "error" else 2)
+        s.requests[oi] += 1
+        get = rec.get
+        err = ""
+        if oi == 1:
+            err = self._lim_err(rec["error_type"] or "_OTHER")
+            s.errors[err] = s.errors.get(err, 0) + 1
+        sec = int(self._clock() if now is None else now)
+        w = self._wslot
+        if w.second != sec:
+            w = self._wslot = self.window.slot(sec)
+        w.outcomes[oi] += 1
+        d = get("duration_s")
+        if d is not None:
+            h = s.duration.get(err)
+            if h is None:
+                h = s.duration[err] = Hist(DURATION_BUCKETS, exemplars=True)
+            i = bisect_left(DURATION_BUCKETS, d)
+            h.counts[i] += 1
+            h.sum += d
+            rid = get("request_id")
+            if rid is not None:
+                h.exemplars[i] = (rid[:EXEMPLAR_ID_MAX], d, time.time())  # type: ignore[index]
+            w.duration[i] += 1
+        v = get("queue_s")
+        if v is not None:
+            h = s.queue
+            if h is None:
+                h = s.queue = Hist(DURATION_BUCKETS)
+            h.counts[bisect_left(DURATION_BUCKETS, v)] += 1
+            h.sum += v
+        v = get("inference_s")
+        if v is not None:
+            h = s.inference
+            if h is None:
+                h = s.inference = Hist(DURATION_BUCKETS)
+            h.counts[bisect_left(DURATION_BUCKETS, v)] += 1
+            h.sum += v
+        tin = get("input_tokens")
+        if tin is not None:
+            h = s.tokens_in
+            if h is None:
+                h = s.tokens_in = Hist(TOKEN_BUCKETS)
+            h.counts[bisect_left(TOKEN_BUCKETS, tin)] += 1
+            h.sum += tin
+            w.tokens_in += tin
+        tout = get("output_tokens")
+        if tout is not None:
+            h = s.tokens_out
+            if h is None:
+                h = s.tokens_out = Hist(TOKEN_BUCKETS)
+            h.counts[bisect_left(TOKEN_BUCKETS, tout)] += 1
+            h.sum += tout
+            w.tokens_out += tout
+        fr = get("finish_reason")
+        if fr:
+            fr = self._lim_finish(fr)
+            s.finish[fr] = s.finish.get(fr, 0) + 1
+        if oi != 0:
+            return
+        ttft = get("ttft_s")
+        if ttft is not None:
+            if s.ttft is None:
+                s.ttft = Hist(TTFT_BUCKETS, exemplars=True)
+            s.ttft.observe(ttft, get("request_id"))
+        tpot = get("tpot_s")
+        if tpot is None and ttft is not None and d is not None and tout is not None and tout > 1 and d >= ttft:
+            tpot = (d - ttft) / (tout - 1)
+        if tpot is not None:
+            if s.tpot is None:
+                s.tpot = Hist(TPOT_BUCKETS)
+            s.tpot.observe(tpot)
+
+    def _limited(self, raw: tuple[str, str, str]) -> tuple[str, str, str]:
+        op, provider, model = raw
+        key = (self._lim_op(op), provider, self._lim_model(model))
+        if key == raw and len(self._admitted) < ADMITTED_CACHE:
+            self._admitted.add(raw)
+        return key
+
+    def families(self, with_exemplars: bool) -> Iterator[Metric]:
+        common = (*COMMON, *self.extra_labels)
+        dur = HistogramMetricFamily("gen_ai_server_request_duration_seconds",
+                                    "Generative AI server request duration, end to end.",
+                                    labels=(*common, "error_type"), unit="seconds")
+        ttft = HistogramMetricFamily("gen_ai_server_time_to_first_token_seconds",
+                                     "Time to generate the first token, successful requests.",
+                                     labels=common, unit="seconds")
+        tpot = HistogramMetricFamily("gen_ai_server_time_per_output_token_seconds",
+                                     "Time per output token after the first, successful requests.",
+                                     labels=common, unit="seconds")
+        tok = HistogramMetricFamily("gen_ai_client_token_usage",
+                                    "Number of input and output tokens per request.",
+                                    labels=(*common, "gen_ai_token_type"))
+        queue = HistogramMetricFamily("llm_request_queue_duration_seconds",
+                                      "Time a request waited before inference started.",
+                                      labels=common, unit="seconds")
+        inf = HistogramMetricFamily("llm_request_inference_duration_seconds",
+                                    "Time a request spent in inference (prefill and decode).",
+                                    labels=common, unit="seconds")
+        req = CounterMetricFamily("llm_requests", "Finished requests by outcome.",
+                                  labels=(*common, "outcome"))
+        errs = CounterMetricFamily("llm_request_errors", "Failed requests by error type.",
+                                   labels=(*common, "error_type"))
+        fin = CounterMetricFamily("llm_request_finish_reasons", "Finished requests by finish reason.",
+                                  labels=(*common, "gen_ai_response_finish_reason"))
+        for key, s in self.series.items():
+            labels = list(key)
+            for oi, n in enumerate(s.requests):
+                if n:
+                    req.add_metric([*labels, OUTCOMES[oi]], n)
+            for et, n in s.errors.items():
+                errs.add_metric([*labels, et], n)
+            for fr, n in s.finish.items():
+                fin.add_metric([*labels, fr], n)
+            for et, dh in s.duration.items():
+                dur.add_metric([*labels, et], dh.cumulative(with_exemplars), dh.sum)
+            for fam, h in ((ttft, s.ttft), (tpot, s.tpot), (queue, s.queue), (inf, s.inference)):
+                if h is not None:
+                    fam.add_metric(labels, h.cumulative(with_exemplars), h.sum)
+            if s.tokens_in is not None:
+                tok.add_metric([*labels, "input"], s.tokens_in.cumulative(False), s.tokens_in.sum)
+            if s.tokens_out is not None:
+                tok.add_metric([*labels, "output"], s.tokens_out.cumulative(False), s.tokens_out.sum)
+        yield from (dur, ttft, tpot, tok, queue, inf, req, errs, fin)
