@@ -153,7 +153,7 @@ class Dashboard:
             return out
         t0, t1 = first[0], now_e[0]
         with self.metrics.lock:
-            tokens = sum(s[5] for s in self.metrics.window.series(t1) if t0 < s[0] <= t1)
+            tokens = sum(s.tokens_out for s in self.metrics.window.series(t1) if t0 < s.second <= t1)
         joules = max(0.0, now_e[1] - first[1])
         out.update(since=t0, until=t1, joules=joules, watts=joules / (t1 - t0), output_tokens=tokens,
                    joules_per_output_token=joules / tokens if tokens else None)
