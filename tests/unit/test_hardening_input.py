@@ -21,7 +21,7 @@ from llm_exporter.pipeline import Pipeline
 
 def outcomes(m: LLMMetrics) -> Counter[str]:
     c: Counter[str] = Counter()
-    for (_src, outcome), n in m.lines.items():
+    for (_src, outcome), n in m.internal.lines.items():
         c[outcome] += n
     return c
 
@@ -80,7 +80,7 @@ def test_http_code_label_takes_exactly_three_ascii_digits() -> None:
         r = {"kind": "http", "provider": "x", "method": "GET", "path": "/v1", "code": str(1000 + i)}
         assert problem(r) is None
         m.apply(r)
-    assert m.http == {("x", "GET", "/v1", "_OTHER"): 434}
+    assert m.engine.http == {("x", "GET", "/v1", "_OTHER"): 434}
 
 
 @pytest.mark.parametrize("rule, good, bad", [
@@ -118,7 +118,7 @@ def test_a_line_with_one_bad_record_applies_none(monkeypatch: pytest.MonkeyPatch
     m = LLMMetrics()
     Pipeline(m, fmt="two").process("t", [value.encode()])
     assert outcomes(m) == Counter(invalid=1)
-    assert m.requests == {}
+    assert m.requests.series == {}
 
 
 def test_durations_that_would_sum_past_the_float_maximum_are_invalid() -> None:
@@ -129,7 +129,7 @@ def test_durations_that_would_sum_past_the_float_maximum_are_invalid() -> None:
     Pipeline(m).process("t", [line, line])
     assert outcomes(m) == Counter(invalid=2)
     assert "+Inf" not in exposition(m).split("le=")[0]
-    assert all(h.sum == 0 for s in m.requests.values() for h in s.duration.values())
+    assert all(h.sum == 0 for s in m.requests.series.values() for h in s.duration.values())
 
 
 # -- item: a BOM, bidi controls, redaction -----------------------------------------------------------
