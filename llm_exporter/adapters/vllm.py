@@ -47,6 +47,11 @@ MAX_ID = 128
 STREAM_GRACE = 300.0
 #: stats lines showing traffic, with no access or request line, before saying why nothing is counted
 STATS_BEFORE_HINT = 3
+#: requests counted from access lines alone before saying why they carry no latency (a log cut
+#: just after a request's own lines would otherwise be mistaken for vLLM's default settings)
+ACCESS_BEFORE_HINT = 3
+#: lines after an error record within which a failed request's access line takes its class
+ERROR_CLASS_LINES = 200
 # where a tracked request stands: received; counted by its own end line, access line still to come;
 # access line seen, end line awaited (a stream); counted and paired (kept so late lines count nothing)
 _OPEN, _ENDED, _WAIT, _DONE = 0, 1, 2, 3
@@ -146,12 +151,17 @@ class VllmAdapter(Adapter):
         self.busy_stats = 0  # stats lines showing traffic while no request line was seen
         self.carry: dict[str, Any] | None = None  # a record made on the way by _end, for its caller
         self.seq = 0  # request events so far: which request moved last
+        self.lines = 0  # lines offered to this adapter
+        self.error_class = ""  # the class of the last error record, for the failed request's access line
+        self.error_class_at = 0  # ... and the line it came on
+        self.access_only = 0  # requests counted from access lines while no request-id line was seen
         self.paired_ended: dict[str, OrderedDict[str, None]] = {}  # op -> ended requests an access line took
         self.pending: _Pending | None = None
 
     # -- entry points ----------------------------------------------------------------------------
 
     def parse_text(self, text: str) -> Any:
+        self.lines += 1
         if not text.startswith(_STARTS):
             if text[:1].isdigit() and (i := text.find(" uvicorn.access ", 10, 40)) > 0:
                 rec = parse_uvicorn(text[i + 16:], "vllm" if self.seen else "")  # a custom access format
@@ -202,6 +212,7 @@ class VllmAdapter(Adapter):
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
         if obj is None:
             return None
+        self.lines += 1
         msg = obj.get("message")
         if type(msg) is not str:
             return None
@@ -295,10 +306,11 @@ class VllmAdapter(Adapter):
         if cls == errors.OTHER:
             cls = errors.classify_exception(p.first.strip())
         log["error_type"] = cls
-        if cls == errors.OTHER:
-            return [log]
-        return [log, {"kind": "request", "provider": self.provider, "operation": "", "model": self.model,
-                      "outcome": "error", "error_type": cls}]
+        if cls != errors.OTHER:
+            # not a request of its own: the failed request's access line (4xx/5xx) counts it, and
+            # takes this class when its status says no more than "server error"
+            self.error_class, self.error_class_at = cls, self.lines
+        return [log]
 
     def _message(self, level: str, msg: str) -> list[dict[str, Any]] | None:
         """Records carried by one message (None: not a message vLLM is known to write)."""
@@ -659,12 +671,18 @@ class VllmAdapter(Adapter):
                 out.append(self._request(op, "success", "", key, r))
             return out
         if code >= 400:
-            out.append(self._request(op, "error", errors.from_http_status(code), ""))
+            cls = errors.from_http_status(code)
+            if cls == errors.OTHER and self.error_class and self.lines - self.error_class_at <= ERROR_CLASS_LINES:
+                cls = self.error_class  # e.g. a 500 after an out-of-memory error record
+            self.error_class = ""
+            out.append(self._request(op, "error", cls, ""))
         else:
             out.append(self._request(op, "success", "", ""))
-        if not self.id_lines and not self.hinted:
-            self.hinted = True
-            out.append({"kind": "hint", "provider": self.provider, "hint": "vllm_access_log_only"})
+        if not self.id_lines:
+            self.access_only += 1
+            if self.access_only == ACCESS_BEFORE_HINT and not self.hinted:
+                self.hinted = True
+                out.append({"kind": "hint", "provider": self.provider, "hint": "vllm_access_log_only"})
         return out
 
     def _request(self, op: str, outcome: str, error_type: str, rid: str, r: _Req | None = None) -> dict[str, Any]:

@@ -22,8 +22,16 @@ from tests.helpers import ROOT, Exporter, free_port, parse_metrics, total
 
 pytestmark = pytest.mark.slow
 
+COMPLETIONS = 2  # /v1/completions requests
 CHATS = 2  # non-streamed chat requests
 STREAMS = 2  # streamed chat requests (with usage in the last chunk)
+#: vLLM's own flags per setting: its default (no request lines), request logging, and request
+#: logging under its JSON logging config
+SETTINGS = {
+    "default": [],
+    "requests": ["--enable-log-requests", "--enable-log-outputs"],
+    "json": ["--enable-log-requests", "--enable-log-outputs", "--logging-config.formatter", "json"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +77,16 @@ def wait_for(cond: Any, timeout: float, what: str, alive: Any = None) -> Any:
 
 
 def send_requests(base: str, usage_log: Path) -> dict[str, int]:
-    """The known mix; the responses' usage objects go to usage_log (as an app would log them)."""
-    sent = {"chat_ok": 0, "404": 0, "400": 0}
+    """The known mix, each with n=1 and one prompt (so that vLLM's engine counts one request per
+    HTTP request); the responses' usage objects go to usage_log (as an app would log them)."""
+    sent = {"completion_ok": 0, "chat_ok": 0, "not_found": 0, "validation": 0}
     with usage_log.open("w") as log:
+        for i in range(COMPLETIONS):
+            code, body = post(base + "/v1/completions", {"model": "tiny-llama", "prompt": f"hello {i}",
+                                                          "max_tokens": 5})
+            assert code == 200, body
+            log.write(json.dumps({"usage": json.loads(body)["usage"]}) + "\n")
+            sent["completion_ok"] += 1
         for i in range(CHATS):
             code, body = post(base + "/v1/chat/completions", {
                 "model": "tiny-llama", "messages": [{"role": "user", "content": f"hello {i}"}], "max_tokens": 5})
@@ -89,10 +104,14 @@ def send_requests(base: str, usage_log: Path) -> dict[str, int]:
             sent["chat_ok"] += 1
         code, _ = post(base + "/v1/completions", {"model": "no-such-model", "prompt": "x", "max_tokens": 4})
         assert code == 404
-        sent["404"] += 1
+        sent["not_found"] += 1
         code, _ = post(base + "/v1/completions", {"model": "tiny-llama", "prompt": "x", "max_tokens": 5000})
         assert code == 400  # more than --max-model-len
-        sent["400"] += 1
+        sent["validation"] += 1
+        code, _ = post(base + "/v1/chat/completions", {
+            "model": "tiny-llama", "messages": [{"role": "user", "content": "x " * 600}], "max_tokens": 5})
+        assert code == 400  # a prompt longer than --max-model-len
+        sent["validation"] += 1
     return sent
 
 
@@ -112,61 +131,87 @@ def vllm_counters(text: str) -> dict[str, Any]:
             "generation": total(s, "vllm:generation_tokens_total"), "samples": s}
 
 
-@pytest.mark.parametrize("log_format", ["text", "json"])
-def test_real_vllm_counts_match_its_own_metrics(vllm_python: str, log_format: str, tmp_path: Path) -> None:
-    """Requests, finish reasons, durations, HTTP codes and tokens agree with vLLM's /metrics."""
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_real_vllm_counts_match_its_own_metrics(vllm_python: str, setting: str, tmp_path: Path) -> None:
+    """Requests by outcome, error class and operation, finish reasons, durations, HTTP codes and
+    tokens agree with vLLM's own /metrics and with the requests sent, at each vLLM setting. One
+    vLLM server per setting, all requests of that setting sent to it."""
     port = free_port()
     cmd = [vllm_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ROOT / ".tools" / "tiny-llama"),
            "--served-model-name", "tiny-llama", "--host", "127.0.0.1", "--port", str(port),
-           "--gpu-memory-utilization", "0.3", "--max-model-len", "512", "--enable-log-requests",
-           "--enable-log-outputs"]
-    if log_format == "json":
-        cmd += ["--logging-config.formatter", "json"]
+           "--gpu-memory-utilization", "0.3", "--max-model-len", "512", *SETTINGS[setting]]
     env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_LOG_STATS_INTERVAL": "2"}
     base = f"http://127.0.0.1:{port}"
+    logged = setting != "default"
     started = time.monotonic()
     with (tmp_path / "llm_exporter.out").open("wb") as out, \
             Exporter("--no-passthrough", "--gpu", "off", "--", *cmd, stdout=out, env=env) as e:
         alive = lambda: e.proc.poll() is None  # noqa: E731
-        wait_for(lambda: get(base + "/health")[0] == 200, 300, "vLLM /health", alive)
+        wait_for(lambda: get(base + "/health")[0] == 200, 600, "vLLM /health", alive)
         t0 = time.monotonic()
         sent = send_requests(base, tmp_path / "usage.jsonl")
         elapsed = time.monotonic() - t0
+        ok = sent["completion_ok"] + sent["chat_ok"]
+        errors = sent["not_found"] + sent["validation"]
 
         def ours() -> Any:
             s = e.samples()
-            done = total(s, "llm_requests_total", gen_ai_provider_name="vllm", outcome="success")
+            done = total(s, "llm_requests_total", gen_ai_provider_name="vllm")
             stats = any(n == "llm_kv_cache_usage_ratio" and dict(lbl).get("gen_ai_provider_name") == "vllm"
                         for n, lbl in s)
-            return s if done >= sent["chat_ok"] and stats else None
+            return s if done >= ok + errors and stats else None
 
-        s = wait_for(ours, 60, "our request counts and a stats line", alive)
+        s = wait_for(ours, 120, "our request counts and a stats line", alive)
         theirs = vllm_counters(get(base + "/metrics")[1])
+        page = json.loads(urllib.request.urlopen(e.url + "/api/dashboard", timeout=10).read())
         e.proc.terminate()
         e.proc.wait(120)
-    print(f"vLLM {log_format}: ready after {t0 - started:.0f}s; whole run {time.monotonic() - started:.0f}s")
+        our_log = e.stderr_text()
+    vllm_ok = sum(theirs["reasons"].values())
+    ours_ok, ours_err = (total(s, "llm_requests_total", outcome=o) for o in ("success", "error"))
+    print(f"vLLM {setting}: ready after {t0 - started:.0f}s; whole run {time.monotonic() - started:.0f}s; "
+          f"vllm:request_success_total {vllm_ok} {theirs['reasons']}; ours: success {ours_ok}, error {ours_err}"
+          f" (sent {ok} ok, {errors} refused)")
 
     vllm = {"gen_ai_provider_name": "vllm", "gen_ai_request_model": "tiny-llama"}
-    # every successful chat request, by finish reason, as vLLM counted them
-    assert sum(theirs["reasons"].values()) == sent["chat_ok"]
-    for reason, n in theirs["reasons"].items():
-        assert total(s, "llm_request_finish_reasons_total", gen_ai_response_finish_reason=reason, **vllm) == n
+    # every successful request once, as vLLM's engine counted them and as the test sent them
+    assert vllm_ok == ok
+    assert total(s, "llm_requests_total", outcome="success", **vllm) == vllm_ok
+    assert total(s, "llm_requests_total", outcome="success", gen_ai_operation_name="text_completion", **vllm) == \
+        sent["completion_ok"]
     assert total(s, "llm_requests_total", outcome="success", gen_ai_operation_name="chat", **vllm) == sent["chat_ok"]
-    assert total(s, "llm_requests_total", outcome="error", **vllm) == 0  # refused requests log no error record
-    # start and end lines of each request were seen: one duration each, within the time we spent
-    assert total(s, "gen_ai_server_request_duration_seconds_count", **vllm) == sent["chat_ok"]
-    assert 0 < total(s, "gen_ai_server_request_duration_seconds_sum", **vllm) <= elapsed
+    # every refused request once, by class (vLLM's engine never saw them)
+    assert total(s, "llm_requests_total", outcome="error", **vllm) == errors
+    assert total(s, "llm_request_errors_total", error_type="not_found", **vllm) == sent["not_found"]
+    assert total(s, "llm_request_errors_total", error_type="validation", **vllm) == sent["validation"]
+    assert total(s, "llm_requests_total", outcome="aborted") == 0
+    if logged:
+        # the chat requests end with their own output lines: finish reason and duration each (the
+        # completions print none); vLLM's reasons include the completions'
+        assert total(s, "llm_request_finish_reasons_total", **vllm) == sent["chat_ok"]
+        for reason, n in theirs["reasons"].items():
+            assert total(s, "llm_request_finish_reasons_total", gen_ai_response_finish_reason=reason, **vllm) <= n
+        assert total(s, "gen_ai_server_request_duration_seconds_count", **vllm) == sent["chat_ok"]
+        assert 0 < total(s, "gen_ai_server_request_duration_seconds_sum", **vllm) <= elapsed
+        assert "vllm_access_log_only" not in our_log and page["hints"] == []
+    else:
+        # access lines carry no latency and no finish reason: none is made up; the reason is said once
+        assert total(s, "gen_ai_server_request_duration_seconds_count") == 0
+        assert total(s, "llm_request_finish_reasons_total") == 0
+        assert our_log.count('"hint":"vllm_access_log_only"') == 1, our_log[-2000:]
+        assert len(page["hints"]) == 1 and "--enable-log-requests" in page["hints"][0]
     # the periodic stats line: an idle engine at the end
     assert total(s, "llm_requests_running", engine="0", **vllm) == 0
-    if log_format == "text":  # uvicorn access lines (the JSON logging config turns them off)
-        assert total(s, "llm_http_requests_total", path="/v1/chat/completions", code="200") == sent["chat_ok"]
-        assert total(s, "llm_http_requests_total", path="/v1/completions", code="404") == sent["404"]
-        assert total(s, "llm_http_requests_total", path="/v1/completions", code="400") == sent["400"]
-        v = theirs["samples"]
-        assert total(s, "llm_http_requests_total", path="/v1/chat/completions", code="200") == \
-            total(v, "http_requests_total", handler="/v1/chat/completions", status="2xx")
-        assert total(s, "llm_http_requests_total", path="/v1/completions") == \
-            total(v, "http_requests_total", handler="/v1/completions", status="4xx")
+    # uvicorn access lines (JSON records under the JSON logging config) against vLLM's own HTTP counts
+    v = theirs["samples"]
+    assert total(s, "llm_http_requests_total", path="/v1/chat/completions", code="200") == sent["chat_ok"]
+    assert total(s, "llm_http_requests_total", path="/v1/completions", code="200") == sent["completion_ok"]
+    assert total(s, "llm_http_requests_total", path="/v1/completions", code="404") == sent["not_found"]
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        for cls in ("2xx", "4xx"):
+            ours_n = sum(n for (name, lbl), n in s.items() if name == "llm_http_requests_total"
+                         and dict(lbl).get("path") == path and dict(lbl).get("code", "").startswith(cls[0]))
+            assert ours_n == total(v, "http_requests_total", handler=path, status=cls)
     assert total(s, "llm_exporter_lines_total", outcome="invalid") == 0
     assert total(s, "llm_exporter_lines_total", outcome="dropped") == 0
     # token totals: the responses' usage objects, logged as an app would, read back by replay

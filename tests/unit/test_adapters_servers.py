@@ -156,7 +156,8 @@ def test_vllm_streamed_output_tokens_are_counted_only_when_ids_are_logged() -> N
 
 
 def test_vllm_traceback_with_repeated_headers_is_one_record_of_its_last_exception() -> None:
-    """Error in preprocessing + traceback lines with the same header: one validation error."""
+    """Error in preprocessing + traceback lines with the same header: one ERROR record of class
+    validation; the failed request is counted once, by its access line (400)."""
     a = VllmAdapter()
     h = "(APIServer pid=1) ERROR 07-03 03:19:15 [serving_chat.py:200] "
     out: list[dict[str, Any]] = []
@@ -168,7 +169,23 @@ def test_vllm_traceback_with_repeated_headers_is_one_record_of_its_last_exceptio
     out += a.parse_text("(APIServer pid=1) INFO 07-03 03:19:16 [logger.py:39] Added request x.")
     assert [r for r in out if r["kind"] == "log" and r["level"] == "ERROR"] == [
         {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "validation"}]
+    assert requests(out) == []
+    out = a.parse_text('(APIServer pid=1) INFO:     172.18.0.1:36432 - "POST /v1/chat/completions HTTP/1.1" 400 Bad '
+                       "Request")
     assert [(r["outcome"], r["error_type"]) for r in requests(out)] == [("error", "validation")]
+
+
+def test_vllm_error_record_names_the_class_of_the_next_server_error() -> None:
+    """An out-of-memory error record, then the request's 500: one request error, class oom."""
+    a = VllmAdapter()
+    a.parse_text("(EngineCore pid=112) ERROR 05-01 14:39:06 [core.py:1131] torch.OutOfMemoryError: CUDA out of "
+                 "memory. Tried to allocate 50.00 MiB.")
+    out = a.parse_text('(APIServer pid=1) INFO:     172.18.0.1:36432 - "POST /v1/chat/completions HTTP/1.1" 500 '
+                       "Internal Server Error")
+    assert [(r["outcome"], r["error_type"]) for r in requests(out)] == [("error", "oom")]
+    out = a.parse_text('(APIServer pid=1) INFO:     172.18.0.1:36432 - "POST /v1/chat/completions HTTP/1.1" 500 '
+                       "Internal Server Error")
+    assert [(r["outcome"], r["error_type"]) for r in requests(out)] == [("error", "_OTHER")]
 
 
 def test_llamacpp_block_is_one_request_from_header_and_three_lines() -> None:

@@ -144,9 +144,12 @@ def test_vllm_request_lines_access_lines_and_error_records() -> None:
     # Line 57 is a streaming delta with finish_reason None: not yet finished.
     assert v(s, "llm_requests_total", outcome="success") == 3
     assert v(s, "llm_requests_total", gen_ai_operation_name="chat", outcome="success") == 3
-    # line 36 (HTTP 400), line 38 VLLMValidationError, line 41 torch.OutOfMemoryError
-    assert v(s, "llm_request_errors_total", error_type="validation") == 2
-    assert v(s, "llm_request_errors_total", error_type="oom") == 1
+    # line 36 (HTTP 400) is the one failed request; the error records (38 VLLMValidationError, 41
+    # torch.OutOfMemoryError, ...) come after it and are log records only: a failed request is
+    # counted by its access line, never again by its error record
+    assert v(s, "llm_request_errors_total", error_type="validation") == 1
+    assert v(s, "llm_request_errors_total", error_type="oom") == 0
+    assert v(s, "llm_requests_total", outcome="error") == 1
     # ERROR records: 26, 27-29, 30, 31, 37, 38, 40, 41, 42-44, 46-47
     assert v(s, "llm_log_messages_total", level="ERROR") == 10
     assert v(s, "llm_log_messages_total", level="WARNING") == 2  # 32, 39
@@ -170,8 +173,10 @@ def test_vllm_json_logging_records() -> None:
     assert v(s, "llm_requests_running", engine="0") == 18
     assert v(s, "llm_requests_waiting", engine="0") == 33
     assert v(s, "llm_kv_cache_usage_ratio", engine="0") == pytest.approx(0.877)
-    # line 4: exc_info ends in `ValueError: This model's maximum context length is 16384 tokens`
-    assert v(s, "llm_request_errors_total", error_type="validation") == 1
+    # line 4: exc_info ends in `ValueError: This model's maximum context length is 16384 tokens`: an
+    # ERROR record (the request it failed is counted by its access line, absent here)
+    assert v(s, "llm_log_messages_total", level="ERROR") == 1
+    assert v(s, "llm_request_errors_total") == 0
     # line 5 `Finished request cmpl-...` (V0)
     assert v(s, "llm_requests_total", gen_ai_operation_name="text_completion", outcome="success") == 1
     assert out == {"record": 6}

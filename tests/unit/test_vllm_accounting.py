@@ -227,15 +227,18 @@ def test_stats_lines_with_traffic_and_no_request_lines_say_why_nothing_is_counte
             "GPU KV cache usage: 0.5%, Prefix cache hit rate: 0.0%")
     recs, _ = run([busy] * 5)
     assert [r["hint"] for r in recs if r["kind"] == "hint"] == ["vllm_stats_only"]
-    recs, _ = run([acc(200), busy, busy, busy])
+    recs, _ = run([acc(200), busy, busy, busy, acc(200), acc(200)])
     assert [r["hint"] for r in recs if r["kind"] == "hint"] == ["vllm_access_log_only"]
+    # a log cut right after a request's own lines: its first access lines say nothing yet
+    recs, _ = run([acc(200), acc(200), recv("chatcmpl-1"), acc(200, "/v1/chat/completions"), acc(200)])
+    assert [r for r in recs if r["kind"] == "hint"] == []
 
 
 def test_hint_reaches_the_metrics_once() -> None:
     m = LLMMetrics()
     p = Pipeline(m)
-    p.process("s", [BANNER.encode(), acc(200).encode(), acc(200).encode()])
-    p.process("t", [BANNER.encode(), acc(200).encode()])
+    p.process("s", [BANNER.encode(), *[acc(200).encode()] * 3])
+    p.process("t", [BANNER.encode(), *[acc(404).encode()] * 4])
     assert m.hints.seen == {"vllm_access_log_only": "vllm"}
 
 
