@@ -361,6 +361,15 @@ MAX_CONFIG_BYTES = 1 << 20
 MAX_METRICS = 500
 
 
+#: limits people look for in the file: they are options (flags or LLM_EXPORTER_* variables)
+_FLAG_ONLY = {
+    "limits": ": limits are options, not --config keys: --label-limit N, --max-line-bytes N, --queue-chunks N",
+    "label_limit": ": it is an option, not a --config key: --label-limit N (or LLM_EXPORTER_LABEL_LIMIT)",
+    "max_line_bytes": ": it is an option, not a --config key: --max-line-bytes N (or LLM_EXPORTER_MAX_LINE_BYTES)",
+    "queue_chunks": ": it is an option, not a --config key: --queue-chunks N (or LLM_EXPORTER_QUEUE_CHUNKS)",
+}
+
+
 def load_config(path: Path | str, max_bytes: int = MAX_CONFIG_BYTES) -> Config:
     """Read and validate a config file (ConfigError with a line number on any problem)."""
     return load_yaml_model(path, Config, ConfigError, max_bytes=max_bytes)
@@ -409,7 +418,7 @@ def load_yaml_model(path: Path | str, model: type[M], error: type[Exception],
         where = ".".join(f"[{x}]" if isinstance(x, int) else str(x) for x in loc).replace(".[", "[")
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = "unknown key" + (_FLAG_ONLY.get(str(loc[0]), "") if len(loc) == 1 and model is Config else "")
         raise error(f"{p}:{line}: {where + ': ' if where else ''}{msg}") from None
 
 

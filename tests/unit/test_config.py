@@ -237,3 +237,17 @@ def test_mapped_lines_and_app_lines_agree_on_outcome(tmp_path: Path, status: obj
     if type(status) is not bool:  # app JSON's schema takes a word or an HTTP code
         app = AppJsonAdapter().parse_json(json.dumps({"status": status, "latency": 1}).encode(), None)
         assert (app["outcome"], app["error_type"]) == (outcome, error_type)
+
+
+@pytest.mark.parametrize(("key", "flag"), [("limits", "--label-limit"), ("label_limit", "--label-limit"),
+                                           ("max_line_bytes", "--max-line-bytes")])
+def test_limits_in_the_file_point_to_their_options(tmp_path: Path, key: str, flag: str) -> None:
+    """Limits are options: a `limits:`/`label_limit:`/`max_line_bytes:` key is refused with the line
+    and the option that sets it, not a bare "unknown key"."""
+    p = tmp_path / "c.yaml"
+    value = "{label_limit: 5}" if key == "limits" else "5"
+    p.write_text(f"mappings: []\n{key}: {value}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:2: {key}: unknown key") and flag in msg and "option" in msg, msg
