@@ -102,7 +102,10 @@ def open_state(directory: Path | None) -> tuple[StateStore | None, dict[str, Any
     try:
         store.prepare()
     except OSError as e:
-        raise StartupError(f"--state-dir {directory}: {e.strerror or e}") from None
+        # mkdir on a path whose last part (or a parent) is a file says "File exists" / "Not a directory"
+        bad = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{bad} is a file, not a directory" if bad is not None else (e.strerror or str(e))
+        raise StartupError(f"--state-dir {directory}: {why}") from None
     return store, store.load()
 
 

@@ -43,9 +43,9 @@ def test_wrapper_image_builds_offline_and_runs_a_child(tmp_path: Path) -> None:
     (ctx / "Dockerfile").write_bytes((EXAMPLE / "Dockerfile").read_bytes())
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "-w", str(ctx / "wheels"), str(ROOT)], check=True,
                    timeout=600)
-    before = podman("run", "--rm", BASE, "python3", "-m", "pip", "list", "--format=freeze").stdout
+    before = podman("run", "--rm", "--network=none", BASE, "python3", "-m", "pip", "list", "--format=freeze").stdout
     tag = f"localhost/llm-exporter-wrapper-test:{uuid.uuid4().hex[:8]}"
-    podman("build", "--quiet", "--pull=never", "--network=none", "--format", "docker",
+    podman("build", "--quiet", "--pull=never", "--format", "docker",
            "--build-arg", f"SERVER_IMAGE={BASE}", "--build-arg", "PIP_INSTALL_FLAGS=--no-index", "-t", tag, str(ctx))
     name = f"wrapper-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
@@ -54,7 +54,7 @@ def test_wrapper_image_builds_offline_and_runs_a_child(tmp_path: Path) -> None:
              "    print(json.dumps({'request_id': f'r{i}', 'model': 'm', 'status': 'success', 'duration_ms': 5 + i}))\n"
              "sys.stdout.flush(); time.sleep(600)\n")
     try:
-        after = podman("run", "--rm", tag, "python3", "-m", "pip", "list", "--format=freeze").stdout
+        after = podman("run", "--rm", "--network=none", tag, "python3", "-m", "pip", "list", "--format=freeze").stdout
         assert after == before  # the server's own environment is unchanged
         podman("run", "-d", "--rm", "--name", name, "--network=host", tag, "llm-exporter", "--listen",
                f"127.0.0.1:{port}", "--gpu", "off", "--no-passthrough", "--", "python3", "-c", child)

@@ -114,3 +114,14 @@ def test_stats_gauges_say_when_the_engine_last_logged_them() -> None:
     assert set(seen) == {"0"}
     assert before - 1 <= seen["0"] <= after + 1
     assert total(s, "llm_kv_cache_usage_ratio", engine="0") > 0
+
+
+def test_state_dir_on_a_file_says_so(tmp_path: Path) -> None:
+    """--state-dir naming a file: one line saying it is a file (it said "File exists")."""
+    f = tmp_path / "state"
+    f.write_text("x")
+    for target in (f, f / "sub"):
+        r = subprocess.run([sys.executable, "-m", "llm_exporter", "--listen", f"127.0.0.1:{free_port()}", "--gpu",
+                            "off", "--state-dir", str(target)], input=b"", capture_output=True, timeout=60, cwd=ROOT)
+        assert r.returncode == 1
+        assert r.stderr.decode().strip() == f"llm-exporter: error: --state-dir {target}: {f} is a file, not a directory"
