@@ -36,7 +36,7 @@ from llm_exporter.metrics.custom import CustomMetrics
 from llm_exporter.metrics.engine import EngineMetrics
 from llm_exporter.metrics.hints import HintsSeen
 from llm_exporter.metrics.internal import LINE_OUTCOMES, InternalMetrics, SourceCounter
-from llm_exporter.metrics.requests import RequestMetrics
+from llm_exporter.metrics.requests import CONFIGURABLE, RequestMetrics
 from llm_exporter.metrics.slo import SloMetrics
 from llm_exporter.metrics.startup import StartupMetrics
 from llm_exporter.metrics.window import Window
@@ -72,10 +72,13 @@ class LLMMetrics:
         }
 
     def configure(self, config: Any) -> None:
-        """Take the extra labels and custom metrics of a `--config` (None: none). Changing the extra
-        label names starts the request series over, as a restart would (caller holds the lock)."""
+        """Take the extra labels, bucket bounds, objectives and custom metrics of a `--config` (None:
+        none). Changing the extra label names or the bounds starts the request series over, as a
+        restart would (caller holds the lock)."""
         names = tuple(config.label_names) if config is not None else ()
         self.requests.set_extra_labels(names)
+        self.requests.set_bounds({h: config.bucket_bounds(h, b) for h, b in CONFIGURABLE.items()}
+                                 if config is not None else {})
         self.slo.configure(config.slo if config is not None else [])
         self._apply["request"] = self._apply_request_slo if self.slo.objectives else self.requests.apply
         specs = config.all_metrics if config is not None else []

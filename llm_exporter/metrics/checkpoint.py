@@ -6,8 +6,9 @@ say were applied. Saved: request series (outcome counts, error types, finish rea
 histogram's buckets and sum), server stats gauges, HTTP and log-level counters, the lines and
 bytes self counters, and the label limiters' admitted values and overflow counts (so `_OTHER`
 folding goes on as before). Not saved: exemplars (they point at recent lines) and the 15-minute
-window of the page. A histogram saved with other bucket bounds than this build's is dropped with
-one log line rather than misread.
+window of the page. A histogram saved with other bucket bounds than the ones in use (this build's,
+or the `--config` file's `buckets:` and SLO thresholds) is dropped with one log line rather than
+misread.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from typing import Any
 
 from llm_exporter.metrics import LLMMetrics
-from llm_exporter.metrics.hist import DURATION_BUCKETS, Hist
+from llm_exporter.metrics.hist import Hist
 from llm_exporter.metrics.requests import COUNTS, HISTS, RequestSeries
 
 log = logging.getLogger("llm_exporter.state")
@@ -83,14 +84,14 @@ def restore(m: LLMMetrics, data: Any) -> bool:
             for name, saved_as in COUNTS.items():
                 setattr(s, name, {k: int(v) for k, v in r.get(saved_as, {}).items()})
             for et, hd in r["d"].items():
-                h = _unhist(hd, DURATION_BUCKETS, True)
+                h = _unhist(hd, m.requests.hist_bounds("duration"), True)
                 if h is None:
                     dropped += 1
                 else:
                     s.duration[et] = h
-            for name, (bounds, exemplars) in HISTS.items():
+            for name, (_, exemplars) in HISTS.items():
                 if name in r:
-                    h = _unhist(r[name], bounds, exemplars)
+                    h = _unhist(r[name], m.requests.hist_bounds(name), exemplars)
                     dropped += h is None
                     setattr(s, name, h)
             key = tuple(str(x) for x in r["k"])

@@ -47,6 +47,12 @@ HISTS: dict[str, tuple[tuple[float, ...], bool]] = {
     "tokens_in": (TOKEN_BUCKETS, False),
     "tokens_out": (TOKEN_BUCKETS, False),
 }
+#: the histograms whose bounds `--config buckets:` (and the SLO thresholds) can set: their
+#: built-in bounds
+CONFIGURABLE: dict[str, tuple[float, ...]] = {
+    "duration": DURATION_BUCKETS, "ttft": TTFT_BUCKETS, "tpot": TPOT_BUCKETS,
+    "queue": DURATION_BUCKETS, "inference": DURATION_BUCKETS,
+}
 #: the counts of a series by one label value: field -> key in the checkpoint
 COUNTS = {"errors": "e", "finish": "f"}
 
@@ -87,6 +93,33 @@ class RequestMetrics:
         # --config extra_labels: label names added to every request family
         self.extra_labels: tuple[str, ...] = ()
         self._lim_extra: list[LabelLimiter] = []
+        # bucket bounds in use (--config buckets: and slo: thresholds), one attribute each for the hot path
+        self.bounds: dict[str, tuple[float, ...]] = dict(CONFIGURABLE)
+        self._b_duration: tuple[float, ...] = DURATION_BUCKETS
+        self._b_ttft: tuple[float, ...] = TTFT_BUCKETS
+        self._b_tpot: tuple[float, ...] = TPOT_BUCKETS
+        self._b_queue: tuple[float, ...] = DURATION_BUCKETS
+        self._b_inference: tuple[float, ...] = DURATION_BUCKETS
+
+    def set_bounds(self, bounds: dict[str, tuple[float, ...]]) -> None:
+        """Use these bucket bounds (histogram name -> bounds; the rest built-in); a change starts
+        the series over, as a restart would."""
+        new = {**CONFIGURABLE, **{k: tuple(v) for k, v in bounds.items() if k in CONFIGURABLE}}
+        if new != self.bounds:
+            self.series.clear()
+            self.bounds = new
+            self._take_bounds()
+
+    def _take_bounds(self) -> None:
+        b = self.bounds
+        # the built-in tuples themselves where unchanged: the page's window compares by identity
+        self._b_duration = DURATION_BUCKETS if b["duration"] == DURATION_BUCKETS else b["duration"]
+        self._b_ttft, self._b_tpot = b["ttft"], b["tpot"]
+        self._b_queue, self._b_inference = b["queue"], b["inference"]
+
+    def hist_bounds(self, name: str) -> tuple[float, ...]:
+        """The bounds a series' histogram `name` (a `HISTS` field, or "duration") is kept with now."""
+        return self.bounds[name] if name in self.bounds else HISTS[name][0]
 
     def set_extra_labels(self, names: tuple[str, ...]) -> None:
         """Use these extra label names; a change starts the series over, as a restart would."""
@@ -137,28 +170,29 @@ class RequestMetrics:
         d = get("duration_s")
         if d is not None:
             h = s.duration.get(err)
+            db = self._b_duration
             if h is None:
-                h = s.duration[err] = Hist(DURATION_BUCKETS, exemplars=True)
-            i = bisect_left(DURATION_BUCKETS, d)
+                h = s.duration[err] = Hist(db, exemplars=True)
+            i = bisect_left(db, d)
             h.counts[i] += 1
             h.sum += d
             rid = get("request_id")
             if rid is not None:
                 h.exemplars[i] = (rid[:EXEMPLAR_ID_MAX], d, time.time())  # type: ignore[index]
-            w.duration[i] += 1
+            w.duration[i if db is DURATION_BUCKETS else bisect_left(DURATION_BUCKETS, d)] += 1
         v = get("queue_s")
         if v is not None:
             h = s.queue
             if h is None:
-                h = s.queue = Hist(DURATION_BUCKETS)
-            h.counts[bisect_left(DURATION_BUCKETS, v)] += 1
+                h = s.queue = Hist(self._b_queue)
+            h.counts[bisect_left(h.bounds, v)] += 1
             h.sum += v
         v = get("inference_s")
         if v is not None:
             h = s.inference
             if h is None:
-                h = s.inference = Hist(DURATION_BUCKETS)
-            h.counts[bisect_left(DURATION_BUCKETS, v)] += 1
+                h = s.inference = Hist(self._b_inference)
+            h.counts[bisect_left(h.bounds, v)] += 1
             h.sum += v
         tin = get("input_tokens")
         if tin is not None:
@@ -185,14 +219,14 @@ class RequestMetrics:
         ttft = get("ttft_s")
         if ttft is not None:
             if s.ttft is None:
-                s.ttft = Hist(TTFT_BUCKETS, exemplars=True)
+                s.ttft = Hist(self._b_ttft, exemplars=True)
             s.ttft.observe(ttft, get("request_id"))
         tpot = get("tpot_s")
         if tpot is None and ttft is not None and d is not None and tout is not None and tout > 1 and d >= ttft:
             tpot = (d - ttft) / (tout - 1)
         if tpot is not None:
             if s.tpot is None:
-                s.tpot = Hist(TPOT_BUCKETS)
+                s.tpot = Hist(self._b_tpot)
             s.tpot.observe(tpot)
 
     def _limited(self, raw: tuple[str, str, str]) -> tuple[str, str, str]:

@@ -141,3 +141,67 @@ def test_thresholds_and_targets_in_any_unit(tmp_path: Path) -> None:
     assert o.thresholds == {"ttft": 1.5, "tpot": 0.02, "duration": 60.0, "queue": 0.00025}
     assert o.target == pytest.approx(0.999)
     assert o.model == []
+
+
+def les(s: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> list[str]:
+    return sorted({dict(lb)["le"] for (n, lb) in s if n == name}, key=lambda x: float(x))
+
+
+def test_a_threshold_is_a_bucket_edge_and_the_slo_agrees_with_the_histogram(tmp_path: Path) -> None:
+    """ttft: 450ms puts a bucket at 0.45 s (the built-in TTFT bounds jump from 0.25 to 0.5): the
+    successful requests in `le="0.45"` are exactly the objective's good ones. Of LINES, the
+    successes with a TTFT are 0.4, 0.6, 0.1 and 0.5 s: two within 450 ms."""
+    s = run(tmp_path, "slo: [{name: ttft, ttft: 450ms}]\n")
+    assert "0.45" in les(s, "gen_ai_server_time_to_first_token_seconds_bucket")
+    within = total(s, "gen_ai_server_time_to_first_token_seconds_bucket", le="0.45")
+    assert within == 2
+    assert total(s, "llm_slo_requests_total", slo="ttft", result="good") == within
+    # bad: the 0.6 s and 0.5 s successes and the failed request (the aborted one, 0.2 s, is within:
+    # unjudged)
+    assert total(s, "llm_slo_requests_total", slo="ttft", result="bad") == 3
+
+
+def test_buckets_set_the_bounds_with_the_thresholds_added(tmp_path: Path) -> None:
+    s = run(tmp_path, "buckets: {duration: [0.5, 1, 5], queue: [0.1]}\nslo: [{name: x, duration: 2s}]\n")
+    assert les(s, "gen_ai_server_request_duration_seconds_bucket") == ["0.5", "1", "2", "5", "+Inf"]
+    # TTFT keeps the built-in bounds (nothing set them)
+    assert les(s, "gen_ai_server_time_to_first_token_seconds_bucket")[:3] == ["0.001", "0.005", "0.01"]
+    # every request with a duration is in +Inf; 1.4 s and 1.0 s and below within 2 s (lines 1, 2, 4, 5, 6)
+    assert total(s, "gen_ai_server_request_duration_seconds_bucket", le="+Inf") == 7
+    assert total(s, "gen_ai_server_request_duration_seconds_bucket", le="2") == 5
+    # the page's window keeps its own, built-in bounds: a quantile still comes out
+    m = LLMMetrics()
+    path = tmp_path / "d.yaml"
+    path.write_text("buckets: {duration: [0.5, 1, 5]}\n")
+    p = Pipeline(m, config=load_config(path))
+    p.process("t", [json.dumps(line).encode() for line, _, _ in LINES])
+    assert m.summary()["p50_seconds"] is not None
+
+
+def test_changed_bounds_start_the_series_over_and_the_checkpoint_follows(tmp_path: Path) -> None:
+    from llm_exporter.metrics import checkpoint
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("slo: [{name: x, ttft: 450ms}]\n")
+    b.write_text("slo: [{name: x, ttft: 300ms}]\n")
+    m = LLMMetrics()
+    p = Pipeline(m, config=load_config(a))
+    p.process("t", [json.dumps(line).encode() for line, _, _ in LINES])
+    with m.lock:
+        saved = checkpoint.snapshot(m)
+    # a restart with the same file: every histogram comes back
+    m2 = LLMMetrics()
+    m2.configure(load_config(a))
+    assert checkpoint.restore(m2, saved)
+    assert sum(sum(s.ttft.counts) for s in m2.requests.series.values() if s.ttft is not None) == 4
+    # a restart with another threshold: the TTFT histograms saved with 0.45 are dropped, not misread
+    m3 = LLMMetrics()
+    m3.configure(load_config(b))
+    assert checkpoint.restore(m3, saved)
+    assert all(s.ttft is None for s in m3.requests.series.values())
+    # a reload with other bounds starts the request series over
+    p.reconfigure(load_config(b))
+    with m.lock:
+        assert m.requests.series == {}
+        assert m.requests.bounds["ttft"][:9] == (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25)
+        assert 0.3 in m.requests.bounds["ttft"] and 0.45 not in m.requests.bounds["ttft"]
