@@ -3,8 +3,9 @@
 `snapshot()` is called under the metrics lock by `StateStore.checkpoint`, together with the file
 sources' offsets, so a restart resumes counters and histograms exactly at the lines those offsets
 say were applied. Saved: request series (outcome counts, error types, finish reasons, every
-histogram's buckets and sum), server stats gauges, HTTP and log-level counters, the lines and
-bytes self counters, and the label limiters' admitted values and overflow counts (so `_OTHER`
+histogram's buckets and sum), server stats gauges, HTTP and log-level counters, the servers'
+starts and last start-up figures, the SLO counts (restored only for objectives defined as they
+were), the lines and bytes self counters, and the label limiters' admitted values and overflow counts (so `_OTHER`
 folding goes on as before). Not saved: exemplars (they point at recent lines) and the 15-minute
 window of the page. A histogram saved with other bucket bounds than the ones in use (this build's,
 or the `--config` file's `buckets:` and SLO thresholds) is dropped with one log line rather than
@@ -62,6 +63,8 @@ def snapshot(m: LLMMetrics) -> dict[str, Any]:
         "lines": [[list(k), n] for k, n in i.lines.items()],
         "bytes": dict(i.bytes),
         "limiters": [[list(k), lim.admitted(), lim.overflow] for k, lim in m.limits.items()],
+        "startup": m.startup.snapshot(),
+        "slo": m.slo.snapshot(),
     }
 
 
@@ -109,6 +112,9 @@ def restore(m: LLMMetrics, data: Any) -> bool:
             t.internal.lines[(k[0], k[1])] = int(n)
         for src, n in data.get("bytes", {}).items():
             t.internal.bytes[src] = int(n)
+        t.startup.restore(data.get("startup"))
+        t.slo.objectives = m.slo.objectives  # counts come back only for objectives defined as they were
+        t.slo.restore(data.get("slo"))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         log.warning("saved metric state is damaged (%s); counters start from zero", e)
         return False
@@ -121,6 +127,10 @@ def restore(m: LLMMetrics, data: Any) -> bool:
         m.engine.logs.update(t.engine.logs)
         m.internal.lines.update(t.internal.lines)
         m.internal.bytes.update(t.internal.bytes)
+        m.startup.starts.update(t.startup.starts)
+        m.startup.current.update(t.startup.current)
+        m.slo.requests.update(t.slo.requests)
+        m.slo.tokens.update(t.slo.tokens)
     if dropped:
         log.warning("%d saved histograms had other bucket bounds and were dropped", dropped)
     return True

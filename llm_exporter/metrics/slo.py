@@ -82,6 +82,26 @@ class SloMetrics:
         self.objectives = new
         self._matches.clear()
 
+    def snapshot(self) -> dict[str, Any]:
+        """The counts with the definitions they were judged by (for the `--state-dir` checkpoint)."""
+        return {"objectives": [[o.name, list(o.models), [list(t) for t in o.thresholds], o.target]
+                               for o in self.objectives],
+                "requests": [[list(k), v] for k, v in self.requests.items()],
+                "tokens": [[list(k), v] for k, v in self.tokens.items()]}
+
+    def restore(self, data: Any) -> None:
+        """Take saved counts back for the objectives still defined the same way (raises on a
+        damaged snapshot; the caller keeps the metrics unchanged then)."""
+        if not data:
+            return
+        saved = {str(n): (str(n), tuple(str(x) for x in m), tuple((str(f), float(v)) for f, v in t), float(g))
+                 for n, m, t, g in data.get("objectives", [])}
+        same = {o.name for o in self.objectives if saved.get(o.name) == o.key()}
+        for field, into in (("requests", self.requests), ("tokens", self.tokens)):
+            for (slo, model), counts in data.get(field, []):
+                if slo in same and len(counts) == len(RESULTS):
+                    into[(str(slo), str(model))] = [int(c) for c in counts]
+
     def apply(self, rec: Any) -> None:
         """Judge one `request` record against every objective that selects its model."""
         model = rec["model"]

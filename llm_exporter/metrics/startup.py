@@ -69,6 +69,24 @@ class StartupMetrics:
         if rec.get("ready"):
             st.ready = True
 
+    def snapshot(self) -> dict[str, Any]:
+        """Starts seen and the last start's figures (for the `--state-dir` checkpoint)."""
+        return {p: {"starts": n, "phases": dict(st.phases), "memory": dict(st.memory), "kv": st.kv_tokens,
+                    "concurrency": st.concurrency, "ready": st.ready}
+                for p, n in self.starts.items() if (st := self.current.get(p)) is not None}
+
+    def restore(self, data: Any) -> None:
+        """Take a snapshot back (raises on a damaged one; the caller keeps the metrics unchanged)."""
+        for provider, d in (data or {}).items():
+            st = _Start()
+            st.phases = {str(k): float(v) for k, v in d["phases"].items() if k in PHASES}
+            st.memory = {str(k): float(v) for k, v in d["memory"].items() if k in MEMORY_USES}
+            st.kv_tokens = None if d["kv"] is None else float(d["kv"])
+            st.concurrency = None if d["concurrency"] is None else float(d["concurrency"])
+            st.ready = bool(d["ready"])
+            self.starts[str(provider)] = int(d["starts"])
+            self.current[str(provider)] = st
+
     def families(self) -> Iterator[Metric]:
         dur = GaugeMetricFamily("llm_server_startup_duration_seconds",
                                 "How long each start-up phase of the server's last start took, as it printed it.",

@@ -205,3 +205,25 @@ def test_changed_bounds_start_the_series_over_and_the_checkpoint_follows(tmp_pat
         assert m.requests.series == {}
         assert m.requests.bounds["ttft"][:9] == (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25)
         assert 0.3 in m.requests.bounds["ttft"] and 0.45 not in m.requests.bounds["ttft"]
+
+
+def test_checkpoint_keeps_the_counts_of_objectives_defined_the_same(tmp_path: Path) -> None:
+    """--state-dir: the SLO counts survive a restart for objectives whose definition is the same;
+    one whose threshold changed starts from zero (its old counts were judged differently)."""
+    from llm_exporter.metrics import checkpoint
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(CONFIG)
+    b.write_text(CONFIG.replace("duration: 2s", "duration: 3s"))
+    m = LLMMetrics()
+    Pipeline(m, config=load_config(a)).process("t", [json.dumps(line).encode() for line, _, _ in LINES])
+    with m.lock:
+        saved = json.loads(json.dumps(checkpoint.snapshot(m)))
+    m2 = LLMMetrics()
+    m2.configure(load_config(a))
+    assert checkpoint.restore(m2, saved)
+    assert m2.slo.requests == m.slo.requests and m2.slo.tokens == m.slo.tokens
+    m3 = LLMMetrics()
+    m3.configure(load_config(b))
+    assert checkpoint.restore(m3, saved)
+    assert {k for k in m3.slo.requests} == {k for k in m.slo.requests if k[0] == "chat"}

