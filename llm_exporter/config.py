@@ -350,8 +350,14 @@ class Config(_Strict):
             out.append(f"slo {o.name!r} on {', '.join(o.model) or 'every model'}: good when it succeeds with {th}; "
                        f"target {o.target:.4g}")
         for h in BUCKET_HISTOGRAMS:
-            if getattr(self.buckets, h) is not None:
-                out.append(f"buckets {h}: {', '.join(f'{b:g}' for b in getattr(self.buckets, h))}")
+            given = getattr(self.buckets, h)
+            extra = sorted({o.thresholds[h] for o in self.slo if h in o.thresholds})
+            if given is not None:
+                out.append(f"buckets {h}: {', '.join(f'{b:g}' for b in self.bucket_bounds(h, given))}"
+                           + (" (with the SLO thresholds)" if extra else ""))
+            elif extra:
+                added = ", ".join(f"{b:g}" for b in extra)
+                out.append(f"buckets {h}: the built-in bounds and the SLO thresholds {added}")
         return out
 
 
