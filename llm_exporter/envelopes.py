@@ -1,38 +1,64 @@
-"""Peel the wrappers that log collectors put around a server's own line.
+"""Peel the wrappers that collectors, terminals and log viewers put around a server's own line.
 
-Detected per line, on every source, possibly stacked (at most `MAX_LAYERS` deep):
+One general peeler: each round looks at the first byte of what is left and removes at most one
+prefix of a known *shape*, until nothing more comes off (at most `MAX_LAYERS` rounds), so any
+stack of wrappers peels. The shapes:
 
-- Kubernetes CRI (`/var/log/pods/...`): `<RFC3339Nano> stdout|stderr P|F <msg>`; `P` fragments are
-  held and joined with the following fragments of the same stream up to the `F` fragment.
-- Docker json-file: `{"log":"...\\n","stream":"stdout","time":"..."}`; the inner `log` text is the line
-  (a `log` without its trailing newline is a fragment of a longer line, joined like CRI `P`).
-- `docker logs --timestamps`: `<RFC3339Nano> ` before the line. TGI's own lines also start with an
-  RFC3339 timestamp (microseconds, then its padded level): those are left alone.
-- docker-compose: `name  | `; journald (syslog short): `Mon DD HH:MM:SS host unit[pid]: `.
-- ANSI colour sequences (and their `#033[...m` rendering), anywhere in a non-JSON line.
+- JSON envelopes: docker json-file `{"log":"...\\n","stream":...}` (a `log` without its newline is a
+  fragment of a longer line, held and joined); Google Cloud Logging entries (`textPayload` is the
+  line; `jsonPayload` is the server's own JSON object).
+- Kubernetes CRI `<RFC3339Nano> stdout|stderr P|F <msg>`; `P` fragments are held and joined with
+  the following fragments of the same stream up to the `F` fragment.
+- A leading timestamp: ISO 8601 with `T` or a space, optional fraction (`.` or `,`), optional
+  offset or `Z` and an optional zone word (`UTC`); bracketed (`[2025-01-02 03:04:05]`); each
+  followed by spaces and optionally `- ` or `| ` (log viewers). After one, journald's
+  `host unit[pid]: ` (short-iso) comes off too.
+- syslog / journald short and short-precise: `Mon DD HH:MM:SS[.ffffff] host unit[pid]: `, with any
+  locale's month word (`janv.`, `mar`); `journalctl -o verbose`'s `MESSAGE=`.
+- docker-compose `name-1  | ` and `[service] | `; Cloud Logging's `[resource.labels...]` chips.
+- ANSI colour: ESC sequences anywhere, and, on a line that starts with one, the renderings
+  with the ESC byte lost (`[1;36m`), caret-rendered (`^[[1;36m`) or syslog-escaped (`#033[1;36m`).
+- A progress bar glued in front by `\\r`: the text after the last `\\r` is the line.
 
-Only prefixes are examined; the payload is never scanned beyond the ANSI check. The common case, a
-bare JSON line, costs two byte comparisons. A line with no wrapper comes back unchanged (the same
-object). `Envelope` carries the per-stream state (held fragments); `peel()` is the stateless form.
+Only prefixes are examined: a bare line costs a dispatch on its first byte and two byte searches
+(`\\r`, ESC); a bare JSON object line costs two comparisons. Server-owned prefixes that are not
+wrappers (SGLang's `[date TP0]`, vLLM's `(APIServer pid=1)`, llama.cpp's `[port]`, Ollama's `[GIN]`,
+Go's `2024/05/12 06:47:18`) are left to the adapters. A line with no wrapper comes back unchanged
+(the same object). `Envelope` carries the per-stream state (held fragments); `peel()` is the
+stateless form.
 """
 
 from __future__ import annotations
 
 import re
 
+import orjson
+
 from llm_exporter.adapters.base import json_object
 
-MAX_LAYERS = 4
+MAX_LAYERS = 8
 #: the most bytes held for one joined line; fragments beyond it are dropped (the line stays bounded)
 MAX_JOINED = 1 << 20
 
-_ANSI = re.compile(rb"(?:\x1b\[[0-9;]*[A-Za-z]|#033\[[0-9;]*m)")
-_TS = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(?:Z|[+-]\d\d:\d\d)"
-_CRI = re.compile(_TS + rb" (stdout|stderr) ([PF])(?: |$)")
-_DOCKER_TS = re.compile(_TS + rb" ")
-_TGI_LEVEL = re.compile(rb"(?: INFO| WARN|ERROR|DEBUG|TRACE) ")
-_JOURNALD = re.compile(rb"[A-Z][a-z]{2} [ 0-3]\d \d\d:\d\d:\d\d \S+ [^\s\[:]+(?:\[\d+\])?: ")
-_COMPOSE = re.compile(rb"[A-Za-z0-9][\w.-]* +\|(?: |$)")
+_DIGITS = frozenset(b"0123456789")
+_ANSI_ANY = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
+_ANSI_BARE = re.compile(rb"\x1b?\[[0-9;]{0,16}m|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
+_ANSI_START = re.compile(rb"(?:\^\[|#033)\[|\[[0-9;]{1,16}m")
+_CRI = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d) (stdout|stderr) ([PF])(?: |$)")
+# a timestamp at the start: date, `T` or space, time, fraction, offset / Z, zone word
+_TS = re.compile(rb"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d)?(?:[.,]\d{1,9})?(?:Z|[+-]\d\d(?::?\d\d)?)?"
+                 rb"(?: (?:UTC|GMT|[A-Z]{2,4}T))?(?= |$|\t)")
+_TS_BRACKET = re.compile(rb"\[\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?\]")
+# after a timestamp: spaces and an optional `- ` / `| ` separator (log viewers)
+_SEP = re.compile(rb"[ \t]+(?:[-|] +)?")
+# syslog / journald short(-precise): any locale's month word, day, time
+_SYSLOG = re.compile(rb"[A-Za-z\x80-\xff]{3,12}\.? +\d{1,2} \d\d:\d\d:\d\d(?:\.\d{1,9})? ")
+# `host unit[pid]: ` after a syslog / short-iso timestamp
+_HOST_UNIT = re.compile(rb"(?!(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE|CRITICAL|FATAL) )[\w.-]+ [\w.@/-]+(?:\[\d+\])?: ")
+# after an ISO timestamp (journald short-iso) the unit must carry its `[pid]`: `ts logger LEVEL: ` is no host
+_HOST_UNIT_PID = re.compile(rb"[\w.-]+ [\w.@/-]+\[\d+\]: ")
+_COMPOSE = re.compile(rb"[A-Za-z0-9][\w.-]* +\|(?: |$)|\[[\w.-]{1,64}\] +\| ")
+_CHIP = re.compile(rb"\[(?:resource|labels|jsonPayload|logName|severity)[.\w]*[:=] ?[^\]]{0,200}\] *")
 _DOCKER_JSON = b'{"log":'
 
 
@@ -47,53 +73,67 @@ class Envelope:
 
     def peel(self, raw: bytes) -> bytes | None:
         """The server's own line, or None while `raw` is a fragment held for joining."""
-        if raw[:1] == b"{" and raw[:7] != _DOCKER_JSON:
+        first = raw[:1]
+        if first == b"{" and raw[:7] != _DOCKER_JSON and raw.find(b'Payload"', 0, 4096) < 0:
             return raw  # the hot path: a bare JSON line
         line = raw
+        after_ts: re.Pattern[bytes] | None = None  # after a timestamp: the `host unit[pid]: ` that may follow
         for _ in range(MAX_LAYERS):
-            first = line[:1]
-            if first == b"{":
-                if line[:7] != _DOCKER_JSON:
-                    return line
-                inner = _docker_json(line)
+            if not line:
+                return line
+            c = line[0]
+            if c == 0x7B:  # {
+                inner = self._json(line)
                 if inner is None:
                     return line
-                text, stream, complete = inner
-                if not complete:
-                    self._hold(stream, text)
+                if inner is _HELD:
                     return None
-                line = self._join(stream, text)
+                line, after_ts = inner, None  # type: ignore[assignment]
                 continue
-            if b"\x1b[" in line or b"#033[" in line:
-                line = _ANSI.sub(b"", line)
-                first = line[:1]
-            if first.isdigit():
+            if c in _DIGITS:
                 m = _CRI.match(line)
                 if m is not None:
-                    stream, msg = m.group(2), line[m.end():]
-                    if m.group(3) == b"P":
+                    stream, msg = m.group(1), line[m.end():]
+                    if m.group(2) == b"P":
                         self._hold(stream, msg)
                         return None
-                    line = self._join(stream, msg)
+                    line, after_ts = self._join(stream, msg), None
                     continue
-                m = _DOCKER_TS.match(line)
-                if m is not None:
-                    frac = m.group(1)
-                    if frac is not None and len(frac) == 7 and _TGI_LEVEL.match(line, m.end()):
-                        return line  # TGI's own timestamp, not a wrapper
-                    line = line[m.end():]
-                    continue
-            elif first.isupper():
-                m = _JOURNALD.match(line)
-                if m is not None:
-                    line = line[m.end():]
-                    continue
-            m = _COMPOSE.match(line)
-            if m is not None:
-                line = line[m.end():]
+            if b"\r" in line:
+                cut = _after_cr(line)
+                if cut is line:
+                    return line
+                line = cut
                 continue
-            return line
+            if b"\x1b" in line or (c in b"[^#" and _ANSI_START.match(line)):
+                line = _ANSI_BARE.sub(b"", line) if b"\x1b" not in line else _ANSI_ANY.sub(b"", line)
+                if _ANSI_START.match(line):
+                    line = _ANSI_BARE.sub(b"", line)
+                continue
+            if after_ts is not None:
+                hm = after_ts.match(line)
+                after_ts = None
+                if hm is not None:
+                    line = line[hm.end():]
+                    continue
+            out = _prefix(line, c)
+            if out is None:
+                return line
+            line, after_ts = out
         return line
+
+    def _json(self, line: bytes) -> bytes | object | None:
+        """The line inside a JSON envelope, `_HELD` for a held fragment, None for no envelope."""
+        if line[:7] == _DOCKER_JSON:
+            inner = _docker_json(line)
+            if inner is None:
+                return None
+            text, stream, complete = inner
+            if not complete:
+                self._hold(stream, text)
+                return _HELD
+            return self._join(stream, text)
+        return _cloud_logging(line)
 
     def flush(self) -> list[bytes]:
         """Lines still held as fragments (end of stream): handed out as they are."""
@@ -118,6 +158,53 @@ class Envelope:
         return b"".join(parts)
 
 
+_HELD = object()
+
+
+def _prefix(line: bytes, c: int) -> tuple[bytes, re.Pattern[bytes] | None] | None:
+    """One non-JSON, non-CRI prefix off `line`: (the rest, the host/unit shape that may follow it),
+    or None when `line` starts with no wrapper."""
+    if c in _DIGITS:
+        m = _TS.match(line)
+        if m is None:
+            return None
+        e = m.end()
+        sep = _SEP.match(line, e)
+        return line[sep.end() if sep is not None else e:], _HOST_UNIT_PID
+    if c == 0x5B:  # [
+        m = _TS_BRACKET.match(line)
+        if m is not None:
+            e = m.end()
+            sep = _SEP.match(line, e)
+            return line[sep.end() if sep is not None else e:], None
+        m = _CHIP.match(line)
+        if m is None:
+            m = _COMPOSE.match(line)
+        return (line[m.end():], None) if m is not None else None
+    if c == 0x20 or c == 0x09:  # journalctl -o verbose: `    MESSAGE=...`
+        s = line.lstrip()
+        return (s[8:], None) if s[:8] == b"MESSAGE=" else None
+    if c == 0x4D and line[:8] == b"MESSAGE=":
+        return line[8:], None
+    if c < 0x80 and not chr(c).isalpha():
+        return None
+    m = _SYSLOG.match(line)
+    if m is not None:
+        return line[m.end():], _HOST_UNIT
+    m = _COMPOSE.match(line)
+    if m is not None:
+        return line[m.end():], None
+    return None
+
+
+def _after_cr(line: bytes) -> bytes:
+    """The last non-empty segment after a `\\r` (a progress bar redrawn before the line)."""
+    for seg in reversed(line.split(b"\r")):
+        if seg.strip():
+            return seg
+    return line  # only carriage returns and blanks: a blank line
+
+
 def _docker_json(line: bytes) -> tuple[bytes, bytes, bool] | None:
     """(text, stream, complete) of a docker json-file entry, or None when `line` is not one."""
     obj = json_object(line)
@@ -134,6 +221,25 @@ def _docker_json(line: bytes) -> tuple[bytes, bytes, bool] | None:
     if raw[-1:] == b"\r":
         raw = raw[:-1]
     return raw, stream.encode(), True
+
+
+def _cloud_logging(line: bytes) -> bytes | None:
+    """The payload of a Google Cloud Logging entry (`textPayload` text, or the `jsonPayload` object
+    as one JSON line), or None when `line` is not one."""
+    if line.find(b'Payload"', 0, 4096) < 0:
+        return None
+    obj = json_object(line)
+    if obj is None:
+        return None
+    text = obj.get("textPayload")
+    if type(text) is str:
+        raw = text.encode("utf-8", "surrogatepass")
+        return raw.rstrip(b"\r\n")
+    payload = obj.get("jsonPayload")
+    if type(payload) is dict and ("resource" in obj or "logName" in obj or "insertId" in obj
+                                  or "timestamp" in obj or "severity" in obj):
+        return orjson.dumps(payload)
+    return None
 
 
 def peel(line: bytes) -> bytes:

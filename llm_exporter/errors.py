@@ -1,8 +1,16 @@
-"""The bounded vocabulary of request error types, and how free names map onto it.
+"""The bounded vocabulary of error types, and the one classifier every adapter uses.
 
 Well-known exception names fold into the shared classes (`oom`, `timeout`, ...) so that one
 alert works for every server; any other short identifier an application logs is kept as is
 (the cardinality limit still applies); anything else becomes `_OTHER`.
+
+Free text (a server's error line, an application's `error` field) goes through
+`classify_event`, which also says what the line is about: `request` (one request failed or was
+cut off: count that request once, with this class), `incident` (the engine itself failed: engine
+death and its traceback, a fatal scheduler or shard error, a runner crash, OOM while loading;
+counted in `llm_server_errors_total`, never as a failed request), or neither (the caller's
+context decides). Request phrases are tried before incident phrases, so `Request X failed
+(engine dead).` is one failed request of class `engine_dead`, not an incident.
 """
 
 from __future__ import annotations
@@ -22,12 +30,13 @@ for _cls, _names in {
     "timeout": ("timeout", "timeouterror", "readtimeout", "timeoutexception", "deadlineexceeded",
                 "requesttimeout", "connecttimeout", "timed_out"),
     "validation": ("validation", "validationerror", "vllmvalidationerror", "requestvalidationerror",
-                   "invalid_request", "invalid_request_error", "badrequesterror"),
+                   "invalid_request", "invalid_request_error", "badrequesterror", "exceed_context_size_error",
+                   "context_length_exceeded", "contextwindowexceedederror", "unprocessableentityerror"),
     "overloaded": ("overloaded", "toomanyrequests", "ratelimiterror", "rate_limit", "rate_limited",
-                   "queuefull", "overloadederror"),
+                   "queuefull", "overloadederror", "serviceunavailableerror"),
     "engine_dead": ("engine_dead", "enginedeaderror", "asyncenginedeaderror", "mqenginedeaderror"),
     "client_disconnect": ("client_disconnect", "clientdisconnect", "clientdisconnected",
-                          "cancellederror", "disconnected"),
+                          "cancellederror", "disconnected", "aborted", "cancelled", "canceled"),
     "template": ("template", "templateerror", "templatesyntaxerror", "template_error"),
 }.items():
     for _n in _names:
@@ -46,7 +55,7 @@ def normalize(name: str) -> str:
         return known
     if _LABEL_NAME.fullmatch(last) and sum(c.isdigit() for c in last) <= 4:
         return last
-    return OTHER
+    return classify_event(name)[1]  # free text (`Error code: 400 - {...}`): its class, or _OTHER
 
 
 def from_http_status(code: int) -> str:
@@ -64,25 +73,54 @@ def from_http_status(code: int) -> str:
     return OTHER
 
 
-# Free-text classifier for servers' error messages (TGI, vLLM): ordered, first match wins.
-# Matched on a lower-cased, length-capped copy of the message only, never on a whole payload.
+# Free-text rules: ordered, first match wins; matched on a lower-cased, length-capped copy of the
+# message only, never on a whole payload.
 _MESSAGE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("oom", ("out of memory", "outofmemoryerror", "cuda oom", "oom-kill", "failed to allocate memory")),
+    ("oom", ("out of memory", "outofmemoryerror", "cuda oom", "oom-kill", "failed to allocate memory",
+             "cudamalloc failed", "memory allocation failed")),
     ("engine_dead", ("enginedeaderror", "engine loop is not running", "enginecore encountered",
-                     "engine is dead", "engine core died", "background loop has errored",
+                     "engine is dead", "engine dead", "engine core died", "background loop has errored",
                      "engine_dead")),
     ("overloaded", ("no permits available", "model is overloaded", "too many requests", "queue is full",
-                    "server is busy", "overloaded")),
+                    "server is busy", "overloaded", "rate limit", "ratelimiterror", "no deployments available",
+                    "no healthy deployment")),
     ("template", ("template error", "templateerror", "templatesyntaxerror", "chat template")),
     ("client_disconnect", ("receiver dropped", "client disconnected", "client disconnect",
+                           "client closing the connection", "client closed", "cancel task",
                            "connection reset by peer", "broken pipe")),
     ("timeout", ("timed out", "timeout", "deadline exceeded")),
     ("validation", ("validation", "maximum context length", "must be <=", "must be <", "must be >",
                     "must be strictly positive", "must be positive", "must be non-negative",
                     "cannot be empty", "must have less than", "is not supported", "invalid input",
-                    "must be at most", "must be at least", "bad request", "is too long", "exceeds the")),
+                    "must be at most", "must be at least", "bad request", "badrequesterror", "is too long",
+                    "exceeds the", "exceed_context_size", "context size has been exceeded",
+                    "context length", "context_length_exceeded", "context window", "exceeds the maximum",
+                    "invalid_request_error")),
 )
 MESSAGE_SCAN = 400  # characters of a message the classifier looks at
+
+#: phrases that say one request failed or was cut off (tried first)
+_REQUEST_PHRASES = ("request failed", "failed (engine dead)", "receiver dropped", "aborting completion request",
+                    "client closing the connection", "cancel task", "send_error", "no permits available",
+                    "aborted request", "abort request", "exceed_context_size_error",
+                    "exceeds the available context size", "context size has been exceeded",
+                    "is longer than the model's context length", "maximum context length",
+                    "input validation error", "must be <=", "template error", "incomplete generation")
+#: phrases that say the engine itself failed (never a request's failure)
+_INCIDENT_PHRASES = ("scheduler hit an exception", "received sigquit", "hit an exception",
+                     "enginecore encountered", "enginecore failed", "engine core initialization failed",
+                     "enginedeaderror", "engine loop is not running", "background loop has errored",
+                     "engine core proc", "worker proc", "workerproc", "died unexpectedly",
+                     "llama runner process", "llama runner terminated", "error loading llama server",
+                     "error loading model", "exception loading model", "failed to load model",
+                     "shard complete standard error", "shard process was signaled", "failed to start",
+                     "shardcannotstart", "shardfailed", "webserverfailed", "webserver crashed",
+                     "encountered an error", "shard terminated unexpectedly",
+                     "sigsegv:", "sigabrt:", "sigbus:", "sigill:", "fatal error:", "panic:", "segmentation fault",
+                     "core dumped", "illegal memory access", "nccl error", "watchdog caught collective")
+
+REQUEST = "request"
+INCIDENT = "incident"
 
 
 def classify_message(text: str) -> str:
@@ -93,6 +131,22 @@ def classify_message(text: str) -> str:
             if n in t:
                 return cls
     return OTHER
+
+
+def classify_event(text: str) -> tuple[str, str]:
+    """(scope, error_type) of a free-text error line: scope `request` (one request failed or was cut
+    off), `incident` (the engine failed; not a request), or `` (the line does not say)."""
+    t = text[:MESSAGE_SCAN].lower()
+    cls = OTHER
+    for c, needles in _MESSAGE_RULES:
+        if any(n in t for n in needles):
+            cls = c
+            break
+    if any(p in t for p in _REQUEST_PHRASES):
+        return REQUEST, cls
+    if any(p in t for p in _INCIDENT_PHRASES):
+        return INCIDENT, cls if cls in ("oom", "timeout") else "engine_dead"
+    return "", cls
 
 
 def exception_name(line: str) -> str | None:

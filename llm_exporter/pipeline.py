@@ -9,6 +9,11 @@ too-long line's `TooLong` marker still comes through, uncounted here, so that it
 number and is kept as a reject. Line numbers count per stream (each followed file on its own).
 Nothing in here raises on input: an adapter bug is counted as `invalid` with reason
 `adapter_error` and logged once.
+
+Server incidents are counted once per incident: after a `server_error` record a stream is marked
+down, and further incident records (the same death's traceback, the launcher's exit lines, each
+request's echo of it) are dropped until the stream shows life again (a successful request, a stats
+or token record).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class Reject:
 
 
 class _SourceState:
-    __slots__ = ("chain", "envelope", "lineno", "startup", "where")
+    __slots__ = ("chain", "down", "envelope", "lineno", "startup", "where")
 
     def __init__(self, chain: list[Adapter], where: str, fmt: str = "auto") -> None:
         self.envelope = Envelope()
@@ -55,6 +60,28 @@ class _SourceState:
         self.lineno = 0
         self.startup = StartupScanner(fmt)
         self.where = where
+        self.down = False  # an incident was counted and the server has shown no life since
+
+
+_LIFE = frozenset({"stats", "tokens"})
+
+
+def _incidents_once(st: _SourceState, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`records` without the incident records of an incident already counted (see the module doc)."""
+    out = records
+    for i, r in enumerate(records):
+        kind = r["kind"]
+        if kind == "server_error":
+            if st.down:
+                if out is records:
+                    out = records[:i]
+                continue
+            st.down = True
+        elif st.down and (kind in _LIFE or (kind == "request" and r["outcome"] == "success")):
+            st.down = False
+        if out is not records:
+            out.append(r)
+    return out
 
 
 class Pipeline:
@@ -126,7 +153,9 @@ class Pipeline:
                 outcome, result = self._one(st, line)
                 if outcome == "record":
                     if type(result) is list:
-                        ok = self._safe_apply(result, now)
+                        ok = self._safe_apply(_incidents_once(st, result), now)
+                    elif st.down or result["kind"] == "server_error":
+                        ok = self._safe_apply(_incidents_once(st, [result]), now)
                     else:
                         try:
                             apply(result, now)
@@ -170,14 +199,14 @@ class Pipeline:
                 for held in st.envelope.flush():
                     outcome, result = self._one(st, held)
                     if outcome == "record":
-                        self._safe_apply(result if type(result) is list else [result], now)
+                        self._safe_apply(_incidents_once(st, result if type(result) is list else [result]), now)
                 for a in st.chain:
                     try:
                         held_records = a.flush()
                     except Exception:  # an adapter bug must not stop the daemon
                         self._log_adapter_error(a)
                         continue
-                    self._safe_apply(held_records, now)
+                    self._safe_apply(_incidents_once(st, held_records), now)
 
     def _safe_apply(self, records: list[dict[str, Any]], now: float) -> bool:
         """Apply records; False (logged once) when one cannot be applied."""

@@ -7,6 +7,9 @@ Records are TypedDicts so the hot path builds plain dicts, while pydantic valida
 - `StatsRecord`: a server's periodic stats line (gauges);
 - `HttpRecord`: one access-log line;
 - `LogRecord`: one log record of the server's own, by level;
+- `ServerErrorRecord`: one engine-level incident (engine death, a crashed runner or shard), never a
+  failed request;
+- `TokensRecord`: prompt tokens a server reports per batch (not per request);
 - `CustomRecord`: one value for a metric the `--config` file defines;
 - `StartupRecord`: what one start-up line says (phase durations, capacity, memory);
 - `HintRecord`: why a metric is missing (a key of `llm_exporter.hints.HINTS`).
@@ -46,6 +49,10 @@ class RequestRecord(TypedDict):
     inference_s: NotRequired[Seconds | None]
     ttft_s: NotRequired[Seconds | None]
     tpot_s: NotRequired[Seconds | None]
+    prompt_tokens: NotRequired[Annotated[int | None, Field(
+        ge=0, strict=True, description="the whole prompt, cached part included, where the source states it")]]
+    cached_tokens: NotRequired[Annotated[int | None, Field(
+        ge=0, strict=True, description="the part of the prompt served from a prefix cache")]]
     extra_labels: NotRequired[dict[str, str]]
 
 
@@ -85,6 +92,25 @@ class LogRecord(TypedDict):
     error_type: NotRequired[str | None]
 
 
+class ServerErrorRecord(TypedDict):
+    """One engine-level incident: engine death, a fatal scheduler or shard error, a runner crash."""
+
+    kind: Literal["server_error"]
+    provider: str
+    error_type: str
+
+
+class TokensRecord(TypedDict):
+    """Prompt tokens a server reports for a batch (SGLang's `Prefill batch` lines)."""
+
+    kind: Literal["tokens"]
+    provider: str
+    model: str
+    engine: str
+    prompt_tokens: Tokens
+    cached_tokens: NotRequired[Tokens | None]
+
+
 class CustomRecord(TypedDict):
     """One value of a metric defined in the `--config` file (`metrics:`)."""
 
@@ -116,7 +142,8 @@ class HintRecord(TypedDict):
     hint: str
 
 
-Record = RequestRecord | StatsRecord | HttpRecord | LogRecord | CustomRecord | StartupRecord | HintRecord
+Record = (RequestRecord | StatsRecord | HttpRecord | LogRecord | ServerErrorRecord | TokensRecord | CustomRecord
+          | StartupRecord | HintRecord)
 
 _RECORD: TypeAdapter[Record] = TypeAdapter(
     Annotated[Record, Field(discriminator="kind")]

@@ -18,12 +18,18 @@ ADAPTERS: dict[str, str] = {
     "llamacpp": "llm_exporter.adapters.llamacpp:LlamacppAdapter",
     "ollama": "llm_exporter.adapters.ollama:OllamaAdapter",
     "tgi": "llm_exporter.adapters.tgi:TgiAdapter",
+    "llama-swap": "llm_exporter.adapters.llamaswap:LlamaSwapAdapter",
+    "litellm": "llm_exporter.adapters.litellm:LitellmAdapter",
+    "python-traceback": "llm_exporter.adapters.pytrace:PyTraceAdapter",
     "custom-json": "llm_exporter.adapters.custom:CustomJsonAdapter",
 }
 
-#: the order `auto` tries them in; the application JSON adapter comes first (the common case)
-#: (TGI last: after one of its records it claims the unprefixed lines that continue it)
-AUTO_ORDER: list[str] = ["app-json", "vllm", "sglang", "llamacpp", "ollama", "tgi"]
+#: the order `auto` tries them in; the application JSON adapter comes first (the common case);
+#: LiteLLM and SGLang before vLLM (on their streams they claim the bare access lines vLLM would
+#: count without a provider); TGI late (after one of its records it claims the unprefixed lines
+#: that continue it); unclaimed Python tracebacks last
+AUTO_ORDER: list[str] = ["app-json", "litellm", "sglang", "vllm", "llama-swap", "llamacpp", "ollama", "tgi",
+                         "python-traceback"]
 
 
 def load(name: str) -> type[Adapter]:
@@ -38,12 +44,17 @@ def build_chain(fmt: str, config: Any = None) -> list[Adapter]:
     names = AUTO_ORDER if fmt == "auto" else [fmt]
     custom = fmt == "custom-json" or getattr(config, "wants_custom_adapter", False)
     if not custom:
-        return [load(n)(config) for n in names]
-    # the --config file's mappings, extra labels and metrics: custom-json wraps app-json, so it
-    # takes app-json's place at the head; its tail instance reads lines nobody else claimed
-    cls = load("custom-json")
-    rest = [load(n)(config) for n in names if n not in ("custom-json", "app-json")]
-    return [cls(config), *rest, cls(config, tail=True)]  # type: ignore[call-arg]
+        chain = [load(n)(config) for n in names]
+    else:
+        # the --config file's mappings, extra labels and metrics: custom-json wraps app-json, so it
+        # takes app-json's place at the head; its tail instance reads lines nobody else claimed
+        cls = load("custom-json")
+        rest = [load(n)(config) for n in names if n not in ("custom-json", "app-json")]
+        chain = [cls(config), *rest, cls(config, tail=True)]  # type: ignore[call-arg]
+    shared: dict[str, Any] = {}
+    for a in chain:
+        a.shared = shared
+    return chain
 
 
 __all__ = ["ADAPTERS", "AUTO_ORDER", "IGNORED", "Adapter", "Invalid", "build_chain", "load"]

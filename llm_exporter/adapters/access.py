@@ -1,4 +1,5 @@
-"""HTTP access lines shared by several servers: uvicorn's (vLLM, SGLang) and the path bound.
+"""HTTP access lines shared by several servers: uvicorn's (vLLM, SGLang, LiteLLM), the path bound,
+and what an access line on an inference path says about one finished request.
 
 A request path comes from the client, so it is never a label as is: known API paths are kept,
 anything else becomes `_OTHER` (scanners and ids in paths would otherwise blow up the series).
@@ -24,7 +25,8 @@ KNOWN_PATHS = frozenset({
     "/generate", "/generate_stream", "/get_model_info", "/get_server_info", "/flush_cache",
     "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/tags", "/api/show",
     "/api/pull", "/api/push", "/api/create", "/api/copy", "/api/delete", "/api/ps", "/api/version",
-    "/api/blobs",
+    "/api/blobs", "/v1/reranking", "/reranking", "/health_generate", "/running", "/upstream", "/logs",
+    "/ui", "/v1/audio/voices", "/v1/images/generations", "/v1/messages/count_tokens",
 })
 METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"})
 
@@ -63,3 +65,49 @@ def parse_uvicorn(text: str, provider: str) -> dict[str, Any] | None:
     if len(parts) != 3 or not parts[2].startswith("HTTP/"):
         return None
     return http_record(provider, parts[0], parts[1], code)
+
+
+#: inference paths (POST) and the operation each serves; an access line on one is a finished request
+INFERENCE_PATHS: dict[str, str] = {
+    "/v1/chat/completions": "chat", "/chat/completions": "chat", "/v1/responses": "chat",
+    "/v1/messages": "chat", "/api/chat": "chat",
+    "/v1/completions": "text_completion", "/completions": "text_completion", "/completion": "text_completion",
+    "/generate": "text_completion", "/generate_stream": "text_completion", "/infill": "text_completion",
+    "/api/generate": "text_completion",
+    "/v1/embeddings": "embeddings", "/embeddings": "embeddings", "/embedding": "embeddings",
+    "/api/embed": "embeddings", "/api/embeddings": "embeddings", "/pooling": "embeddings",
+    "/v1/rerank": "rerank", "/v2/rerank": "rerank", "/rerank": "rerank", "/v1/reranking": "rerank",
+    "/reranking": "rerank", "/v1/score": "rerank", "/score": "rerank", "/classify": "embeddings",
+    "/v1/audio/speech": "speech", "/v1/audio/transcriptions": "transcription",
+    "/v1/audio/translations": "transcription",
+}
+
+
+def inference_operation(method: str, path: str) -> str | None:
+    """The operation an access line serves when it is a finished inference request, else None."""
+    if method != "POST":
+        return None
+    p = path.split("?", 1)[0]
+    if len(p) > 1:
+        p = p.rstrip("/")
+    return INFERENCE_PATHS.get(p)
+
+
+def access_request(provider: str, operation: str, code: str, duration_s: float | None = None,
+                   model: str = "") -> dict[str, Any]:
+    """One finished request from an access line: success below 400, else an error classed by the
+    status (499 is the client going away: `aborted`)."""
+    from llm_exporter import errors
+
+    rec: dict[str, Any] = {"kind": "request", "provider": provider, "operation": operation, "model": model,
+                           "outcome": "success", "error_type": ""}
+    status = int(code)
+    if status >= 400:
+        et = errors.from_http_status(status)
+        if et == "client_disconnect":
+            rec["outcome"] = "aborted"
+        else:
+            rec["outcome"], rec["error_type"] = "error", et
+    if duration_s is not None:
+        rec["duration_s"] = duration_s
+    return rec

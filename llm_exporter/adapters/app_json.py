@@ -69,11 +69,17 @@ PATH_OPERATIONS: dict[str, str] = {
 
 
 
+class _Details(TypedDict, total=False):
+    cached_tokens: Count | None
+
+
 class _Usage(TypedDict, total=False):
     prompt_tokens: Count | None
     completion_tokens: Count | None
     input_tokens: Count | None
     output_tokens: Count | None
+    prompt_tokens_details: _Details | None
+    input_tokens_details: _Details | None
 
 
 class _Choice(TypedDict, total=False):
@@ -120,6 +126,7 @@ _KNOWN = frozenset(_fields)
 # What the fast path accepts per field (None is always accepted: every field is optional).
 _DURATION, _COUNT, _ID, _TEXT, _USAGE, _ANY, _SLOW = range(7)
 _USAGE_KEYS = tuple(_Usage.__annotations__)
+_DETAIL_KEYS = frozenset({"prompt_tokens_details", "input_tokens_details"})
 
 
 def _kind(tp: Any) -> int:
@@ -166,7 +173,15 @@ def _plain(obj: dict[str, Any], checks: tuple[tuple[str, int], ...]) -> bool:
         elif t is dict and kind == _USAGE:
             for sub in _USAGE_KEYS:
                 u = v.get(sub)
-                if u is not None and (type(u) is not int or u < 0):
+                if u is None:
+                    continue
+                if sub in _DETAIL_KEYS:
+                    if type(u) is not dict:
+                        return False
+                    ct = u.get("cached_tokens")
+                    if ct is not None and (type(ct) is not int or ct < 0):
+                        return False
+                elif type(u) is not int or u < 0:
                     return False
         else:
             return False
@@ -300,6 +315,11 @@ class AppJsonAdapter(Adapter):
                 t = u.get("completion_tokens", u.get("output_tokens"))
                 if t is not None:
                     rec["output_tokens"] = t
+            det = u.get("prompt_tokens_details") or u.get("input_tokens_details")
+            if det and (ct := det.get("cached_tokens")) is not None:
+                rec["cached_tokens"] = ct
+        if "input_tokens" in rec:
+            rec["prompt_tokens"] = rec["input_tokens"]  # an application's input tokens are its whole prompt
         if request_id is not None and (rid := d[request_id]) is not None:
             rec["request_id"] = str(rid)
         rec["model"] = (d[model] or "") if model else ""

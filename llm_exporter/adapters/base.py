@@ -11,6 +11,11 @@ Each returns:
 
 and raises `Invalid(reason)` for a recognised line whose values are bad. `flush()` hands out
 whatever a multi-line record was still holding (called at EOF and after an idle timeout).
+
+The adapters of one stream share one small dict, `shared`, for what one learns and another needs:
+`server` (the server this stream was last recognised as: names the provider of bare access lines
+and tracebacks) and `front_door` (a proxy or router whose access lines are this stream's requests,
+so an engine's own per-request lines behind it are not counted again).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class Adapter:
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
+        self.shared: dict[str, Any] = {}  # replaced by the stream's common dict (build_chain)
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Result:
         return None

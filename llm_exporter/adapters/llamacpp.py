@@ -11,15 +11,28 @@ reads the timing text (`prompt eval time = X ms / N tokens`, `eval time = X ms /
 its `total time` line, or when the next block starts, or by `flush()`.
 
 Record: input tokens = prompt-eval tokens (the uncached part of the prompt), output tokens =
-eval tokens, duration = total time (else prompt + eval time), time to first token = prompt
-eval time (prefill; excludes any wait for a free slot), time per output token = eval time / eval
-tokens. Response bodies' `timings` objects give the same fields.
+eval tokens, duration = total time, time to first token = prompt eval time (prefill; excludes any
+wait for a free slot), time per output token = eval time / eval tokens. A block cut before its
+`total time` line gives only what it holds (no duration is made up). Response bodies' `timings`
+objects give the same fields, their duration derived as `prompt_ms + predicted_ms`, and the prompt
+(`prompt_n + cache_n`) and its cached part (`cache_n`) for `llm_prompt_tokens_total`.
+
+Accounting: one request per task id. A finished task prints its timing block; a failed one prints
+`send_error: task id = N, error: ...` (one failed request, classified: a prompt over the context
+size is `validation`); a task whose client went away prints `cancel task, id_task = N` (one aborted
+request). Whichever comes first counts the task, later lines of the same task do not. Not server
+requests: the timing block an interactive `llama-cli` (or `llama-simple`) session prints at exit
+(recognised by the CLI's own lines: `llama_perf_sampler_print`, `common_perf_print`, `Interrupted by
+user`, `== Running in interactive mode. ==`), and the blocks of a llama.cpp runner behind a front
+door (Ollama, llama-swap) in the same stream: that front door's access line is the request.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
+from llm_exporter import errors
 from llm_exporter.adapters.access import http_record
 from llm_exporter.adapters.base import IGNORED, Adapter
 
@@ -28,8 +41,14 @@ _ERA2_LEVELS = {"INFO": "INFO", "WARN": "WARNING", "ERR": "ERROR", "VERB": "DEBU
 _TIMING_STARTS = ("prompt eval time", "eval time", "generation eval time", "total time", "load time",
                   "sample time", "graphs reused")
 _OWN_STARTS = ("slot ", "srv ", "main: ", "que ", "llama_", "common_", "build: ", "system info", "load_",
-               "print_info", "init: ", "request: ", "done request: ", "[")
-_LIB_PREFIXES = ("llama_print_timings:", "llama_perf_context_print:", "llama_perf_sampler_print:")
+               "print_info", "init: ", "request: ", "done request: ", "cmd_child_to_router:", "ggml_", "[")
+_LIB_PREFIXES = ("llama_print_timings:", "llama_perf_context_print:", "llama_perf_sampler_print:",
+                 "common_perf_print:")
+#: lines only the command-line tools print: their timing block is a session, not a server request
+_CLI_MARKS = ("llama_perf_sampler_print:", "common_perf_print:", "Interrupted by user",
+              "== Running in interactive mode. ==", "main: interactive mode on", "sampler seed:",
+              "generate: n_ctx =", "main: prompt:", "> EOF by user")
+MAX_TASKS = 4096
 
 
 def _timing(text: str) -> tuple[str, float | None, int | None] | None:
@@ -86,19 +105,32 @@ class LlamacppAdapter(Adapter):
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
         self.block: _Block | None = None
+        self.tasks: OrderedDict[str, None] = OrderedDict()  # task ids already counted
+        self.template = False  # inside a multi-line chat template print-out
 
     # -- text ------------------------------------------------------------------------------------
 
     def parse_text(self, text: str) -> Any:
         c = text[:1]
+        if text.startswith(_CLI_MARKS):
+            self.shared["cli"] = True
+            if not text.startswith(_LIB_PREFIXES):
+                return IGNORED
         if not (c.isalpha() or c.isdigit() or c == "["):
+            if c == "{" and text.startswith('{"timestamp":') and '"function":"' in text[:120]:
+                return IGNORED  # a JSON log line of the 2023 server, cut short by a pager
             return None
         level = ""
         s = text
         if c == "[":
             j = s.find("] ", 1, 12)
-            if j > 1 and s[1:j].isdigit():  # the router's `[port] ` of a child server
+            if j > 1 and s[1:j].isdigit():  # the router's `[port] ` of a child server (or a Unix time)
                 s = s[j + 2:].lstrip()
+                if self.template:
+                    self.template = not s.endswith("'")
+                    return []
+                if not s[:1].isdigit() and not s.startswith(_OWN_STARTS) and not s.startswith(_TIMING_STARTS):
+                    return IGNORED  # the child's other output (`warming up the model`, ...)
             elif s.startswith("[") and s.endswith(" blob data]") and self.block is not None:
                 return []  # journald hid a timing line
             else:
@@ -111,15 +143,20 @@ class LlamacppAdapter(Adapter):
             if not level:
                 return None
             s = s[sp + 3:].lstrip()
+            if s.startswith("cmn "):
+                s = s[4:].lstrip()
+            res = self._server_line(s, level)
+            return res if res is not None else _log(level)
         elif s is text:
             if s.startswith(_LIB_PREFIXES):
-                return self._timing_text(s.split(":", 1)[1].strip(), "lib", level)
+                res = self._timing_text(s.split(":", 1)[1].strip(), "lib", level)
+                return IGNORED if res is None else res  # `sampling time`, `unaccounted time`, ...
             if s.startswith(_TIMING_STARTS):
                 res = self._timing_text(s, None, level)
                 if res is not None:
                     return res
                 return None
-            sp = s.find(" [", 0, 6)
+            sp = s.find(" [", 0, 8)
             if sp > 0 and s[:sp] in _ERA2_LEVELS:  # mid-2024 `INFO [ function] msg | k=v ...`
                 j = s.find("] ", sp, sp + 40)
                 if j < 0:
@@ -150,6 +187,12 @@ class LlamacppAdapter(Adapter):
             res = self._timing_text(s, None, level)
             if res is not None:
                 return res
+        if s.startswith(("srv ", "que ")):
+            res = self._task_event(s, level)
+            if res is not None:
+                return res
+        if "example_format: '" in s and not s.endswith("'"):
+            self.template = True  # a chat template printed over the following lines
         if s.startswith(("srv  log_server_r: ", "srv  log_server_r:", "request: ", "done request: ")):
             i = s.find("request: ")
             parts = s[i + 9:].split()
@@ -196,7 +239,46 @@ class LlamacppAdapter(Adapter):
         self.block = None
         if b is None or (b.eval_ms is None and b.prompt_ms is None and b.total_ms is None):
             return []
+        if b.task == "lib" and self.shared.get("cli"):
+            return []  # an interactive session's summary, not a server request
+        if b.task and b.task != "lib" and not self._first(b.task):
+            return []  # this task was counted already (its error or cancel line came first)
+        if self.shared.get("front_door"):
+            return []  # the front door's access line counts this request
+        self.shared["engine_counted"] = self.shared.get("engine_counted", 0) + 1
         return [request_record(self.provider, b.prompt_ms, b.prompt_n, b.eval_ms, b.eval_n, b.total_ms)]
+
+    def _first(self, task: str) -> bool:
+        """Whether `task` is seen for the first time (then it is remembered; bounded)."""
+        tasks = self.tasks
+        if task in tasks:
+            return False
+        tasks[task] = None
+        if len(tasks) > MAX_TASKS:
+            tasks.popitem(last=False)
+        return True
+
+    def _task_event(self, s: str, level: str) -> list[dict[str, Any]] | None:
+        """`send_error` (a failed request) and `cancel task` (an aborted one) lines; None for others."""
+        i = s.find("send_error:", 0, 40)
+        if i >= 0:
+            rest = s[i + 11:]
+            k = rest.find("error")
+            head, err = (rest[:k], rest[k + 5:]) if k >= 0 else (rest, "")
+            task = "".join(ch for ch in head if ch.isdigit())
+            _, cls = errors.classify_event(err)
+            rec = {"kind": "request", "provider": self.provider, "operation": "", "model": "",
+                   "outcome": "error", "error_type": cls}
+        elif "cancel task, id_task = " in s[:60]:
+            task = s.rsplit("=", 1)[1].strip()
+            rec = {"kind": "request", "provider": self.provider, "operation": "", "model": "",
+                   "outcome": "aborted", "error_type": ""}
+        else:
+            return None
+        out = _log(level)
+        if not task.isdigit() or not self._first(task) or self.shared.get("front_door"):
+            return out or []
+        return [rec, *out]
 
     def flush(self) -> list[dict[str, Any]]:
         return self._close()
@@ -210,14 +292,22 @@ class LlamacppAdapter(Adapter):
         if type(timings) is dict and ("predicted_n" in timings or "prompt_n" in timings):
             return _from_timings(self.provider, timings, obj)
         func, msg = obj.get("function"), obj.get("msg")
-        if type(func) is not str or type(msg) is not str or not ("tid" in obj or "id_slot" in obj):
+        if msg is None:
+            msg = obj.get("message")  # the 2023 server
+        if type(func) is not str or type(msg) is not str or not ("tid" in obj or "id_slot" in obj
+                                                                  or "timestamp" in obj):
             return None
         lv = obj.get("level")
         level = _ERA2_LEVELS.get(lv, "") if type(lv) is str else ""
         if func == "print_timings":
-            res = self._timing_text(msg.strip(), str(obj.get("id_task", "")), level)
+            tid = obj.get("id_task", obj.get("task_id"))
+            res = self._timing_text(msg.strip(), str(tid) if tid is not None else None, level)
             if res is not None:
                 return res
+        if func == "log_server_request":
+            method, path, status = obj.get("method"), obj.get("path"), obj.get("status")
+            if type(method) is str and type(path) is str and type(status) is int:
+                return [http_record(self.provider, method, path, str(status)), *_log(level)]
         return _log(level) or IGNORED
 
 
@@ -233,8 +323,14 @@ def _num(v: Any) -> float | None:
 
 def _from_timings(provider: str, t: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
     pn, en = _num(t.get("prompt_n")), _num(t.get("predicted_n"))
-    rec = request_record(provider, _num(t.get("prompt_ms")), int(pn) if pn is not None else None,
-                         _num(t.get("predicted_ms")), int(en) if en is not None else None, None)
+    pms, ems = _num(t.get("prompt_ms")), _num(t.get("predicted_ms"))
+    total = (pms or 0.0) + (ems or 0.0) if pms is not None or ems is not None else None  # derived
+    rec = request_record(provider, pms, int(pn) if pn is not None else None,
+                         ems, int(en) if en is not None else None, total)
+    cn = _num(t.get("cache_n"))
+    if pn is not None and cn is not None:
+        rec["prompt_tokens"] = int(pn) + int(cn)
+        rec["cached_tokens"] = int(cn)
     model = obj.get("model")
     if type(model) is str:
         rec["model"] = model[:128]
@@ -252,8 +348,6 @@ def request_record(provider: str, prompt_ms: float | None, prompt_n: int | None,
         rec["output_tokens"] = eval_n
     if total_ms is not None:
         rec["duration_s"] = total_ms / 1000.0
-    elif prompt_ms is not None or eval_ms is not None:
-        rec["duration_s"] = ((prompt_ms or 0.0) + (eval_ms or 0.0)) / 1000.0
     if prompt_ms is not None:
         rec["ttft_s"] = prompt_ms / 1000.0
     if eval_ms is not None and eval_n:

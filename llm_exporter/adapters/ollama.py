@@ -6,6 +6,14 @@ one finished request with its end-to-end latency (a Go duration: `36.185µs`, `8
 its outcome from the status; on every path it is one HTTP access record. Token counts and
 timings exist only in API responses (`"done":true` objects; durations in integer nanoseconds),
 which an application may log as JSON lines.
+
+Accounting: the GIN line is the request. Ollama answers 200 as soon as a stream starts, so a client
+that goes away shows as `aborting completion request due to client closing the connection` next
+to its GIN line (before or after it): the pair is one `aborted` request. Older Ollama ran llama.cpp's
+server as its runner and its timing blocks appear in the same stream: they are the same requests
+and are not counted again (Ollama is the stream's front door). `error loading llama server`, a
+runner that terminated, and a Go crash dump (`SIGSEGV: ...` and the goroutine dump after it) are
+server incidents; the dump's lines belong to the crash.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from llm_exporter import errors
-from llm_exporter.adapters.access import bound_path, http_record
+from llm_exporter.adapters.access import access_request, bound_path, http_record
 from llm_exporter.adapters.base import IGNORED, Adapter, Invalid
 from llm_exporter.units import parse_duration
 
@@ -28,6 +36,24 @@ INFERENCE_PATHS = {
     "/v1/responses": "chat",
 }
 _SLOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "ERROR": "ERROR"}
+_ABORT = "aborting completion request due to client closing the connection"
+_CRASH = ("SIGSEGV:", "SIGABRT:", "SIGBUS:", "SIGILL:", "SIGFPE:", "fatal error:", "panic:", "unexpected fault")
+_REGISTERS = frozenset({"rax", "rbx", "rcx", "rdx", "rdi", "rsi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
+                        "r13", "r14", "r15", "rip", "rflags", "cs", "fs", "gs", "pc", "lr", "sp", "fault", "trap",
+                        "err", "addr", "oldmask", "x0"})
+#: how many lines an unmatched GIN line or abort line waits for its other half
+PAIR_WINDOW = 20
+
+
+def _go_dump_line(text: str) -> bool:
+    """A line of a Go crash dump: goroutine headers, frames, `created by`, register values."""
+    if text.startswith(("goroutine ", "created by ", "PC=", "signal arrived", "runtime.", "github.com/",
+                        "runtime/", "main.", "net/", "net.", "sync.", "os/", "internal/", "...additional frames")):
+        return True
+    if " +0x" in text and (" fp=0x" in text or text.endswith(tuple("0123456789abcdef"))):
+        return True  # `file.go:55 +0x25 fp=0x... sp=0x... pc=0x...`
+    head, sep, val = text.partition(" ")
+    return bool(sep) and head in _REGISTERS and val.strip().startswith("0x")
 
 
 class OllamaAdapter(Adapter):
@@ -37,25 +63,98 @@ class OllamaAdapter(Adapter):
     provider = "ollama"
     wants_obj = True
 
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.held: dict[str, Any] | None = None  # a successful GIN request that an abort line may follow
+        self.held_age = 0
+        self.aborts = 0  # abort lines still waiting for their GIN line
+        self.aborts_age = 0
+        self.dump = False  # inside a Go crash dump
+
     def parse_text(self, text: str) -> Any:
+        out = self._age()
+        res = self._text(text)
+        if not out:
+            return res
+        if res is None or res is IGNORED:
+            return out  # the held request goes out with this line (which no adapter may claim else)
+        return out + (res if type(res) is list else [res])
+
+    def _age(self) -> list[dict[str, Any]]:
+        """Release a held request, and forget an unmatched abort, once their window has passed."""
+        if self.aborts:
+            self.aborts_age += 1
+            if self.aborts_age > PAIR_WINDOW:
+                self.aborts = 0
+        if self.held is not None:
+            self.held_age += 1
+            if self.held_age > PAIR_WINDOW:
+                held, self.held = self.held, None
+                return [held]
+        return []
+
+    def _mark(self) -> None:
+        self.shared["server"] = self.provider
+        self.shared["front_door"] = self.provider
+
+    def _text(self, text: str) -> Any:
         c = text[:1]
         if c.isdigit() and text[4:5] == "-" and text[10:11] == " " and text[19:20] == " ":
             text = text[20:]  # a collector's `YYYY-MM-DD HH:MM:SS ` before Ollama's own line
             c = text[:1]
         if c == "[":
             if text.startswith("[GIN] "):
+                self._mark()
+                self.dump = False
                 return self._gin(text)
+            if text.startswith("[GIN-debug] "):
+                self._mark()
+                return IGNORED
             return None
         if c == "t":
             if text.startswith("time=") and (i := text.find(" level=", 5, 60)) > 0:
                 lv = text[i + 7: text.find(" ", i + 7, i + 20)]
                 level = _SLOG_LEVELS.get(lv)
                 if level is not None and " source=" in text[i: i + 40]:
-                    return {"kind": "log", "provider": self.provider, "level": level}
+                    self._mark()
+                    self.dump = False
+                    return self._slog(text, level)
             return None
         if c.isdigit() and text[4:5] == "/" and text[7:8] == "/" and ".go:" in text[19:60]:
+            self._mark()
             return IGNORED  # pre-slog `2023/10/06 13:38:58 routes.go:572: ...`
+        if text.startswith(_CRASH) and self.shared.get("server") == self.provider:
+            self.dump = True
+            return [{"kind": "log", "provider": self.provider, "level": "ERROR", "error_type": "engine_dead"},
+                    {"kind": "server_error", "provider": self.provider, "error_type": "engine_dead"}]
+        if (self.dump or self.shared.get("server") == self.provider) and _go_dump_line(text):
+            return IGNORED  # a line of a crash dump (the crash was counted at its first line)
         return None
+
+    def _slog(self, text: str, level: str) -> Any:
+        log: dict[str, Any] = {"kind": "log", "provider": self.provider, "level": level}
+        if _ABORT in text:
+            held = self.held
+            if held is not None:  # its GIN line came first
+                self.held = None
+                held["outcome"], held["error_type"] = "aborted", ""
+                return [held, log]
+            if self.aborts < PAIR_WINDOW:
+                self.aborts += 1
+                self.aborts_age = 0
+            return log
+        if level != "ERROR":
+            return log
+        scope, cls = errors.classify_event(text[i + 1:] if (i := text.find(" msg=")) > 0 else text)
+        log["error_type"] = cls
+        if scope == errors.INCIDENT:
+            return [log, {"kind": "server_error", "provider": self.provider, "error_type": cls}]
+        return log
+
+    def flush(self) -> list[dict[str, Any]]:
+        held, self.held = self.held, None
+        self.aborts = 0
+        return [held] if held is not None else []
 
     def _gin(self, text: str) -> Any:
         parts = text.split(" | ", 4)
@@ -71,16 +170,22 @@ class OllamaAdapter(Adapter):
         path = path.strip().strip('"')
         recs: list[dict[str, Any]] = [http_record(self.provider, method, path, code, dur)]
         op = INFERENCE_PATHS.get(bound_path(path)) if method == "POST" else None
-        if op is not None:
-            status = int(code)
-            rec: dict[str, Any] = {"kind": "request", "provider": self.provider, "operation": op, "model": "",
-                                   "outcome": "success", "error_type": "", "duration_s": dur}
-            if status >= 400:
-                et = errors.from_http_status(status)
-                if et == "client_disconnect":
-                    rec["outcome"] = "aborted"
-                else:
-                    rec["outcome"], rec["error_type"] = "error", et
+        if op is None:
+            return recs
+        rec = access_request(self.provider, op, code, dur)
+        counted = self.shared.get("engine_counted", 0)
+        if counted and rec["outcome"] == "success":
+            self.shared["engine_counted"] = counted - 1  # its runner's timing block came first and counted it
+            return recs
+        if self.aborts and rec["outcome"] == "success":  # its abort line came first
+            self.aborts -= 1
+            rec["outcome"] = "aborted"
+            recs.append(rec)
+        elif rec["outcome"] == "success" and op != "embeddings":
+            if self.held is not None:
+                recs.append(self.held)  # the one before had no abort line: it stands as it is
+            self.held, self.held_age = rec, 0
+        else:
             recs.append(rec)
         return recs
 

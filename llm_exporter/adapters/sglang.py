@@ -1,24 +1,39 @@
-"""SGLang: the scheduler's `Prefill batch` / `Decode batch` stats lines and its access lines.
+"""SGLang: the scheduler's `Prefill batch` / `Decode batch` lines, its access lines, its crashes.
 
-Prefixes: `[2024-11-29 10:28:25 TP0] `, `[04:40:55 TP0] `, `[2026-04-05 20:02:51] `, none, or Python
-logging's `2026-06-07 10:59:31,843 [INFO] sglang.srt...: `. The batch line is a comma-separated
-`key: value` list whose keys vary by version and feature, so it is read as such a list, not with
-one fixed pattern. `token usage` is already a fraction (0-1); `cache hit rate` is a percent.
-The rank tag (`TP0`, `DP1 TP0`) becomes the `engine` label.
+Prefixes: `[2024-11-29 10:28:25 TP0] `, `[04:40:55 TP0] `, none (a bare `[date] ` or Python logging's
+`2026-06-07 10:59:31,843 ` is a timestamp the envelope peels, leaving `[INFO] sglang.srt...: `). The
+batch line is a comma-separated `key: value` list whose keys vary by version and feature, so it is
+read as such a list, not with one fixed pattern. `token usage` is already a fraction (0-1); `cache
+hit rate` is a percent. The rank tag (`TP0`, `DP1 TP0`) becomes the `engine` label.
+
+Accounting: SGLang prints no per-request line unless `--log-requests` is on, so an access line on
+an inference path (`POST /generate`, `/v1/chat/completions`, ...) is one finished request, its
+outcome from the status. A `Prefill batch` line's `#new-token` + `#cached-token` are prompt tokens
+processed in that batch and `#cached-token` the part served from the radix cache
+(`llm_prompt_tokens_total`, `llm_prompt_cached_tokens_total`). `Scheduler hit an exception` (with
+the traceback that follows it) and `Received sigquit from a child process` are server incidents.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from llm_exporter.adapters.access import parse_uvicorn
+from llm_exporter import errors
+from llm_exporter.adapters.access import access_request, inference_operation, parse_uvicorn
 from llm_exporter.adapters.base import IGNORED, Adapter
+from llm_exporter.adapters.pytrace import TraceTail
 
 _RATIO_KEYS = {"token usage": "kv_cache_usage", "full token usage": "kv_cache_usage"}
 _COUNT_KEYS = {"#running-req": "running", "#queue-req": "waiting"}
 _TPS_KEYS = {"gen throughput (token/s)": "generation_tps", "input throughput (token/s)": "prompt_tps"}
+#: lines SGLang writes at start-up (recognised bare too: the envelope peels their timestamp)
 _KNOWN_MESSAGES = ("The server is fired up", "Load weight", "Memory pool end", "Capture cuda graph",
-                   "KV Cache is allocated", "Init torch distributed", "server_args=")
+                   "KV Cache is allocated", "Init torch distributed", "server_args=", "max_total_num_tokens=",
+                   "Using KV cache dtype", "Capture piecewise", "Attention backend", "Loading pt checkpoint",
+                   "Loading safetensors checkpoint", "Init torch", "Load tokenizer", "Start of co-locate")
+_INCIDENTS = ("Scheduler hit an exception", "Received sigquit", "DataParallelController hit an exception",
+              "DetokenizerManager hit an exception", "TokenizerManager hit an exception")
+_PY_LEVELS = ("[INFO] ", "[WARNING] ", "[ERROR] ", "[DEBUG] ", "[CRITICAL] ")
 
 
 def _float(v: str) -> float | None:
@@ -29,30 +44,61 @@ def _float(v: str) -> float | None:
     return f if f >= 0 and f != float("inf") else None
 
 
+def _int(v: str) -> int | None:
+    v = v.strip()
+    return int(v) if v.isdigit() else None
+
+
 class SglangAdapter(Adapter):
-    """SGLang scheduler stats lines and its timestamped uvicorn access lines."""
+    """SGLang scheduler lines, its access lines and its crash records."""
 
     name = "sglang"
     provider = "sglang"
     wants_obj = False
 
+    def __init__(self, config: Any = None) -> None:
+        super().__init__(config)
+        self.incident: str | None = None  # the class of a crash whose traceback is still coming
+        self.tail = TraceTail()
+
     def parse_text(self, text: str) -> Any:
+        if self.incident is not None:
+            if self.tail.feed(text):
+                if self.tail.cls in ("oom", "timeout"):
+                    self.incident = self.tail.cls
+                return []
+            out = self._close()
+            res = self._text(text)
+            if res is None or res is IGNORED:
+                return out if res is None else out or IGNORED
+            return out + (res if type(res) is list else [res])
+        return self._text(text)
+
+    def _text(self, text: str) -> Any:
         c = text[:1]
         tag = ""
         msg = text
         known_prefix = False
         if c == "[":
-            j = text.find("] ", 1, 48)
-            if j < 0:
-                return None
-            inside = text[1:j]
-            if ":" not in inside or not inside[:1].isdigit():
-                return None
-            words = inside.split(" ")
-            tags = [w for w in words if w[:1].isalpha()]
-            tag = " ".join(tags)
-            known_prefix = bool(tags)
-            msg = text[j + 2:]
+            if text.startswith(_PY_LEVELS):  # Python logging, its timestamp peeled
+                j = text.find("] sglang.", 0, 14)
+                k = text.find(": ", j) if j > 0 else -1
+                if k < 0:
+                    return None
+                msg = text[k + 2:]
+                known_prefix = True
+            else:
+                j = text.find("] ", 1, 48)
+                if j < 0:
+                    return None
+                inside = text[1:j]
+                if ":" not in inside or not inside[:1].isdigit():
+                    return None
+                words = inside.split(" ")
+                tags = [w for w in words if w[:1].isalpha()]
+                tag = " ".join(tags)
+                known_prefix = bool(tags)
+                msg = text[j + 2:]
         elif c.isdigit():
             k = text.find("] sglang.", 20, 40)
             if k < 0 or text[4] != "-":
@@ -62,24 +108,40 @@ class SglangAdapter(Adapter):
                 return None
             msg = text[j + 2:]
             known_prefix = True
-        elif c not in "PD":
-            return None
         m0 = msg[:1]
         if (m0 == "P" and msg.startswith(("Prefill batch.", "Prefill batch,"))) or (
                 m0 == "D" and msg.startswith(("Decode batch.", "Decode batch,"))):
-            return self._batch(msg[14:], tag)
-        if msg is text:
-            return None
-        if m0 == "I" and msg.startswith(("INFO:  ", "WARNING:  ", "ERROR:    ")):
+            self.shared["server"] = "sglang"
+            return self._batch(msg[14:], tag, m0 == "P")
+        if msg.startswith(_INCIDENTS):
+            self.shared["server"] = "sglang"
+            _, cls = errors.classify_event(msg)
+            self.incident = cls if cls in ("oom", "timeout") else "engine_dead"
+            self.tail = TraceTail()
+            if msg.endswith("Traceback (most recent call last):"):
+                self.tail.feed("Traceback (most recent call last):")
+            else:
+                self.tail.lines = 1
+            return [{"kind": "log", "provider": self.provider, "level": "ERROR"}]
+        if m0 == "I" and msg.startswith(("INFO:  ", "WARNING:  ", "ERROR:    ")) and (
+                msg is not text or self.shared.get("server") == "sglang"):
             rec = parse_uvicorn(msg, self.provider)
             if rec is not None:
-                return rec
-        if known_prefix or msg.startswith(_KNOWN_MESSAGES):
+                op = inference_operation(rec["method"], rec["path"])
+                if op is None:
+                    return rec
+                return [rec, access_request(self.provider, op, rec["code"])]
+            return IGNORED if msg is not text else None
+        if msg.startswith(_KNOWN_MESSAGES):
+            self.shared["server"] = "sglang"
+            return IGNORED
+        if known_prefix:
             return IGNORED
         return None
 
-    def _batch(self, body: str, engine: str) -> Any:
+    def _batch(self, body: str, engine: str, prefill: bool) -> Any:
         rec: dict[str, Any] = {"kind": "stats", "provider": self.provider, "model": "", "engine": engine}
+        new_tok = cached = None
         for part in body.split(", "):
             k, sep, v = part.strip().rstrip(",").partition(": ")
             if not sep:
@@ -96,4 +158,24 @@ class SglangAdapter(Adapter):
                 f = _float(v[:-1])
                 if f is not None and f <= 100.0:
                     rec["prefix_cache_hit"] = f / 100.0
-        return rec
+            elif prefill and k == "#new-token":
+                new_tok = _int(v)
+            elif prefill and k == "#cached-token":
+                cached = _int(v)
+        if new_tok is None:
+            return rec
+        tok: dict[str, Any] = {"kind": "tokens", "provider": self.provider, "model": "", "engine": engine,
+                               "prompt_tokens": new_tok + (cached or 0)}
+        if cached is not None:
+            tok["cached_tokens"] = cached
+        return [rec, tok]
+
+    def _close(self) -> list[dict[str, Any]]:
+        cls = self.incident
+        if cls is None:
+            return []
+        self.incident = None
+        return [{"kind": "server_error", "provider": self.provider, "error_type": cls}]
+
+    def flush(self) -> list[dict[str, Any]]:
+        return self._close()

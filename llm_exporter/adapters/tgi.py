@@ -7,8 +7,10 @@ are read from the last ` total_time="` onwards, the part TGI writes after the pa
 
 Each `Success` is one finished request: duration, queue and inference time, time per token,
 and output tokens = round(inference_time / time_per_token) (Rust's `Duration / u32` truncates to
-whole nanoseconds, so this is exact to ±1 token). Errors logged inside a request's span are
-failed requests, classified by message (`no permits available` → overloaded, ...). Lines that
+whole nanoseconds, so this is exact to ±1 token). Errors logged inside a request's span, or
+saying that one request failed (`Failed to send event. Receiver dropped.`: the client went away),
+are one failed or aborted request each, classified by message (`no permits available` →
+overloaded, ...); shard and launcher failures are server incidents, never requests. Lines that
 follow a record without any prefix (Python tracebacks relayed by the launcher, multi-line CUDA
 messages, prompts in DEBUG lines) belong to it: a record is counted once, and an error record
 is classified when its last line has been seen. JSON lines (two shapes: the launcher's with the
@@ -81,6 +83,10 @@ class TgiAdapter(Adapter):
                 res = self._line(level, rest[sp + 1:].lstrip())
                 if res is not None:
                     return res
+        if text.startswith("Error: ") and text[7:].strip().isidentifier() and self.block is not None:
+            # the launcher's exit (`Error: ShardCannotStart`, `Error: WebserverFailed`): the server died
+            return [*self._close(), {"kind": "server_error", "provider": self.provider, "error_type": "engine_dead"},
+                    *_log("ERROR")]
         return self._continuation(text)
 
     def _continuation(self, text: str) -> Any:
@@ -253,8 +259,10 @@ def _json_operation(obj: dict[str, Any]) -> str | None:
 
 
 def _error_records(provider: str, model: str, text: str, operation: str | None) -> list[dict[str, Any]]:
-    """A TGI error record: a failed request when logged in a request's span, else a log record."""
-    cls = errors.classify_message(text)
+    """A TGI error record: an incident (shard failure, `Method Prefill encountered an error`, ...) is
+    a server error; an error that says one request failed, or one logged in a request's span, is a
+    failed (or, for a client gone away, aborted) request; anything else is an ERROR log record."""
+    scope, cls = errors.classify_event(text)
     if cls == errors.OTHER:
         for ln in reversed(text.splitlines()[-20:]):
             c = errors.classify_exception(ln.strip())
@@ -262,8 +270,14 @@ def _error_records(provider: str, model: str, text: str, operation: str | None) 
                 cls = c
                 break
     log = {"kind": "log", "provider": provider, "level": "ERROR", "error_type": cls}
+    if scope == errors.INCIDENT:
+        return [log, {"kind": "server_error", "provider": provider, "error_type": cls}]
     if operation is None:
-        return [log]
+        if scope != errors.REQUEST:
+            return [log]
+        # `Failed to send event. Receiver dropped.` is logged outside the span, by the
+        # multi-prompt /v1/completions handler only
+        operation = "text_completion" if "receiver dropped" in text[:200].lower() else ""
     if cls == "client_disconnect":
         return [log, {"kind": "request", "provider": provider, "operation": operation, "model": model,
                       "outcome": "aborted", "error_type": ""}]

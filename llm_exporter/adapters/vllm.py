@@ -88,11 +88,13 @@ _JSON_KEYS = frozenset({"message", "exc_info", "levelname", "asctime", "name", "
 class _Pending:
     """A multi-line record being collected."""
 
-    __slots__ = ("error_class", "first", "key", "level")
+    __slots__ = ("error_class", "first", "incident", "key", "level")
 
     def __init__(self, key: str, level: str, first: str) -> None:
         self.key, self.level, self.first = key, level, first
         self.error_class = errors.OTHER
+        # the engine's own process failed, or a line says the engine died: a server incident
+        self.incident = "EngineCore" in key or "Worker" in key or errors.classify_event(first)[0] == errors.INCIDENT
 
     def add(self, msg: str) -> None:
         m = msg.strip()
@@ -100,6 +102,8 @@ class _Pending:
             cls = errors.classify_exception(m)
             if cls != errors.OTHER:
                 self.error_class = cls
+            if not self.incident and errors.classify_event(m)[0] == errors.INCIDENT:
+                self.incident = True
 
 
 def _is_continuation(msg: str) -> bool:
@@ -165,6 +169,9 @@ class VllmAdapter(Adapter):
         if not text.startswith(_STARTS):
             if text[:1].isdigit() and (i := text.find(" uvicorn.access ", 10, 40)) > 0:
                 rec = parse_uvicorn(text[i + 16:], "vllm" if self.seen else "")  # a custom access format
+                return None if rec is None else self._access(rec)
+            if text.startswith("uvicorn.access "):  # the same, its timestamp peeled by the envelope
+                rec = parse_uvicorn(text[15:], "vllm" if self.seen else "")
                 return None if rec is None else self._access(rec)
             return None
         prefix = ""
@@ -306,6 +313,13 @@ class VllmAdapter(Adapter):
         if cls == errors.OTHER:
             cls = errors.classify_exception(p.first.strip())
         log["error_type"] = cls
+        scope, first_cls = errors.classify_event(p.first)
+        if p.incident and scope != errors.REQUEST:
+            # the engine's own process failed: a server incident, never a failed request
+            if cls == errors.OTHER:
+                cls = log["error_type"] = first_cls if first_cls != errors.OTHER else "engine_dead"
+            self.error_class, self.error_class_at = cls, self.lines
+            return [log, {"kind": "server_error", "provider": self.provider, "error_type": cls}]
         if cls != errors.OTHER:
             # not a request of its own: the failed request's access line (4xx/5xx) counts it, and
             # takes this class when its status says no more than "server error"

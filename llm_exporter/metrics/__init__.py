@@ -4,6 +4,8 @@
 
 - `requests.RequestMetrics`: the LLM request families (`request` records, the hot path);
 - `engine.EngineMetrics`: server stats gauges, access-log and log-level counters;
+- `incidents.IncidentMetrics`: server incidents and prompt-token counters (`server_error`, `tokens`
+  records, and the prompt figures of `request` records);
 - `startup.StartupMetrics`: the server's last start (phases, capacity; `startup` records);
 - `slo.SloMetrics`: `--config slo:` objectives judged on every `request` record;
 - `custom.CustomMetrics`: the metrics a `--config` file defines (`custom` records);
@@ -35,6 +37,7 @@ from llm_exporter.labels import LabelLimits
 from llm_exporter.metrics.custom import CustomMetrics
 from llm_exporter.metrics.engine import EngineMetrics
 from llm_exporter.metrics.hints import HintsSeen
+from llm_exporter.metrics.incidents import IncidentMetrics
 from llm_exporter.metrics.internal import LINE_OUTCOMES, InternalMetrics, SourceCounter
 from llm_exporter.metrics.requests import CONFIGURABLE, RequestMetrics
 from llm_exporter.metrics.slo import SloMetrics
@@ -57,6 +60,8 @@ class LLMMetrics:
         self.window = Window()
         self.requests = RequestMetrics(self.limits, self.window, clock)
         self.engine = EngineMetrics(self.limits, self.requests.model_limiter(), clock)
+        self.incidents = IncidentMetrics(self.limits, self.requests.model_limiter())
+        self.requests.prompt_sink = self.incidents.add_prompt
         self.startup = StartupMetrics()
         self.slo = SloMetrics(self.requests.model_limiter())
         self.internal = InternalMetrics(self.limits)
@@ -66,6 +71,7 @@ class LLMMetrics:
         self._apply: dict[str, Callable[[Any, float | None], None]] = {
             "request": self.requests.apply,
             **self.engine.appliers(),
+            **self.incidents.appliers(),
             **self.startup.appliers(),
             **self.hints.appliers(),
             "custom": self._apply_custom,
@@ -119,6 +125,7 @@ class LLMMetrics:
     def _families(self, with_exemplars: bool) -> Iterator[Metric]:
         yield from self.requests.families(with_exemplars)
         yield from self.engine.families()
+        yield from self.incidents.families()
         yield from self.startup.families()
         yield from self.slo.families()
         yield from self.internal.counters()

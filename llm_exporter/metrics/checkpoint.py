@@ -3,13 +3,13 @@
 `snapshot()` is called under the metrics lock by `StateStore.checkpoint`, together with the file
 sources' offsets, so a restart resumes counters and histograms exactly at the lines those offsets
 say were applied. Saved: request series (outcome counts, error types, finish reasons, every
-histogram's buckets and sum), server stats gauges, HTTP and log-level counters, the servers'
-starts and last start-up figures, the SLO counts (restored only for objectives defined as they
-were), the lines and bytes self counters, and the label limiters' admitted values and overflow counts (so `_OTHER`
-folding goes on as before). Not saved: exemplars (they point at recent lines) and the 15-minute
-window of the page. A histogram saved with other bucket bounds than the ones in use (this build's,
-or the `--config` file's `buckets:` and SLO thresholds) is dropped with one log line rather than
-misread.
+histogram's buckets and sum), server stats gauges, HTTP, log-level, server-incident and
+prompt-token counters, the servers' starts and last start-up figures, the SLO counts (restored only
+for objectives defined as they were), the lines and bytes self counters, and the label limiters'
+admitted values and overflow counts (so `_OTHER` folding goes on as before). Not saved: exemplars
+(they point at recent lines) and the 15-minute window of the page. A histogram saved with other
+bucket bounds than the ones in use (this build's, or the `--config` file's `buckets:` and SLO
+thresholds) is dropped with one log line rather than misread.
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def snapshot(m: LLMMetrics) -> dict[str, Any]:
         "stats": [[list(k), dict(v)] for k, v in e.stats.items()],
         "http": [[list(k), n] for k, n in e.http.items()],
         "logs": [[list(k), n] for k, n in e.logs.items()],
+        "server_errors": [[list(k), n] for k, n in m.incidents.server_errors.items()],
+        "prompt_tokens": [[list(k), list(v)] for k, v in m.incidents.prompt_tokens.items()],
         "lines": [[list(k), n] for k, n in i.lines.items()],
         "bytes": dict(i.bytes),
         "limiters": [[list(k), lim.admitted(), lim.overflow] for k, lim in m.limits.items()],
@@ -108,6 +110,10 @@ def restore(m: LLMMetrics, data: Any) -> bool:
             t.engine.http[(k[0], k[1], k[2], k[3])] = int(n)
         for k, n in data.get("logs", []):
             t.engine.logs[(k[0], k[1])] = int(n)
+        for k, n in data.get("server_errors", []):
+            t.incidents.server_errors[(k[0], k[1])] = int(n)
+        for k, v in data.get("prompt_tokens", []):
+            t.incidents.prompt_tokens[(k[0], k[1], k[2])] = [int(v[0]), int(v[1])]
         for k, n in data.get("lines", []):
             t.internal.lines[(k[0], k[1])] = int(n)
         for src, n in data.get("bytes", {}).items():
@@ -125,6 +131,8 @@ def restore(m: LLMMetrics, data: Any) -> bool:
         m.engine.stats.update(t.engine.stats)
         m.engine.http.update(t.engine.http)
         m.engine.logs.update(t.engine.logs)
+        m.incidents.server_errors.update(t.incidents.server_errors)
+        m.incidents.prompt_tokens.update(t.incidents.prompt_tokens)
         m.internal.lines.update(t.internal.lines)
         m.internal.bytes.update(t.internal.bytes)
         m.startup.starts.update(t.startup.starts)

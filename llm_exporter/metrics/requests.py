@@ -93,6 +93,8 @@ class RequestMetrics:
         # --config extra_labels: label names added to every request family
         self.extra_labels: tuple[str, ...] = ()
         self._lim_extra: list[LabelLimiter] = []
+        #: where a record's `prompt_tokens` / `cached_tokens` go (`incidents.IncidentMetrics.add_prompt`)
+        self.prompt_sink: Callable[[str, str, str, int, int | None], None] | None = None
         # bucket bounds in use (--config buckets: and slo: thresholds), one attribute each for the hot path
         self.bounds: dict[str, tuple[float, ...]] = dict(CONFIGURABLE)
         self._b_duration: tuple[float, ...] = DURATION_BUCKETS
@@ -214,6 +216,9 @@ class RequestMetrics:
         if fr:
             fr = self._lim_finish(fr)
             s.finish[fr] = s.finish.get(fr, 0) + 1
+        pt = get("prompt_tokens")
+        if pt is not None and self.prompt_sink is not None:
+            self.prompt_sink(rec["provider"], rec["model"], "", pt, get("cached_tokens"))
         if oi != 0:
             return
         ttft = get("ttft_s")

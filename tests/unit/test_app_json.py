@@ -28,7 +28,8 @@ def test_reads_the_7b_chat_shape() -> None:
                  "gpu_memory_mb": 18500, "status": "success"})
     assert rec == {"kind": "request", "provider": "app", "duration_s": 7.965, "queue_s": 0.286,
                    "inference_s": 7.679, "input_tokens": 1855, "output_tokens": 389, "request_id": "req_1",
-                   "model": "Qwen2.5-7B", "operation": "chat", "outcome": "success", "error_type": ""}
+                   "model": "Qwen2.5-7B", "operation": "chat", "outcome": "success", "error_type": "",
+                   "prompt_tokens": 1855}
 
 
 def test_reads_the_reasoning_shape_with_service_as_model() -> None:
@@ -62,10 +63,13 @@ def test_reads_the_cpu_model_shape_with_task_type() -> None:
 @pytest.mark.parametrize(("error_type", "expected"), [
     ("OutOfMemoryError", "oom"), ("TimeoutError", "timeout"), ("ValueError", "ValueError"),
     ("torch.OutOfMemoryError", "oom"), ("requests.exceptions.ReadTimeout", "timeout"),
-    ("CUDA out of memory. Tried to allocate", "_OTHER"),
+    ("CUDA out of memory. Tried to allocate", "oom"), ("exceed_context_size_error", "validation"),
+    ("Error code: 400 - {'error': {'type': 'exceed_context_size_error'}}", "validation"),
+    ("something went wrong", "_OTHER"),
 ])
 def test_error_lines_are_failed_requests_with_a_bounded_type(error_type: str, expected: str) -> None:
-    """An ERROR line with error_type is a failed request; known names fold into shared classes."""
+    """An ERROR line with error_type is a failed request; known names fold into shared classes, free
+    text goes through the same classifier as the servers' error lines."""
     rec = parse({"level": "ERROR", "message": "translation_failed", "error_type": error_type,
                  "error_message": "CUDA out of memory", "model": "Qwen2.5-7B"})
     assert (rec["outcome"], rec["error_type"]) == ("error", expected)

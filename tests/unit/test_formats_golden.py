@@ -150,6 +150,8 @@ def test_vllm_request_lines_access_lines_and_error_records() -> None:
     assert v(s, "llm_request_errors_total", error_type="validation") == 1
     assert v(s, "llm_request_errors_total", error_type="oom") == 0
     assert v(s, "llm_requests_total", outcome="error") == 1
+    # line 41's OOM is in the EngineCore process: the engine failing, one server incident
+    assert v(s, "llm_server_errors_total", gen_ai_provider_name="vllm", error_type="oom") == 1
     # ERROR records: 26, 27-29, 30, 31, 37, 38, 40, 41, 42-44, 46-47
     assert v(s, "llm_log_messages_total", level="ERROR") == 10
     assert v(s, "llm_log_messages_total", level="WARNING") == 2  # 32, 39
@@ -197,9 +199,17 @@ def test_sglang_batch_lines_become_gauges() -> None:
     assert v(s, "llm_generation_throughput_tokens_per_second", engine="TP0") == 155.34
     # line 4: cache hit rate 2.76% (the last prefill line with one)
     assert v(s, "llm_prefix_cache_hit_ratio", engine="TP0") == pytest.approx(0.0276)
-    # access lines: 6 and 8 carry SGLang's timestamp; 11 is a bare uvicorn line (server unknown)
-    assert v(s, "llm_http_requests_total", gen_ai_provider_name="sglang") == 2
-    assert v(s, "llm_http_requests_total", gen_ai_provider_name="", path="/v1/audio/speech") == 1
+    # access lines 6, 8 and 11 (bare: the stream is SGLang's by then), all on inference paths: SGLang
+    # prints no other per-request line, so each is one finished request
+    assert v(s, "llm_http_requests_total", gen_ai_provider_name="sglang") == 3
+    assert v(s, "llm_requests_total", gen_ai_provider_name="sglang", outcome="success") == 3
+    assert v(s, "llm_requests_total", gen_ai_operation_name="text_completion") == 1  # 6: POST /generate
+    assert v(s, "llm_requests_total", gen_ai_operation_name="speech") == 1  # 11
+    # prompt tokens of the Prefill lines: #new-token + #cached-token; 3 and 4 (TP0), 12 (no rank tag)
+    assert v(s, "llm_prompt_tokens_total", engine="TP0") == (2062 + 0) + (8192 + 291)
+    assert v(s, "llm_prompt_cached_tokens_total", engine="TP0") == 0 + 291
+    assert v(s, "llm_prompt_tokens_total", engine="") == 1 + 7
+    assert v(s, "llm_prompt_cached_tokens_total", engine="") == 7
     assert out == {"record": 13}  # 10: `The server is fired up` is a start-up record (ready)
 
 
@@ -209,12 +219,14 @@ def test_llamacpp_timing_blocks_of_every_era() -> None:
     """Each timing block is one request: library, 2024 JSON, mid-2024 text, slot blocks."""
     s, out = replay("llamacpp.log")
     # blocks: 1-4 (library: eval 484 runs, total 22575.28 ms), 6-7 (JSON: prompt 27 tokens, total 6243.66),
-    # 9-10 (mid-2024: eval 783, total 3209.84), 16-17 (unprefixed: prompt 1360, eval 10 -> 5093.47 + 319.58),
-    # 25-27 ([42027]: eval 192, total 16901.53), 35-37 (prefixed: prompt 2244, eval 186, 1481.90 + 5257.71)
+    # 9-10 (mid-2024: eval 783, total 3209.84), 16-17 (unprefixed: prompt 1360, eval 10, cut before its
+    # total), 25-27 ([42027]: eval 192, total 16901.53), 35-37 (prefixed: prompt 2244, eval 186, no total)
     # The journald block 12-14 lost its timing lines to `[100B blob data]`: nothing to count.
+    # A block without its `total time` line gives no duration (none is made up from its parts).
     assert v(s, "llm_requests_total", gen_ai_provider_name="llamacpp", outcome="success") == 6
     assert v(s, "gen_ai_server_request_duration_seconds_sum", gen_ai_provider_name="llamacpp") == pytest.approx(
-        (22575.28 + 6243.66 + 3209.84 + (5093.47 + 319.58) + 16901.53 + (1481.90 + 5257.71)) / 1000)
+        (22575.28 + 6243.66 + 3209.84 + 16901.53) / 1000)
+    assert v(s, "gen_ai_server_request_duration_seconds_count", gen_ai_provider_name="llamacpp") == 4
     assert v(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == 484 + 783 + 10 + 192 + 186
     assert v(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="input") == 27 + 1360 + 2244
     assert v(s, "gen_ai_server_time_to_first_token_seconds_count") == 3  # the blocks with a prompt line
