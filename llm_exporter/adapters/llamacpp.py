@@ -83,6 +83,12 @@ def _timing(text: str) -> tuple[str, float | None, int | None] | None:
     return (kind, ms, n)
 
 
+def _elapsed(s: str) -> bool:
+    """Whether `s` starts with llama.cpp's elapsed-time stamp `m.ss.mmm.uuu `."""
+    sp = s.find(" ", 0, 20)
+    return sp > 0 and s[:1].isdigit() and s.count(".", 0, sp) == 3
+
+
 class _Block:
     __slots__ = ("eval_ms", "eval_n", "prompt_ms", "prompt_n", "task", "total_ms")
 
@@ -126,9 +132,10 @@ class LlamacppAdapter(Adapter):
             j = s.find("] ", 1, 12)
             if j > 1 and s[1:j].isdigit():  # the router's `[port] ` of a child server (or a Unix time)
                 s = s[j + 2:].lstrip()
-                if self.template:
+                if self.template and not _elapsed(s):
                     self.template = not s.endswith("'")
                     return []
+                self.template = False
                 if not s[:1].isdigit() and not s.startswith(_OWN_STARTS) and not s.startswith(_TIMING_STARTS):
                     return IGNORED  # the child's other output (`warming up the model`, ...)
             elif s.startswith("[") and s.endswith(" blob data]") and self.block is not None:

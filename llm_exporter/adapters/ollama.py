@@ -45,13 +45,23 @@ _REGISTERS = frozenset({"rax", "rbx", "rcx", "rdx", "rdi", "rsi", "rbp", "rsp", 
 PAIR_WINDOW = 20
 
 
-def _go_dump_line(text: str) -> bool:
-    """A line of a Go crash dump: goroutine headers, frames, `created by`, register values."""
-    if text.startswith(("goroutine ", "created by ", "PC=", "signal arrived", "runtime.", "github.com/",
-                        "runtime/", "main.", "net/", "net.", "sync.", "os/", "internal/", "...additional frames")):
+def _go_frame(text: str) -> bool:
+    """A line only a Go crash dump has: a frame's location (`file.go:55 +0x25 fp=0x...`), a call with
+    pointer arguments (`net.(*conn).Read(0xc000232720, ...)`), `created by ... in goroutine N`, a
+    goroutine header."""
+    if text.startswith("goroutine ") and text.endswith("]:"):
         return True
-    if " +0x" in text and (" fp=0x" in text or text.endswith(tuple("0123456789abcdef"))):
-        return True  # `file.go:55 +0x25 fp=0x... sp=0x... pc=0x...`
+    if text.startswith("created by ") and " in goroutine " in text:
+        return True
+    if ".go:" in text and " +0x" in text:
+        return True
+    return text.endswith(")") and "(0x" in text and " " not in text.split("(", 1)[0]
+
+
+def _go_dump_line(text: str) -> bool:
+    """Any line of a Go crash dump, once one is known to be under way (register values too)."""
+    if _go_frame(text) or text.startswith(("PC=", "signal arrived", "...additional frames", "goroutine ")):
+        return True
     head, sep, val = text.partition(" ")
     return bool(sep) and head in _REGISTERS and val.strip().startswith("0x")
 
@@ -127,7 +137,8 @@ class OllamaAdapter(Adapter):
             self.dump = True
             return [{"kind": "log", "provider": self.provider, "level": "ERROR", "error_type": "engine_dead"},
                     {"kind": "server_error", "provider": self.provider, "error_type": "engine_dead"}]
-        if (self.dump or self.shared.get("server") == self.provider) and _go_dump_line(text):
+        if _go_frame(text) or ((self.dump or self.shared.get("server") == self.provider) and _go_dump_line(text)):
+            self.dump = True
             return IGNORED  # a line of a crash dump (the crash was counted at its first line)
         return None
 

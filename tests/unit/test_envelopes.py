@@ -151,3 +151,113 @@ def test_peel_is_identity_on_lines_without_a_wrapper_start(raw: bytes) -> None:
     if raw[:1] == b"{":
         return
     assert peel(raw) is raw
+
+
+# -- any stack of wrappers around a known line peels to the same line --------------------------------
+
+KNOWN = [
+    b'2024-12-10T21:50:03.478010Z  INFO chat_completions{total_time="735.200735ms" validation_time="1.028627ms"'
+    b' queue_time="68.923\xc2\xb5s" inference_time="734.172108ms" time_per_token="36.708605ms" seed="None"}:'
+    b" text_generation_router::server: router/src/server.rs:622: Success",
+    b"(APIServer pid=1) INFO 05-19 10:13:31 [loggers.py:271] Engine 000: Avg prompt throughput: 0.0 tokens/s,"
+    b" Avg generation throughput: 44.9 tokens/s, Running: 2 reqs, Waiting: 0 reqs, GPU KV cache usage: 8.1%",
+    b"[2025-06-25 14:02:04 TP0] Prefill batch. #new-seq: 1, #new-token: 2266, #cached-token: 1, token usage:"
+    b" 0.00, #running-req: 0, #queue-req: 0",
+    b"29.23.338.119 E srv    send_error: task id = 64, error: Context size has been exceeded.",
+    b'[GIN] 2025/03/17 - 07:09:31 | 200 |         1m10s |   192.168.1.3 | POST     "/api/chat"',
+    b'[INFO] Request 192.168.10.5 "POST /v1/chat/completions HTTP/1.0" 401 67 "curl/8.17.0" 90.222534ms',
+    b'time=2025-07-16T20:07:57.610+02:00 level=ERROR source=sched.go:489 msg="error loading llama server"',
+    APP,
+]
+
+_date = st.builds(lambda y, m, d: f"{y}-{m:02d}-{d:02d}", st.integers(2023, 2027), st.integers(1, 12),
+                  st.integers(1, 28))
+_time = st.builds(lambda h, m, s: f"{h:02d}:{m:02d}:{s:02d}", st.integers(0, 23), st.integers(0, 59),
+                  st.integers(0, 59))
+_frac = st.sampled_from(["", ".1", ".123", ",843", ".219474213"])
+_zone = st.sampled_from(["", "Z", "+02:00", "-0500"])
+_month = st.sampled_from(["Jan", "Dec", "janv.", "mar", "févr.", "Mai"])
+_name = st.from_regex(r"[a-z][a-z0-9_-]{0,10}", fullmatch=True)
+
+
+@st.composite
+def _wrapper(draw: st.DrawFn) -> tuple[str, object]:
+    """One wrapper of a shape collectors and viewers really add, with drawn values."""
+    kind = draw(st.sampled_from(["iso", "viewer", "bracket", "syslog", "short_iso", "compose", "compose_svc",
+                                 "ansi", "ansi_bare", "ansi_caret", "ansi_033", "progress", "cri", "docker",
+                                 "gcp_text_payload", "gcp_chip", "message"]))
+    d, t, f, z = draw(_date), draw(_time), draw(_frac), draw(_zone)
+    host, unit, pid = draw(_name), draw(_name), draw(st.integers(1, 99999))
+    return kind, (d, t, f, z, host, unit, pid, draw(_month), draw(st.integers(1, 28)))
+
+
+def _wrap(line: bytes, w: tuple[str, object]) -> bytes:
+    kind, vals = w
+    d, t, f, z, host, unit, pid, month, day = vals  # type: ignore[misc]
+    if kind == "iso":
+        return f"{d}T{t}{f}{z} ".encode() + line
+    if kind == "viewer":
+        return f"{d} {t}.{pid % 1000:03d} - ".encode() + line
+    if kind == "bracket":
+        return f"[{d} {t}] ".encode() + line
+    if kind == "syslog":
+        return f"{month} {day:2d} {t}{f.replace(',', '.')} {host} {unit}[{pid}]: ".encode() + line
+    if kind == "short_iso":
+        return f"{d}T{t}+0100 {host} {unit}[{pid}]: ".encode() + line
+    if kind == "compose":
+        return f"{host}-1  | ".encode() + line
+    if kind == "compose_svc":
+        return f"[{host}] | ".encode() + line
+    if kind == "ansi":
+        return b"\x1b[1;36m" + line + b"\x1b[0m"
+    if kind == "ansi_bare":
+        return b"[1;36m" + line + b"[0m"
+    if kind == "ansi_caret":
+        return b"^[[1;36m" + line + b"^[[0m"
+    if kind == "ansi_033":
+        return b"#033[2m" + line + b"#033[0m"
+    if kind == "progress":
+        return b"Loading safetensors checkpoint shards: 100% Completed | 4/4 [00:02<00:00]\r" + line
+    if kind == "cri":
+        return f"{d}T{t}.{pid}Z stdout F ".encode() + line
+    if kind == "docker":
+        return orjson.dumps({"log": line.decode() + "\n", "stream": "stderr", "time": f"{d}T{t}Z"})
+    if kind == "gcp_text_payload":
+        return orjson.dumps({"insertId": f"{pid:x}", "resource": {"type": "k8s_container",
+                             "labels": {"container_name": unit}}, "textPayload": line.decode(),
+                             "timestamp": f"{d}T{t}Z", "severity": "INFO"})
+    if kind == "gcp_chip":
+        return f"[resource.labels.container_name: {unit}] ".encode() + line
+    assert kind == "message"
+    return b"    MESSAGE=" + line
+
+
+@given(st.sampled_from(KNOWN), st.lists(_wrapper(), min_size=1, max_size=4))
+def test_any_stack_of_wrappers_peels_to_the_same_line(line: bytes, stack: list[tuple[str, object]]) -> None:
+    """Wrap a real server line in up to four wrappers, innermost first, in any order: it peels to what
+    the bare line peels to, and the pipeline makes the same records of it."""
+    wrapped = line
+    for w in stack:
+        wrapped = _wrap(wrapped, w)
+    assert peel(wrapped) == peel(line), (stack, wrapped)
+
+
+@given(st.sampled_from(KNOWN), st.lists(_wrapper(), min_size=1, max_size=3))
+def test_wrapped_lines_give_the_same_records(line: bytes, stack: list[tuple[str, object]]) -> None:
+    """The records of a wrapped line equal those of the bare line (fresh pipelines for both)."""
+    wrapped = line
+    for w in stack:
+        wrapped = _wrap(wrapped, w)
+
+    def records(raw: bytes) -> object:
+        p = Pipeline(_metrics())
+        st_ = p._state("s")
+        return p._one(st_, raw)
+
+    assert records(wrapped) == records(line)
+
+
+def _metrics() -> object:
+    from llm_exporter.metrics import LLMMetrics
+
+    return LLMMetrics()
