@@ -60,6 +60,10 @@ _HOST_UNIT_PID = re.compile(rb"[\w.-]+ [\w.@/-]+\[\d+\]: ")
 _COMPOSE = re.compile(rb"[A-Za-z0-9][\w.-]* +\|(?: |$)|\[[\w.-]{1,64}\] +\| ")
 _CHIP = re.compile(rb"\[(?:resource|labels|jsonPayload|logName|severity)[.\w]*[:=] ?[^\]]{0,200}\] *")
 _DOCKER_JSON = b'{"log":'
+#: how an enveloping JSON line starts: docker json-file, and Cloud Logging entries (their keys
+#: come sorted, `httpRequest`/`insertId` first, or in the LogEntry message's order, `logName` first)
+_JSON_ENVELOPES = (_DOCKER_JSON, b'{"insertId"', b'{"logName"', b'{"httpRequest"', b'{"textPayload"',
+                   b'{"jsonPayload"', b'{"resource"')
 
 
 class Envelope:
@@ -73,9 +77,11 @@ class Envelope:
 
     def peel(self, raw: bytes) -> bytes | None:
         """The server's own line, or None while `raw` is a fragment held for joining."""
-        first = raw[:1]
-        if first == b"{" and raw[:7] != _DOCKER_JSON and raw.find(b'Payload"', 0, 4096) < 0:
+        if raw[:1] == b"{" and not raw.startswith(_JSON_ENVELOPES):
             return raw  # the hot path: a bare JSON line
+        head = raw[:1]
+        if (head.isalpha() or head == b"[") and b"\r" not in raw and b"\x1b" not in raw and not _maybe_wrapper(raw):
+            return raw  # the other hot path: a bare text line that starts with a letter or `[`
         line = raw
         after_ts: re.Pattern[bytes] | None = None  # after a timestamp: the `host unit[pid]: ` that may follow
         for _ in range(MAX_LAYERS):
@@ -105,7 +111,7 @@ class Envelope:
                     return line
                 line = cut
                 continue
-            if b"\x1b" in line or (c in b"[^#" and _ANSI_START.match(line)):
+            if b"\x1b" in line or (c in b"[^#" and line[1:2] in b"0123456789[0" and _ANSI_START.match(line)):
                 line = _ANSI_BARE.sub(b"", line) if b"\x1b" not in line else _ANSI_ANY.sub(b"", line)
                 if _ANSI_START.match(line):
                     line = _ANSI_BARE.sub(b"", line)
@@ -172,13 +178,15 @@ def _prefix(line: bytes, c: int) -> tuple[bytes, re.Pattern[bytes] | None] | Non
         sep = _SEP.match(line, e)
         return line[sep.end() if sep is not None else e:], _HOST_UNIT_PID
     if c == 0x5B:  # [
-        m = _TS_BRACKET.match(line)
-        if m is not None:
-            e = m.end()
-            sep = _SEP.match(line, e)
-            return line[sep.end() if sep is not None else e:], None
-        m = _CHIP.match(line)
-        if m is None:
+        c1 = line[1:2]
+        if c1.isdigit():
+            m = _TS_BRACKET.match(line)
+            if m is not None:
+                e = m.end()
+                sep = _SEP.match(line, e)
+                return line[sep.end() if sep is not None else e:], None
+        m = _CHIP.match(line) if c1 in b"rljs" else None
+        if m is None and _bar_after(line, line.find(b"] ", 1, 68) + 1):
             m = _COMPOSE.match(line)
         return (line[m.end():], None) if m is not None else None
     if c == 0x20 or c == 0x09:  # journalctl -o verbose: `    MESSAGE=...`
@@ -188,13 +196,38 @@ def _prefix(line: bytes, c: int) -> tuple[bytes, re.Pattern[bytes] | None] | Non
         return line[8:], None
     if c < 0x80 and not chr(c).isalpha():
         return None
-    m = _SYSLOG.match(line)
-    if m is not None:
-        return line[m.end():], _HOST_UNIT
-    m = _COMPOSE.match(line)
-    if m is not None:
-        return line[m.end():], None
+    sp = line.find(b" ", 3, 14)
+    if sp > 0 and line.find(b":", sp + 4, sp + 8) > 0:
+        m = _SYSLOG.match(line)
+        if m is not None:
+            return line[m.end():], _HOST_UNIT
+    if _bar_after(line, line.find(b" ", 1, 68)):
+        m = _COMPOSE.match(line)
+        if m is not None:
+            return line[m.end():], None
     return None
+
+
+def _maybe_wrapper(line: bytes) -> bool:
+    """Whether a line that starts with a letter or `[` may start with a wrapper: syslog's `Mon DD HH:`,
+    compose's `name  |` or `[svc] |`, `MESSAGE=`, `[2025-...`, `[1;36m`, `[resource...` (cheap tests;
+    the patterns decide)."""
+    if line[:1] == b"[":
+        c1 = line[1:2]
+        return c1.isdigit() or c1 in b"rljs" or _bar_after(line, line.find(b"] ", 1, 68) + 1)
+    sp = line.find(b" ", 3, 14)
+    return (sp > 0 and line.find(b":", sp + 4, sp + 8) > 0) or _bar_after(line, line.find(b" ", 1, 68)) \
+        or line[:8] == b"MESSAGE="
+
+
+def _bar_after(line: bytes, i: int) -> bool:
+    """Whether the spaces from `i` on end in `|` (compose's `name   |`); False for `i` <= 0."""
+    if i <= 0:
+        return False
+    n = len(line)
+    while i < n and line[i] == 0x20:
+        i += 1
+    return line[i:i + 1] == b"|"
 
 
 def _after_cr(line: bytes) -> bytes:
