@@ -91,6 +91,8 @@ _FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "stats": (("provider", "provider"), ("model", "model"), ("engine", "engine")),
     "http": (("provider", "provider"), ("method", "method"), ("path", "path"), ("code", "code")),
     "log": (("provider", "provider"), ("level", "level"), ("error_type", "error_type")),
+    "server_error": (("provider", "provider"), ("error_type", "error_type")),
+    "tokens": (("provider", "provider"), ("model", "model"), ("engine", "engine")),
     "custom": (),
 }
 

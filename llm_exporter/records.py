@@ -159,7 +159,7 @@ MAX_TOKENS = 1 << 53
 #: the largest magnitude of a gauge or custom value
 MAX_VALUE = 1e18
 _SECOND_FIELDS = ("duration_s", "queue_s", "inference_s", "ttft_s", "tpot_s")
-_TOKEN_FIELDS = ("input_tokens", "output_tokens")
+_TOKEN_FIELDS = ("input_tokens", "output_tokens", "prompt_tokens", "cached_tokens")
 _STATS_FIELDS = ("running", "waiting", "swapped", "kv_cache_usage", "prefix_cache_hit", "prompt_tps",
                  "generation_tps")
 
@@ -192,13 +192,18 @@ def problem(rec: Any) -> str | None:
             v = rec.get(f)
             if v is not None and _bad_number(v, MAX_VALUE):
                 return "bad_value"
+    elif kind == "tokens":
+        for f in ("prompt_tokens", "cached_tokens"):
+            v = rec.get(f)
+            if v is not None and (type(v) is not int or not 0 <= v <= MAX_TOKENS):
+                return "bad_value"
     elif kind == "custom":
         v = rec.get("value")
         if type(v) is not int and type(v) is not float:
             return "bad_value"
         if not -MAX_VALUE <= float(v) <= MAX_VALUE:
             return "bad_value"
-    elif kind not in ("http", "log"):
+    elif kind not in ("http", "log", "server_error"):
         return None  # not ours to judge: applying it fails and is counted (adapter_error)
     sanitize(rec)
     return None
