@@ -117,7 +117,8 @@ _INCIDENT_PHRASES = ("scheduler hit an exception", "received sigquit", "hit an e
                      "shardcannotstart", "shardfailed", "webserverfailed", "webserver crashed",
                      "encountered an error", "shard terminated unexpectedly",
                      "sigsegv:", "sigabrt:", "sigbus:", "sigill:", "fatal error:", "panic:", "segmentation fault",
-                     "core dumped", "illegal memory access", "nccl error", "watchdog caught collective")
+                     "core dumped", "illegal memory access", "nccl error", "watchdog caught collective",
+                     "panicked at", "failed to start process", "upstream command exited")
 
 REQUEST = "request"
 INCIDENT = "incident"

@@ -41,7 +41,8 @@ _ERA2_LEVELS = {"INFO": "INFO", "WARN": "WARNING", "ERR": "ERROR", "VERB": "DEBU
 _TIMING_STARTS = ("prompt eval time", "eval time", "generation eval time", "total time", "load time",
                   "sample time", "graphs reused")
 _OWN_STARTS = ("slot ", "srv ", "main: ", "que ", "llama_", "common_", "build: ", "system info", "load_",
-               "print_info", "init: ", "request: ", "done request: ", "cmd_child_to_router:", "ggml_", "[")
+               "print_info", "init: ", "request: ", "done request: ", "cmd_child_to_router:", "ggml_",
+               "system_info:", "clip_", "mtmd_", "gguf_", "llm_load_", "[")
 _LIB_PREFIXES = ("llama_print_timings:", "llama_perf_context_print:", "llama_perf_sampler_print:",
                  "common_perf_print:")
 #: lines only the command-line tools print: their timing block is a session, not a server request
@@ -117,11 +118,19 @@ class LlamacppAdapter(Adapter):
     # -- text ------------------------------------------------------------------------------------
 
     def parse_text(self, text: str) -> Any:
+        res = self._text(text)
+        if res is not None and "server" not in self.shared:
+            self.shared["server"] = self.provider
+        return res
+
+    def _text(self, text: str) -> Any:
         c = text[:1]
         if text.startswith(_CLI_MARKS):
             self.shared["cli"] = True
             if not text.startswith(_LIB_PREFIXES):
                 return IGNORED
+        if c == "D" and text.startswith("Device ") and ": " in text[7:12] and self.shared.get("server"):
+            return IGNORED  # ggml's device list (`  Device 0: NVIDIA ..., compute capability 8.9`)
         if not (c.isalpha() or c.isdigit() or c == "["):
             if c == "{" and text.startswith('{"timestamp":') and '"function":"' in text[:120]:
                 return IGNORED  # a JSON log line of the 2023 server, cut short by a pager

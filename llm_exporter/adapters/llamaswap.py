@@ -34,6 +34,8 @@ class LlamaSwapAdapter(Adapter):
     wants_obj = False
 
     def parse_text(self, text: str) -> Any:
+        if text.startswith("!!! ") and self.shared.get("server") == self.provider:
+            return {"kind": "log", "provider": self.provider, "level": "WARNING"}  # early builds' warnings
         if text[:1] != "[":
             return None
         if text.startswith("[llama-swap] "):

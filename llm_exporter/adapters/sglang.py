@@ -30,7 +30,11 @@ _TPS_KEYS = {"gen throughput (token/s)": "generation_tps", "input throughput (to
 _KNOWN_MESSAGES = ("The server is fired up", "Load weight", "Memory pool end", "Capture cuda graph",
                    "KV Cache is allocated", "Init torch distributed", "server_args=", "max_total_num_tokens=",
                    "Using KV cache dtype", "Capture piecewise", "Attention backend", "Loading pt checkpoint",
-                   "Loading safetensors checkpoint", "Init torch", "Load tokenizer", "Start of co-locate")
+                   "Loading safetensors checkpoint", "Init torch", "Load tokenizer", "Start of co-locate",
+                   "Using default HuggingFace chat template", "Overlap scheduler", "Init attention backend",
+                   "Mem pool end", "Automatically adjust", "Detected fp8 checkpoint", "Capture cuda graph end",
+                   "Using model weights format", "Downcasting",
+                   "Ignore import error", "Multi-thread loading", "Using ModelOptModelLoader", "Chunked prefix")
 _INCIDENTS = ("Scheduler hit an exception", "Received sigquit", "DataParallelController hit an exception",
               "DetokenizerManager hit an exception", "TokenizerManager hit an exception")
 _PY_LEVELS = ("[INFO] ", "[WARNING] ", "[ERROR] ", "[DEBUG] ", "[CRITICAL] ")

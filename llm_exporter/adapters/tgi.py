@@ -263,12 +263,11 @@ def _error_records(provider: str, model: str, text: str, operation: str | None) 
     a server error; an error that says one request failed, or one logged in a request's span, is a
     failed (or, for a client gone away, aborted) request; anything else is an ERROR log record."""
     scope, cls = errors.classify_event(text)
-    if cls == errors.OTHER:
-        for ln in reversed(text.splitlines()[-20:]):
-            c = errors.classify_exception(ln.strip())
-            if c != errors.OTHER:
-                cls = c
-                break
+    for ln in reversed(text.splitlines()[-20:]):  # a relayed traceback's exception line says more
+        c = errors.classify_exception(ln.strip())
+        if c != errors.OTHER and (cls == errors.OTHER or scope == errors.INCIDENT):
+            cls = c
+            break
     log = {"kind": "log", "provider": provider, "level": "ERROR", "error_type": cls}
     if scope == errors.INCIDENT:
         return [log, {"kind": "server_error", "provider": provider, "error_type": cls}]
