@@ -42,7 +42,7 @@ MAX_JOINED = 1 << 20
 
 _DIGITS = frozenset(b"0123456789")
 _ANSI_ANY = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
-_ANSI_BARE = re.compile(rb"\x1b?\[[0-9;]{0,16}m|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
+_ANSI_BARE = re.compile(rb"(?:\x1b|\\u001[bB]|\\x1[bB]|\\033)?\[[0-9;]{0,16}m|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
 _ANSI_START = re.compile(rb"(?:\^\[|#033)\[|\[[0-9;]{1,16}m")
 _CRI = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d) (stdout|stderr) ([PF])(?: |$)")
 # a timestamp at the start: date, `T` or space, time, fraction, offset / Z, zone word
@@ -105,16 +105,18 @@ class Envelope:
                         return None
                     line, after_ts = self._join(stream, msg), None
                     continue
-            if b"\r" in line:
-                cut = _after_cr(line)
-                if cut is line:
-                    return line
-                line = cut
-                continue
             if b"\x1b" in line or (c in b"[^#" and line[1:2] in b"0123456789[0" and _ANSI_START.match(line)):
                 line = _ANSI_BARE.sub(b"", line) if b"\x1b" not in line else _ANSI_ANY.sub(b"", line)
                 if _ANSI_START.match(line):
                     line = _ANSI_BARE.sub(b"", line)
+                continue
+            if b"\r" in line:
+                cut = _after_cr(line)
+                if cut is line:
+                    return line
+                if _ANSI_START.search(line, 0, len(line) - len(cut)):
+                    cut = _ANSI_BARE.sub(b"", cut)  # the colour opened before the bar goes on after it
+                line = cut
                 continue
             if after_ts is not None:
                 hm = after_ts.match(line)
