@@ -43,7 +43,7 @@ def replay(name: str) -> tuple[Samples, dict[str, int]]:
     reg = CollectorRegistry(auto_describe=False)
     reg.register(m)  # type: ignore[arg-type]
     outcomes: dict[str, int] = {}
-    for (_s, o), n in m.lines.items():
+    for (_s, o), n in m.internal.lines.items():
         if n:
             outcomes[o] = outcomes.get(o, 0) + n
     return parse_metrics(generate_latest(reg).decode()), outcomes
