@@ -14,6 +14,7 @@ PROM_DIR = ROOT / "examples" / "prometheus"
 SEED_ALERTS = {
     "LLMRequestLatencyP95High",
     "LLMErrorRatioHigh",
+    "LLMServerIncident",
     "LLMGPUMemoryHigh",
     "LLMGenerationSlow",
     "LLMExporterDown",
