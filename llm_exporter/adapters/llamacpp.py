@@ -113,7 +113,7 @@ class LlamacppAdapter(Adapter):
         super().__init__(config)
         self.block: _Block | None = None
         self.tasks: OrderedDict[str, None] = OrderedDict()  # task ids already counted
-        self.template = False  # inside a multi-line chat template print-out
+        self.template = 0  # inside a multi-line chat template print-out: its lines so far (0: not)
 
     # -- text ------------------------------------------------------------------------------------
 
@@ -125,6 +125,11 @@ class LlamacppAdapter(Adapter):
 
     def _text(self, text: str) -> Any:
         c = text[:1]
+        if self.template:  # the lines of a chat template printed by the line before
+            if c != "[" and not _elapsed(text) and not text.startswith(_OWN_STARTS[:-1]) and self.template < 200:
+                self.template = 0 if text.endswith("'") else self.template + 1
+                return []
+            self.template = 0
         if text.startswith(_CLI_MARKS):
             self.shared["cli"] = True
             if not text.startswith(_LIB_PREFIXES):
@@ -142,9 +147,9 @@ class LlamacppAdapter(Adapter):
             if j > 1 and s[1:j].isdigit():  # the router's `[port] ` of a child server (or a Unix time)
                 s = s[j + 2:].lstrip()
                 if self.template and not _elapsed(s):
-                    self.template = not s.endswith("'")
+                    self.template = 0 if s.endswith("'") else self.template + 1
                     return []
-                self.template = False
+                self.template = 0
                 if not s[:1].isdigit() and not s.startswith(_OWN_STARTS) and not s.startswith(_TIMING_STARTS):
                     return IGNORED  # the child's other output (`warming up the model`, ...)
             elif s.startswith("[") and s.endswith(" blob data]") and self.block is not None:
@@ -208,7 +213,7 @@ class LlamacppAdapter(Adapter):
             if res is not None:
                 return res
         if "example_format: '" in s and not s.endswith("'"):
-            self.template = True  # a chat template printed over the following lines
+            self.template = 1  # a chat template printed over the following lines
         if s.startswith(("srv  log_server_r: ", "srv  log_server_r:", "request: ", "done request: ")):
             i = s.find("request: ")
             parts = s[i + 9:].split()

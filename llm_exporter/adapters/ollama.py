@@ -133,6 +133,8 @@ class OllamaAdapter(Adapter):
         if c.isdigit() and text[4:5] == "/" and text[7:8] == "/" and ".go:" in text[19:60]:
             self._mark()
             return IGNORED  # pre-slog `2023/10/06 13:38:58 routes.go:572: ...`
+        if text.startswith(("- using env:", "- using code:")) and self.shared.get("server") == self.provider:
+            return IGNORED  # the rest of GIN's debug-mode banner
         if text.startswith(_CRASH) and self.shared.get("server") == self.provider:
             self.dump = True
             return [{"kind": "log", "provider": self.provider, "level": "ERROR", "error_type": "engine_dead"},
