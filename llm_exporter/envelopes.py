@@ -10,7 +10,8 @@ stack of wrappers peels. The shapes:
 - Kubernetes CRI `<RFC3339Nano> stdout|stderr P|F <msg>`; `P` fragments are held and joined with
   the following fragments of the same stream up to the `F` fragment.
 - A leading timestamp: ISO 8601 with `T` or a space, optional fraction (`.` or `,`), optional
-  offset or `Z` and an optional zone word (`UTC`); bracketed (`[2025-01-02 03:04:05]`); each
+  offset or `Z` and an optional zone word (`UTC`); bracketed (`[2025-01-02 03:04:05]`, except
+  before a uvicorn access line: that is SGLang's own prefix, which names the server); each
   followed by spaces and optionally `- ` or `| ` (log viewers). After one, journald's
   `host unit[pid]: ` (short-iso) comes off too.
 - syslog / journald short and short-precise: `Mon DD HH:MM:SS[.ffffff] host unit[pid]: `, with any
@@ -59,6 +60,7 @@ _HOST_UNIT = re.compile(rb"(?!(?:INFO|WARN|WARNING|ERROR|DEBUG|TRACE|CRITICAL|FA
 _HOST_UNIT_PID = re.compile(rb"[\w.-]+ [\w.@/-]+\[\d+\]: ")
 _COMPOSE = re.compile(rb"[A-Za-z0-9][\w.-]* +\|(?: |$)|\[[\w.-]{1,64}\] +\| ")
 _CHIP = re.compile(rb"\[(?:resource|labels|jsonPayload|logName|severity)[.\w]*[:=] ?[^\]]{0,200}\] *")
+_UVICORN = (b"INFO:  ", b"WARNING:  ", b"ERROR:    ")
 _DOCKER_JSON = b'{"log":'
 #: how an enveloping JSON line starts: docker json-file, and Cloud Logging entries (their keys
 #: come sorted, `httpRequest`/`insertId` first, or in the LogEntry message's order, `logName` first)
@@ -186,7 +188,10 @@ def _prefix(line: bytes, c: int) -> tuple[bytes, re.Pattern[bytes] | None] | Non
             if m is not None:
                 e = m.end()
                 sep = _SEP.match(line, e)
-                return line[sep.end() if sep is not None else e:], None
+                rest = line[sep.end() if sep is not None else e:]
+                if rest.startswith(_UVICORN):
+                    return None  # SGLang's own access-line prefix: its adapter reads it (and knows the server)
+                return rest, None
         m = _CHIP.match(line) if c1 in b"rljs" else None
         if m is None and _bar_after(line, line.find(b"] ", 1, 68) + 1):
             m = _COMPOSE.match(line)

@@ -33,8 +33,11 @@ _KNOWN_MESSAGES = ("The server is fired up", "Load weight", "Memory pool end", "
                    "Loading safetensors checkpoint", "Init torch", "Load tokenizer", "Start of co-locate",
                    "Using default HuggingFace chat template", "Overlap scheduler", "Init attention backend",
                    "Mem pool end", "Automatically adjust", "Detected fp8 checkpoint", "Capture cuda graph end",
-                   "Using model weights format", "Downcasting",
+                   "Using model weights format", "Downcasting", "Decode out of memory", "Prefill out of memory",
                    "Ignore import error", "Multi-thread loading", "Using ModelOptModelLoader", "Chunked prefix")
+#: what the scheduler prints after an out-of-memory retraction (a crash, if any, is its own line)
+_OOM_DETAIL = ("Try to allocate ", "Available tokens: ", "Avaliable tokens: ", "self.token_to_kv_pool",
+               "self.tree_cache.")
 _INCIDENTS = ("Scheduler hit an exception", "Received sigquit", "DataParallelController hit an exception",
               "DetokenizerManager hit an exception", "TokenizerManager hit an exception")
 _PY_LEVELS = ("[INFO] ", "[WARNING] ", "[ERROR] ", "[DEBUG] ", "[CRITICAL] ")
@@ -117,6 +120,12 @@ class SglangAdapter(Adapter):
                 m0 == "D" and msg.startswith(("Decode batch.", "Decode batch,"))):
             self.shared["server"] = "sglang"
             return self._batch(msg[14:], tag, m0 == "P")
+        if m0 == "n" and msg.startswith("new fill batch. "):  # the 2024 scheduler's prefill line
+            self.shared["server"] = "sglang"
+            return self._fill(msg[16:], tag)
+        if m0 == "#" and msg.startswith("#running-req: ") and ", token usage: " in msg:  # its decode line
+            self.shared["server"] = "sglang"
+            return self._batch(msg, tag, False)
         if msg.startswith(_INCIDENTS):
             self.shared["server"] = "sglang"
             _, cls = errors.classify_event(msg)
@@ -139,6 +148,8 @@ class SglangAdapter(Adapter):
         if msg.startswith(_KNOWN_MESSAGES):
             self.shared["server"] = "sglang"
             return IGNORED
+        if msg.startswith(_OOM_DETAIL) and self.shared.get("server") == "sglang":
+            return IGNORED  # the lines after `Decode out of memory. Try to lower your batch size.`
         if known_prefix:
             return IGNORED
         return None
@@ -166,6 +177,31 @@ class SglangAdapter(Adapter):
                 new_tok = _int(v)
             elif prefill and k == "#cached-token":
                 cached = _int(v)
+        if new_tok is None:
+            return rec
+        tok: dict[str, Any] = {"kind": "tokens", "provider": self.provider, "model": "", "engine": engine,
+                               "prompt_tokens": new_tok + (cached or 0)}
+        if cached is not None:
+            tok["cached_tokens"] = cached
+        return [rec, tok]
+
+    def _fill(self, body: str, engine: str) -> Any:
+        """`new fill batch. #seq: 1. #cached_token: 478. #new_token: 254. #remaining_req: 0. #running_req:
+        4. tree_cache_hit_rate: 80.81%.` (SGLang 2024): gauges and the batch's prompt tokens."""
+        rec: dict[str, Any] = {"kind": "stats", "provider": self.provider, "model": "", "engine": engine}
+        vals: dict[str, str] = {}
+        for part in body.split(". "):
+            k, sep, v = part.partition(": ")
+            if sep:
+                vals[k.strip()] = v.strip().rstrip(".")
+        for k, f in (("#running_req", "running"), ("#remaining_req", "waiting")):
+            n = _float(vals.get(k, "x"))
+            if n is not None:
+                rec[f] = n
+        hit = vals.get("tree_cache_hit_rate", "")
+        if hit.endswith("%") and (h := _float(hit[:-1])) is not None and h <= 100.0:
+            rec["prefix_cache_hit"] = h / 100.0
+        new_tok, cached = _int(vals.get("#new_token", "")), _int(vals.get("#cached_token", ""))
         if new_tok is None:
             return rec
         tok: dict[str, Any] = {"kind": "tokens", "provider": self.provider, "model": "", "engine": engine,

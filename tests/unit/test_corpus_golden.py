@@ -82,22 +82,28 @@ def test_tgi() -> None:
 def test_sglang() -> None:
     s, out = replay("sglang")
     # access lines on inference paths are SGLang's finished requests: #22166 six chat, #7515 three
-    # chat (its GET /health is not one), #6291 three /v1/completions
+    # chat (its GET /health is not one), #6291 three /v1/completions, #12414 two chat, #393 three chat
+    # (bare uvicorn lines, after the 2024 scheduler's `new fill batch` named the stream)
     assert v(s, "llm_requests_total", gen_ai_provider_name="sglang", gen_ai_operation_name="chat",
-             outcome="success") == 6 + 3
+             outcome="success") == 6 + 3 + 2 + 3
     assert v(s, "llm_requests_total", gen_ai_provider_name="sglang", gen_ai_operation_name="text_completion",
              outcome="success") == 3
     assert v(s, "llm_http_requests_total", gen_ai_provider_name="sglang", path="/health") == 1
     # prompt tokens = #new-token + #cached-token per Prefill line; cached = #cached-token
-    # no rank tag: #22166 158 + 290 + 160 (cached 0), #6291 (2 + 8027) + (4 + 16030)
-    assert v(s, "llm_prompt_tokens_total", engine="") == 158 + 290 + 160 + (2 + 8027) + (4 + 16030)
-    assert v(s, "llm_prompt_cached_tokens_total", engine="") == 8027 + 16030
-    # TP0: #30047 43008 + 43264 + 43008, #1612 2062 + (8192 + 291) + (8192 + 2753), #7515 2266 + 1
+    # no rank tag: #22166 158 + 290 + 160 (cached 0), #6291 (2 + 8027) + (4 + 16030), sglang-jax#622
+    # 1024 + 0, #393's `new fill batch` lines (#new_token + #cached_token) (254 + 478) + (1 + 731)
+    assert v(s, "llm_prompt_tokens_total", engine="") == 158 + 290 + 160 + (2 + 8027) + (4 + 16030) + 1024 + (
+        254 + 478) + (1 + 731)
+    assert v(s, "llm_prompt_cached_tokens_total", engine="") == 8027 + 16030 + 478 + 731
+    # TP0: #30047 43008 + 43264 + 43008, #1612 2062 + (8192 + 291) + (8192 + 2753), #7515 2266 + 1,
+    # #12414 (5824 + 448) + (2880 + 2304)
     assert v(s, "llm_prompt_tokens_total", engine="TP0") == (43008 + 43264 + 43008) + (2062 + 8192 + 291 + 8192
-                                                                                         + 2753) + (2266 + 1)
-    assert v(s, "llm_prompt_cached_tokens_total", engine="TP0") == 291 + 2753 + 1
-    # Agent-RL/ReCall#43: `Scheduler hit an exception` and its traceback: one incident, no request
-    assert v(s, "llm_server_errors_total", gen_ai_provider_name="sglang", error_type="engine_dead") == 1
+                                                                                         + 2753) + (2266 + 1) + (
+        5824 + 448 + 2880 + 2304)
+    assert v(s, "llm_prompt_cached_tokens_total", engine="TP0") == 291 + 2753 + 1 + 448 + 2304
+    # `Scheduler hit an exception` and its traceback (Agent-RL/ReCall#43, sglang-jax#622): one incident
+    # each, no request; #4184's `Decode out of memory happened` retractions are not failures
+    assert v(s, "llm_server_errors_total", gen_ai_provider_name="sglang", error_type="engine_dead") == 2
     assert v(s, "llm_requests_total", outcome="error") == 0
     # unknown: #1612's client progress bars and `Prompts loaded.` (3), #3685's cut traceback (4)
     assert out["unparsed"] == 3 + 4
