@@ -36,6 +36,7 @@ REQUEST_SPANS = {
     "generate_stream": "text_completion",
     "compat_generate": "text_completion",
     "vertex_compatibility": "",
+    "sagemaker_compatibility": "",
     "HTTP request": "",
 }
 _TIMING = re.compile(r'(\w+)="([^"]*)"')

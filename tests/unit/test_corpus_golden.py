@@ -67,9 +67,16 @@ def test_tgi() -> None:
     # the multi-prompt /v1/completions handler: six prompts whose client went away
     assert v(s, "llm_requests_total", gen_ai_provider_name="tgi", outcome="aborted") == 6
     assert v(s, "llm_requests_total", gen_ai_operation_name="text_completion", outcome="aborted") == 6
-    # bionic-gpt#154: one `inputs tokens + max_new_tokens must be <=` error inside generate_stream's span
+    # bionic-gpt#154: one `inputs tokens + max_new_tokens must be <=` error inside generate_stream's span;
+    # #3050: `Incomplete generation` inside sagemaker_compatibility > compat_generate > generate
     assert v(s, "llm_request_errors_total", gen_ai_provider_name="tgi", error_type="validation") == 1
-    assert v(s, "llm_requests_total", gen_ai_provider_name="tgi", outcome="error") == 1
+    assert v(s, "llm_request_errors_total", gen_ai_provider_name="tgi", gen_ai_operation_name="text_completion",
+             error_type="_OTHER") == 1
+    assert v(s, "llm_requests_total", gen_ai_provider_name="tgi", outcome="error") == 2
+    # #2593: the router's `Server error: ... Connection refused` per shard connection is batch-level, not a
+    # request's (the requests it breaks say so in their own spans): ERROR records only. ERROR records:
+    # #3248 6, #1627 3 + its launcher exit, #1156 1 + exit, #2828 exit, #2280 exit, bionic 1, #3050 1, #2593 2
+    assert v(s, "llm_log_messages_total", gen_ai_provider_name="tgi", level="ERROR") == 6 + 4 + 2 + 1 + 1 + 1 + 1 + 2
     assert v(s, "llm_requests_total", gen_ai_provider_name="tgi", outcome="success") == 0
     # server incidents, one per death however many lines it takes: #2828 (`Error: WebserverFailed`),
     # #1627 (shard stderr, signal 4, ShardCannotStart, `Shard 0 failed to start`: one), #1156
