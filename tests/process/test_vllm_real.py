@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -131,6 +132,33 @@ def vllm_counters(text: str) -> dict[str, Any]:
             "generation": total(s, "vllm:generation_tokens_total"), "samples": s}
 
 
+def printed(text: str, pattern: str) -> float:
+    """The one figure vLLM printed for `pattern` in this run (one start: exactly one line)."""
+    found = re.findall(pattern, text)
+    assert len(found) == 1, (pattern, found)
+    return float(found[0].replace(",", ""))
+
+
+def check_startup(s: dict[tuple[str, tuple[tuple[str, str], ...]], float], text: str, up_after: float) -> None:
+    """The start-up figures against the lines this vLLM printed (read here with plain regexes),
+    and its ready time against the time the test waited for /health."""
+    v = {"gen_ai_provider_name": "vllm"}
+    assert total(s, "llm_server_starts_total", **v) == 1
+    for phase, pattern in (("model_init", r"Initializing model took ([\d.]+) seconds"),
+                           ("weights", r"Loading weights took ([\d.]+) seconds"),
+                           ("engine_init", r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s")):
+        assert total(s, "llm_server_startup_duration_seconds", phase=phase, **v) == printed(text, pattern), phase
+    assert total(s, "llm_server_kv_cache_tokens", **v) == printed(text, r"KV cache size: ([\d,]+) tokens")
+    assert total(s, "llm_server_max_concurrency", **v) == \
+        printed(text, r"Maximum concurrency for [\d,]+ tokens per request: ([\d.]+)x")
+    gib = printed(text, r"Auto set \(([\d.]+)/[\d.]+\) GiB for KV cache")
+    assert total(s, "llm_server_memory_bytes", use="kv_cache", **v) == gib * (1 << 30)
+    # from the version banner to "Starting vLLM server", on vLLM's whole-second clock: inside the
+    # time until /health answered, and no shorter than the engine's own start
+    ready = total(s, "llm_server_startup_duration_seconds", phase="ready", **v)
+    assert total(s, "llm_server_startup_duration_seconds", phase="engine_init", **v) <= ready <= up_after + 1
+
+
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_real_vllm_counts_match_its_own_metrics(vllm_python: str, setting: str, tmp_path: Path) -> None:
     """Requests by outcome, error class and operation, finish reasons, durations, HTTP codes and
@@ -144,8 +172,10 @@ def test_real_vllm_counts_match_its_own_metrics(vllm_python: str, setting: str, 
     base = f"http://127.0.0.1:{port}"
     logged = setting != "default"
     started = time.monotonic()
+    # passthrough on: vLLM's own output lands in llm_exporter.out (stdout) and our stderr, to read
+    # the start-up figures it printed
     with (tmp_path / "llm_exporter.out").open("wb") as out, \
-            Exporter("--no-passthrough", "--gpu", "off", "--", *cmd, stdout=out, env=env) as e:
+            Exporter("--gpu", "off", "--", *cmd, stdout=out, env=env) as e:
         alive = lambda: e.proc.poll() is None  # noqa: E731
         wait_for(lambda: get(base + "/health")[0] == 200, 600, "vLLM /health", alive)
         t0 = time.monotonic()
@@ -167,6 +197,7 @@ def test_real_vllm_counts_match_its_own_metrics(vllm_python: str, setting: str, 
         e.proc.terminate()
         e.proc.wait(120)
         our_log = e.stderr_text()
+    check_startup(s, (tmp_path / "llm_exporter.out").read_text(errors="replace") + our_log, t0 - started)
     vllm_ok = sum(theirs["reasons"].values())
     ours_ok, ours_err = (total(s, "llm_requests_total", outcome=o) for o in ("success", "error"))
     print(f"vLLM {setting}: ready after {t0 - started:.0f}s; whole run {time.monotonic() - started:.0f}s; "
