@@ -108,6 +108,8 @@ def check_config(argv: list[str]) -> int:
     p = _Parser(prog="llm-exporter check-config",
                 description="Validate a --config file and print what it defines (exit 1 on an error).")
     p.add_argument("file", metavar="FILE")
+    p.add_argument("--sample", metavar="LOG", action="append",
+                   help="a log file: report the config's field paths that no JSON line of it has (exit 1)")
     ns = p.parse_args(argv)
     from llm_exporter.config import ConfigError, load_config
 
@@ -118,7 +120,41 @@ def check_config(argv: list[str]) -> int:
     print(f"{ns.file}: OK")
     for line in cfg.describe():
         print(line)
-    return 0
+    if not ns.sample:
+        return 0
+    wanted = cfg.field_paths()
+    found, lines = _paths_in_samples(ns.sample, {p for _, p in wanted})
+    missing = [(where, path) for where, path in wanted if path not in found]
+    print(f"sample: {lines} JSON lines read")
+    for where, path in missing:
+        print(f"never found in the sample: {where}: {path}")
+    return 1 if missing else 0
+
+
+def _paths_in_samples(files: list[str], paths: set[str]) -> tuple[set[str], int]:
+    """Which of `paths` hold a value on at least one JSON line of the files, and how many JSON
+    lines there were (a line behind a text prefix, e.g. a container name, counts from its `{`)."""
+    from llm_exporter.accounting import get_path
+    from llm_exporter.adapters.base import json_object
+
+    found: set[str] = set()
+    n = 0
+    for path in files:
+        try:
+            fh = open(path, "rb")  # noqa: SIM115
+        except OSError as e:
+            raise StartupError(f"--sample {path}: {e.strerror}") from None
+        with fh:
+            for raw in fh:
+                i = raw.find(b"{")
+                obj = json_object(raw[i:]) if i >= 0 else None
+                if obj is None:
+                    continue
+                n += 1
+                for p in paths - found:
+                    if get_path(obj, p) is not None:
+                        found.add(p)
+    return found, n
 
 
 def healthcheck(argv: list[str]) -> int:

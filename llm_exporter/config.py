@@ -22,6 +22,15 @@ slo:                                   # service level objectives, judged per fi
   - {name: chat-fast, model: "llama-*", ttft: 500ms, tpot: 50ms, target: 99%}
 buckets:                               # histogram bucket bounds in seconds (SLO thresholds are added)
   ttft: [0.1, 0.25, 0.5, 1, 2.5]
+accounting:                            # per-tenant requests, tokens and cost
+  tenant: [auth.team]                  # dotted paths, before the built-in ones (user, metadata.team, ...)
+  allow: [search, billing]             # optional: only these tenants are labels
+  hash_keys: true                      # an API key alone is shown as key:<salted hash>, never as is
+  key_salt: change-me-please
+  currency: USD
+  prices:                              # per million tokens; `default` for any other model
+    llama-3-8b: {input: 0.05, output: 0.10, cached_input: 0.025}
+    default: {input: 0.10, output: 0.20}
 ```
 """
 
@@ -29,11 +38,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from llm_exporter.units import parse_duration
 
@@ -261,6 +280,63 @@ class Buckets(_Strict):
             raise ValueError("bucket bounds must be strictly increasing")
         if len(out) > MAX_BUCKETS:
             raise ValueError(f"at most {MAX_BUCKETS} bounds per histogram")
+# -- accounting: tenants, keys, prices ------------------------------------------------------------
+
+def _price(v: Any) -> Any:
+    """A price per million tokens, read from its decimal text (YAML 0.15 is exactly 0.15)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError("a price is a number")
+    try:
+        d = Decimal(repr(v) if isinstance(v, float) else str(v))
+    except InvalidOperation:
+        raise ValueError(f"not a number: {v!r}") from None
+    if not d.is_finite() or d < 0:
+        raise ValueError(f"a price is a finite number >= 0, got {v!r}")
+    if d > 10**9 or d != d.quantize(Decimal("0.000001")):
+        raise ValueError(f"{v!r}: at most 6 decimals and 10^9 per million tokens")
+    return d
+
+
+PerMillion = Annotated[Decimal, BeforeValidator(_price)]
+
+
+class Price(_Strict):
+    """A model's prices, per million tokens, in the accounting currency."""
+
+    input: PerMillion
+    output: PerMillion
+    cached_input: PerMillion | None = Field(None, description="prompt-cache reads (default: the input price)")
+
+
+class AccountingConfig(_Strict):
+    """`accounting:`: where the tenant is, which tenants may be labels, keys, prices."""
+
+    tenant: list[DottedPath] = Field(default_factory=list, description="dotted paths, first found wins")
+    allow: list[str] | None = Field(None, description="only these tenants are labels; others are _OTHER")
+    max_tenants: int | None = Field(None, ge=1, le=100_000, description="distinct tenants (default: --label-limit)")
+    hash_keys: bool = False
+    key_salt: str | None = Field(None, min_length=8)
+    currency: str = "USD"
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> AccountingConfig:
+        if self.hash_keys and not self.key_salt:
+            raise ValueError("hash_keys needs key_salt (8 characters or more, kept the same across restarts)")
+        if not re.fullmatch(r"[A-Za-z]{3}|[A-Za-z_][A-Za-z0-9_]{0,15}", self.currency):
+            raise ValueError(f"currency must be a short code such as USD, got {self.currency!r}")
+        return self
+
+    def describe(self) -> list[str]:
+        from llm_exporter.accounting import DEFAULT_TENANT_PATHS
+
+        out = ["tenant <- " + ", ".join([*self.tenant, *DEFAULT_TENANT_PATHS]) + " (first found)"]
+        if self.allow is not None:
+            out.append(f"  allowed tenants: {len(self.allow)}")
+        out.append("  API keys: " + ("salted hash" if self.hash_keys else "not used"))
+        for name, p in self.prices.items():
+            out.append(f"price {name}: input {p.input}, output {p.output}, cached input "
+                       f"{p.cached_input if p.cached_input is not None else p.input} {self.currency}/1M tokens")
         return out
 
 
@@ -272,6 +348,7 @@ class Config(_Strict):
     mappings: list[Mapping] = Field(default_factory=list)
     slo: list[Slo] = Field(default_factory=list)
     buckets: Buckets = Field(default_factory=Buckets)
+    accounting: AccountingConfig | None = None
 
     @field_validator("slo")
     @classmethod
@@ -358,6 +435,20 @@ class Config(_Strict):
             elif extra:
                 added = ", ".join(f"{b:g}" for b in extra)
                 out.append(f"buckets {h}: the built-in bounds and the SLO thresholds {added}")
+        if self.accounting is not None:
+            out.extend("accounting: " + x if not x.startswith(" ") else x for x in self.accounting.describe())
+        return out
+
+    def field_paths(self) -> list[tuple[str, str]]:
+        """(where in the file, dotted path) of every field the file reads from JSON lines."""
+        out = [(f"extra_labels.{k}", v) for k, v in self.extra_labels.items()]
+        out += [(f"metrics.{m.name}", m.path) for m in self.metrics]
+        for m in self.mappings:
+            out += [(f"mappings[{m.name}].fields.{k}", f.path) for k, f in m.fields.items()]
+            out += [(f"mappings[{m.name}].extra_labels.{k}", v) for k, v in m.extra_labels.items()]
+            out += [(f"mappings[{m.name}].metrics.{s.name}", s.path) for s in m.metrics]
+        if self.accounting is not None:
+            out += [("accounting.tenant", p) for p in self.accounting.tenant]
         return out
 
 

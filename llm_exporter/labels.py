@@ -31,6 +31,10 @@ class LabelLimiter:
         self.overflow += 1
         return OTHER
 
+    def set_limit(self, limit: int) -> None:
+        """Change the limit; values admitted so far stay admitted."""
+        self._limit = limit
+
     def __len__(self) -> int:
         return len(self._seen) - 2
 

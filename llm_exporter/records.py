@@ -54,6 +54,12 @@ class RequestRecord(TypedDict):
     cached_tokens: NotRequired[Annotated[int | None, Field(
         ge=0, strict=True, description="the part of the prompt served from a prefix cache")]]
     extra_labels: NotRequired[dict[str, str]]
+    tenant: NotRequired[Annotated[str | None, Field(description="who made the request (a label after bounding)")]]
+    tenant_key: NotRequired[Annotated[str | None, Field(description="an API key, shown only as a salted hash")]]
+    adapter: NotRequired[Annotated[str | None, Field(description="llm_adapter: the LoRA adapter used")]]
+    cached_input_tokens: NotRequired[Tokens | None]
+    cost_pico: NotRequired[Annotated[int | None, Field(ge=0, strict=True,
+                                                       description="logged cost, 1e-12 currency units")]]
 
 
 class StatsRecord(TypedDict):

@@ -23,6 +23,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from llm_exporter import errors
+from llm_exporter.accounting import ADAPTER_NAMES, adapter_of, identify
 from llm_exporter.adapters.base import Adapter, Invalid, json_object
 from llm_exporter.units import NAME_SUFFIX_DIV, parse_duration
 
@@ -115,6 +116,12 @@ _fields["choices"] = list[_Choice] | None
 FOREIGN_NAMES = ("eval_count", "prompt_eval_count", "eval_duration", "prompt_eval_duration")
 for _n in FOREIGN_NAMES:
     _fields[_n] = Any
+# Who made the request, and with which LoRA adapter (read by llm_exporter.accounting, which judges
+# the values); LiteLLM's request and spend logs (`call_type` with a cost) are left to its adapter.
+IDENTITY_NAMES = ("tenant", "team", "user", "metadata", "api_key", "user_api_key")
+LITELLM_NAMES = ("call_type", "response_cost", "spend")
+for _n in (*IDENTITY_NAMES, *ADAPTER_NAMES, *LITELLM_NAMES):
+    _fields[_n] = Any
 OBJECT_OPERATIONS = {"chat.completion": "chat", "chat.completion.chunk": "chat",
                      "text_completion": "text_completion", "response": "chat", "embedding": "embeddings"}
 
@@ -203,6 +210,7 @@ class _Plan(NamedTuple):
     level: str | None
     error: str | None
     finish: str | None
+    identity: bool  # the line may name a tenant, key or adapter
 
 
 def _first(keys: frozenset[str], names: tuple[str, ...]) -> str | None:
@@ -233,9 +241,12 @@ def make_plan(keys: frozenset[str]) -> _Plan:
     evidence = bool(durations or tokens or usage or error or finish or (status and request_id))
     if evidence and any(n in keys for n in FOREIGN_NAMES):
         evidence = False
+    if evidence and "call_type" in keys and ("response_cost" in keys or "spend" in keys):
+        evidence = False  # LiteLLM's request or spend log
+    identity = any(n in keys for n in (*IDENTITY_NAMES, *ADAPTER_NAMES))
     return _Plan(evidence, tuple(durations), tuple(tokens), usage, request_id,
                  _first(keys, MODEL_NAMES), _first(keys, OPERATION_NAMES), _first(keys, PATH_NAMES),
-                 status, _first(keys, ("level", "levelname")), error, finish)
+                 status, _first(keys, ("level", "levelname")), error, finish, identity)
 
 
 def operation_from_path(path: str) -> str:
@@ -265,10 +276,10 @@ class AppJsonAdapter(Adapter):
                     self._shapes[keys] = shape
             if _plain(raw, shape[0]):
                 plan = shape[1]
-                return self.build(raw, plan) if plan.evidence else None
-        return self._validated(line)  # unusual values, or not JSON to orjson: pydantic decides
+                return self.build(raw, plan, raw) if plan.evidence else None
+        return self._validated(line, raw)  # unusual values, or not JSON to orjson: pydantic decides
 
-    def _validated(self, line: bytes) -> Any:
+    def _validated(self, line: bytes, raw: dict[str, Any] | None = None) -> Any:
         """The line judged by the pydantic schema alone (the authority the fast path agrees with)."""
         try:
             d = APP_LINE.validate_json(line)
@@ -285,11 +296,17 @@ class AppJsonAdapter(Adapter):
                 self._plans[keys] = plan
         if not plan.evidence:
             return None
-        return self.build(d, plan)
+        return self.build(d, plan, raw if raw is not None else d)
 
-    def build(self, d: dict[str, Any], plan: _Plan) -> dict[str, Any]:
+    @property
+    def tenant_paths(self) -> tuple[str, ...]:
+        """The `--config` file's `accounting.tenant` paths (looked at before the built-in names)."""
+        acc = getattr(self.config, "accounting", None)
+        return tuple(acc.tenant) if acc is not None else ()
+
+    def build(self, d: dict[str, Any], plan: _Plan, raw: dict[str, Any] | None = None) -> dict[str, Any]:
         # one unpack instead of a NamedTuple attribute read per field (this runs for every line)
-        _, durations, tokens, usage, request_id, model, operation, path, _, _, _, finish = plan
+        _, durations, tokens, usage, request_id, model, operation, path, _, _, _, finish, identity = plan
         rec: dict[str, Any] = {"kind": "request", "provider": self.provider}
         for canon, key, div in durations:
             v = d[key]
@@ -335,6 +352,12 @@ class AppJsonAdapter(Adapter):
         if fr:
             rec["finish_reason"] = fr
         rec["outcome"], rec["error_type"] = self.outcome(d, plan)
+        if raw is not None and (identity or self.config is not None):
+            paths = self.tenant_paths
+            if identity or paths:
+                rec["tenant"], rec["tenant_key"] = identify(raw, paths)
+                if (a := adapter_of(raw)) is not None:
+                    rec["adapter"] = a
         return rec
 
     @staticmethod

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from llm_exporter import errors
+from llm_exporter.accounting import adapter_of, identify
 from llm_exporter.adapters.app_json import AppJsonAdapter
 from llm_exporter.adapters.base import Adapter, Invalid
 from llm_exporter.config import UNIT_DIV, Config, Mapping
@@ -140,6 +141,10 @@ class CustomJsonAdapter(Adapter):
         rec["outcome"], rec["error_type"] = errors.outcome_of(outcome_v, rec["error_type"])
         if m.extra_labels:
             rec["extra_labels"] = {n: _label_value(get_path(obj, p)) for n, p in m.extra_labels.items()}
+        acc = self.cfg.accounting if self.cfg is not None else None
+        rec["tenant"], rec["tenant_key"] = identify(obj, acc.tenant if acc is not None else ())
+        if (a := adapter_of(obj)) is not None:
+            rec["adapter"] = a
         return rec
 
     def _metrics(self, specs: list[Any], obj: dict[str, Any], rec: dict[str, Any]) -> list[dict[str, Any]]:

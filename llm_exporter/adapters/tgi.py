@@ -139,7 +139,11 @@ class TgiAdapter(Adapter):
         if i < 0:
             raise Invalid("tgi_no_timings")
         fields = dict(_TIMING.findall(spans, i))
-        return self._request_from_timings(fields, op)
+        rec = self._request_from_timings(fields, op)
+        adapter = _adapter_id(spans, i)
+        if adapter:
+            rec["adapter"] = adapter
+        return rec
 
     def _request_from_timings(self, fields: dict[str, Any], op: str) -> dict[str, Any]:
         rec: dict[str, Any] = {"kind": "request", "provider": self.provider, "operation": op,
@@ -202,12 +206,30 @@ class TgiAdapter(Adapter):
             fields = {k: v for k, v in span.items() if type(v) is str}
             name = span.get("name")
             op = REQUEST_SPANS.get(name, "") if type(name) is str else ""
-            return [*out, self._request_from_timings(fields, op), *_log(level)]
+            rec = self._request_from_timings(fields, op)
+            params = span.get("parameters")
+            if type(params) is str and (adapter := _adapter_id(params, len(params))):
+                rec["adapter"] = adapter
+            return [*out, rec, *_log(level)]
         if target == "text_generation_launcher" and msg.startswith("Args {"):
             self._model_from_args(msg)
         if level == "ERROR":
             return [*out, *_error_records(self.provider, self.model, msg, op)]
         return out + _log(level) if level else (out or IGNORED)
+
+
+def _adapter_id(text: str, end: int) -> str | None:
+    """The LoRA adapter of a request's parameters: `adapter_id: Some("org/name") }` must close the
+    `GenerateParameters` that ends at `end` (it is its last field; the stop strings and grammar
+    before it are user text, so nothing earlier is matched)."""
+    seg = text[max(0, end - 400): end].rstrip()
+    if not seg.endswith('") }'):
+        return None
+    i = seg.rfind('adapter_id: Some("')
+    if i < 0:
+        return None
+    name = seg[i + 18: -4]
+    return name if name and '"' not in name else None
 
 
 def _log(level: str) -> list[dict[str, Any]]:

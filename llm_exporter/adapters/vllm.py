@@ -332,7 +332,7 @@ class VllmAdapter(Adapter):
         if c == "R":
             if msg.startswith("Received request "):
                 rid = msg[17: 17 + MAX_ID + 2].split(":", 1)[0].split(" ", 1)[0]
-                return self._received(rid, _prompt_tokens(msg))
+                return self._received(rid, _prompt_tokens(msg), _lora_name(msg))
             if msg.startswith("Request "):
                 return self._request_line(msg)
         if c == "A":
@@ -506,7 +506,7 @@ class VllmAdapter(Adapter):
         r.seq = self.seq
         return r
 
-    def _received(self, rid: str, in_tokens: int | None = None) -> list[dict[str, Any]]:
+    def _received(self, rid: str, in_tokens: int | None = None, adapter: str | None = None) -> list[dict[str, Any]]:
         """A request id's first line (`Received request`, `Added request`): remember it."""
         key = _key(rid)
         op = _operation(key)
@@ -515,7 +515,8 @@ class VllmAdapter(Adapter):
         self.id_lines = True
         if self._resolve(rid) is not None:
             return []  # another prompt of a batch, or the engine's line for the same request
-        self._new(key, op, self.clock()).in_tokens = in_tokens
+        r = self._new(key, op, self.clock())
+        r.in_tokens, r.adapter = in_tokens, adapter
         return self._bound()
 
     def _resolve(self, rid: str) -> str | None:
@@ -602,7 +603,7 @@ class VllmAdapter(Adapter):
             self._set(key, r, _ENDED)  # its access line is still to come
             self.seq += 1
             r.seq = self.seq
-        rec = self._request(r.op, outcome, error_type, key)
+        rec = self._request(r.op, outcome, error_type, key, r)
         if finish:
             rec["finish_reason"] = finish
         if ntok is None:
@@ -706,6 +707,8 @@ class VllmAdapter(Adapter):
             rec["request_id"] = rid
         if r is not None and r.in_tokens is not None:
             rec["input_tokens"] = r.in_tokens
+        if r is not None and r.adapter:
+            rec["adapter"] = r.adapter
         return rec
 
     def _bound(self) -> list[dict[str, Any]]:
@@ -735,8 +738,8 @@ class VllmAdapter(Adapter):
 class _Req:
     """One request id being tracked: when it started (our clock), its operation, where it stands."""
 
-    __slots__ = ("access_seq", "by_access", "error", "in_tokens", "op", "out_tokens", "seq", "start", "state", "stream",
-                 "waiting_since")
+    __slots__ = ("access_seq", "adapter", "by_access", "error", "in_tokens", "op", "out_tokens", "seq", "start",
+                 "state", "stream", "waiting_since")
 
     def __init__(self, start: float | None, op: str, state: int) -> None:
         self.start, self.op, self.state = start, op, state
@@ -748,6 +751,23 @@ class _Req:
         self.in_tokens: int | None = None
         self.out_tokens: int | None = None
         self.waiting_since = 0.0
+        self.adapter: str | None = None  # the LoRA adapter of its `Received request` line
+
+
+def _lora_name(msg: str) -> str | None:
+    """The LoRA adapter of a `Received request` line: `lora_request: LoRARequest(lora_name='x', ...)`,
+    read from the right (the prompt before it is user text); None for `lora_request: None`."""
+    i = msg.rfind(", lora_request: LoRARequest(")
+    if i < 0:
+        return None
+    j = msg.find("lora_name=", i + 28, i + 60)
+    if j < 0:
+        return None
+    q = msg[j + 10: j + 11]
+    if q not in ("'", '"'):
+        return None
+    k = msg.find(q, j + 11, j + 11 + 256)
+    return msg[j + 11: k] or None if k > 0 else None
 
 
 def _is_hex(s: str) -> bool:

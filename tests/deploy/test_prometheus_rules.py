@@ -23,6 +23,7 @@ SEED_ALERTS = {
     "LLMSLOErrorBudgetBurnFast",
     "LLMSLOErrorBudgetBurnSlow",
     "LLMSLOErrorBudgetBurnTicket",
+    "LLMTenantsOverflowing",
 }
 RECORDS = {
     "llm:requests:rate5m",
@@ -45,6 +46,10 @@ RECORDS = {
     "llm:slo_errors:ratio_rate6h",
     "llm:slo_errors:ratio_rate1d",
     "llm:slo_errors:ratio_rate3d",
+    "llm:tenant_requests:rate5m",
+    "llm:tenant_tokens:rate5m",
+    "llm:tenant_cost:increase1h",
+    "llm:tenant_errors:ratio_rate5m",
 }
 
 
