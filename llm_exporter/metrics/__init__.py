@@ -9,6 +9,7 @@
 - `startup.StartupMetrics`: the server's last start (phases, capacity; `startup` records);
 - `slo.SloMetrics`: `--config slo:` objectives judged on every `request` record;
 - `custom.CustomMetrics`: the metrics a `--config` file defines (`custom` records);
+- `accounting.TenantAccounting`: per-tenant requests, tokens and cost (fed with `request` records);
 - `internal.InternalMetrics`: the exporter's own `llm_exporter_*` metrics;
 - `hints.HintsSeen`: why-no-metric advice from the logs (`hint` records; no family);
 - `window.Window`: the landing page's last 15 minutes.
@@ -33,6 +34,7 @@ from typing import Any
 
 from prometheus_client.core import Metric
 
+from llm_exporter.accounting import TenantAccounting
 from llm_exporter.labels import LabelLimits
 from llm_exporter.metrics.custom import CustomMetrics
 from llm_exporter.metrics.engine import EngineMetrics
@@ -59,6 +61,8 @@ class LLMMetrics:
         self.limits = LabelLimits(label_limit)
         self.window = Window()
         self.requests = RequestMetrics(self.limits, self.window, clock)
+        self.accounting = TenantAccounting(self.limits, label_limit)
+        self.requests.accounting = self.accounting
         self.engine = EngineMetrics(self.limits, self.requests.model_limiter(), clock)
         self.incidents = IncidentMetrics(self.limits, self.requests.model_limiter())
         self.requests.prompt_sink = self.incidents.add_prompt
@@ -85,6 +89,7 @@ class LLMMetrics:
         self.requests.set_extra_labels(names)
         self.requests.set_bounds({h: config.bucket_bounds(h, b) for h, b in CONFIGURABLE.items()}
                                  if config is not None else {})
+        self.accounting.configure(getattr(config, "accounting", None))
         self.slo.configure(config.slo if config is not None else [])
         self._apply["request"] = self._apply_request_slo if self.slo.objectives else self.requests.apply
         specs = config.all_metrics if config is not None else []
@@ -124,6 +129,7 @@ class LLMMetrics:
 
     def _families(self, with_exemplars: bool) -> Iterator[Metric]:
         yield from self.requests.families(with_exemplars)
+        yield from self.accounting.families()
         yield from self.engine.families()
         yield from self.incidents.families()
         yield from self.startup.families()

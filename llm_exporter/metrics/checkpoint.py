@@ -3,13 +3,15 @@
 `snapshot()` is called under the metrics lock by `StateStore.checkpoint`, together with the file
 sources' offsets, so a restart resumes counters and histograms exactly at the lines those offsets
 say were applied. Saved: request series (outcome counts, error types, finish reasons, every
-histogram's buckets and sum), server stats gauges, HTTP, log-level, server-incident and
-prompt-token counters, the servers' starts and last start-up figures, the SLO counts (restored only
-for objectives defined as they were), the lines and bytes self counters, and the label limiters'
-admitted values and overflow counts (so `_OTHER` folding goes on as before). Not saved: exemplars
-(they point at recent lines) and the 15-minute window of the page. A histogram saved with other
-bucket bounds than the ones in use (this build's, or the `--config` file's `buckets:` and SLO
-thresholds) is dropped with one log line rather than misread.
+histogram's buckets and sum), the per-tenant request, token and cost counters, server stats
+gauges, HTTP, log-level, server-incident and prompt-token counters, the servers' starts and last
+start-up figures, the SLO counts (restored only for objectives defined as they were), the lines
+and bytes self counters, and the label limiters' admitted values and overflow counts (so `_OTHER`
+folding goes on as before). Not saved: exemplars (they point at recent lines) and the 15-minute
+window of the page. A histogram saved with other bucket bounds than the ones in use (this
+build's, or the `--config` file's `buckets:` and SLO thresholds) is dropped with one log line
+rather than misread. Request series saved before the `llm_adapter` label come back with no
+adapter.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ def snapshot(m: LLMMetrics) -> dict[str, Any]:
         "limiters": [[list(k), lim.admitted(), lim.overflow] for k, lim in m.limits.items()],
         "startup": m.startup.snapshot(),
         "slo": m.slo.snapshot(),
+        "tenants": [[list(k), list(v)] for k, v in m.accounting.series.items()],
     }
 
 
@@ -100,7 +103,9 @@ def restore(m: LLMMetrics, data: Any) -> bool:
                     dropped += h is None
                     setattr(s, name, h)
             key = tuple(str(x) for x in r["k"])
-            if len(key) != 3 + len(m.requests.extra_labels):  # the config's extra labels changed: start over
+            if len(key) == 3 + len(m.requests.extra_labels):  # saved before the llm_adapter label: no adapter
+                key = (*key[:3], "", *key[3:])
+            if len(key) != 4 + len(m.requests.extra_labels):  # the config's extra labels changed: start over
                 dropped += 1
                 continue
             t.requests.series[key] = s
@@ -121,6 +126,8 @@ def restore(m: LLMMetrics, data: Any) -> bool:
         t.startup.restore(data.get("startup"))
         t.slo.objectives = m.slo.objectives  # counts come back only for objectives defined as they were
         t.slo.restore(data.get("slo"))
+        tenants = {(str(k[0]), str(k[1]), str(k[2])): [int(x) for x in v]
+                   for k, v in data.get("tenants", []) if len(v) == 8}
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         log.warning("saved metric state is damaged (%s); counters start from zero", e)
         return False
@@ -139,6 +146,7 @@ def restore(m: LLMMetrics, data: Any) -> bool:
         m.startup.current.update(t.startup.current)
         m.slo.requests.update(t.slo.requests)
         m.slo.tokens.update(t.slo.tokens)
+        m.accounting.series.update(tenants)
     if dropped:
         log.warning("%d saved histograms had other bucket bounds and were dropped", dropped)
     return True

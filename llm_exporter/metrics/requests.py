@@ -23,6 +23,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
+from llm_exporter.accounting import TenantAccounting, adapter_label
 from llm_exporter.labels import LabelLimiter, LabelLimits
 from llm_exporter.metrics.hist import (
     DURATION_BUCKETS,
@@ -58,7 +59,7 @@ COUNTS = {"errors": "e", "finish": "f"}
 
 
 class RequestSeries:
-    """Everything kept for one (operation, provider, model[, extra labels]) combination."""
+    """Everything kept for one (operation, provider, model, LoRA adapter[, extra labels]) combination."""
 
     __slots__ = ("duration", "errors", "finish", "inference", "queue", "requests", "tokens_in",
                  "tokens_out", "tpot", "ttft")
@@ -90,6 +91,9 @@ class RequestMetrics:
         self._lim_op = limits("llm_requests_total", "gen_ai_operation_name")
         self._lim_err = limits("llm_request_errors_total", "error_type")
         self._lim_finish = limits("llm_request_finish_reasons_total", "gen_ai_response_finish_reason")
+        self._lim_adapter = limits("llm_requests_total", "llm_adapter")
+        #: per-tenant counting, handed each request with its bounded provider and model (set by LLMMetrics)
+        self.accounting: TenantAccounting | None = None
         # --config extra_labels: label names added to every request family
         self.extra_labels: tuple[str, ...] = ()
         self._lim_extra: list[LabelLimiter] = []
@@ -150,6 +154,9 @@ class RequestMetrics:
         key: tuple[str, ...] = (rec["operation"], rec["provider"], rec["model"])
         if key not in self._admitted:
             key = self._limited(key)  # type: ignore[arg-type]
+        get = rec.get
+        ad = get("adapter")
+        key = (*key, self._lim_adapter(adapter_label(ad)) if ad else "")  # llm_adapter, "" for the base model
         if self.extra_labels:  # --config extra_labels: "" where the record has none
             ex = rec.get("extra_labels") or {}
             key = (*key, *(lim(ex.get(n) or "") for n, lim in zip(self.extra_labels, self._lim_extra, strict=True)))
@@ -159,7 +166,9 @@ class RequestMetrics:
         outcome = rec["outcome"]
         oi = 0 if outcome == "success" else (1 if outcome == "error" else 2)
         s.requests[oi] += 1
-        get = rec.get
+        acc = self.accounting
+        if acc is not None and (acc.enabled or get("tenant") is not None or get("tenant_key") is not None):
+            acc.apply(rec, key[1], key[2], oi)
         err = ""
         if oi == 1:
             err = self._lim_err(rec["error_type"] or "_OTHER")
@@ -243,9 +252,10 @@ class RequestMetrics:
 
     def families(self, with_exemplars: bool) -> Iterator[Metric]:
         common = (*COMMON, *self.extra_labels)
+        with_adapter = (*COMMON, "llm_adapter", *self.extra_labels)  # the families split by LoRA adapter
         dur = HistogramMetricFamily("gen_ai_server_request_duration_seconds",
                                     "Generative AI server request duration, end to end.",
-                                    labels=(*common, "error_type"), unit="seconds")
+                                    labels=(*with_adapter, "error_type"), unit="seconds")
         ttft = HistogramMetricFamily("gen_ai_server_time_to_first_token_seconds",
                                      "Time to generate the first token, successful requests.",
                                      labels=common, unit="seconds")
@@ -254,7 +264,7 @@ class RequestMetrics:
                                      labels=common, unit="seconds")
         tok = HistogramMetricFamily("gen_ai_client_token_usage",
                                     "Number of input and output tokens per request.",
-                                    labels=(*common, "gen_ai_token_type"))
+                                    labels=(*with_adapter, "gen_ai_token_type"))
         queue = HistogramMetricFamily("llm_request_queue_duration_seconds",
                                       "Time a request waited before inference started.",
                                       labels=common, unit="seconds")
@@ -262,27 +272,56 @@ class RequestMetrics:
                                     "Time a request spent in inference (prefill and decode).",
                                     labels=common, unit="seconds")
         req = CounterMetricFamily("llm_requests", "Finished requests by outcome.",
-                                  labels=(*common, "outcome"))
+                                  labels=(*with_adapter, "outcome"))
         errs = CounterMetricFamily("llm_request_errors", "Failed requests by error type.",
                                    labels=(*common, "error_type"))
         fin = CounterMetricFamily("llm_request_finish_reasons", "Finished requests by finish reason.",
                                   labels=(*common, "gen_ai_response_finish_reason"))
+        by_model: dict[tuple[str, ...], list[RequestSeries]] = {}  # the adapters of one model's series
         for key, s in self.series.items():
             labels = list(key)
             for oi, n in enumerate(s.requests):
                 if n:
                     req.add_metric([*labels, OUTCOMES[oi]], n)
-            for et, n in s.errors.items():
-                errs.add_metric([*labels, et], n)
-            for fr, n in s.finish.items():
-                fin.add_metric([*labels, fr], n)
             for et, dh in s.duration.items():
                 dur.add_metric([*labels, et], dh.cumulative(with_exemplars), dh.sum)
-            for fam, h in ((ttft, s.ttft), (tpot, s.tpot), (queue, s.queue), (inf, s.inference)):
-                if h is not None:
-                    fam.add_metric(labels, h.cumulative(with_exemplars), h.sum)
             if s.tokens_in is not None:
                 tok.add_metric([*labels, "input"], s.tokens_in.cumulative(False), s.tokens_in.sum)
             if s.tokens_out is not None:
                 tok.add_metric([*labels, "output"], s.tokens_out.cumulative(False), s.tokens_out.sum)
+            by_model.setdefault((*key[:3], *key[4:]), []).append(s)
+        for key, ss in by_model.items():  # the families without llm_adapter add the adapters up
+            s = ss[0] if len(ss) == 1 else _merged(ss)
+            labels = list(key)
+            for et, n in s.errors.items():
+                errs.add_metric([*labels, et], n)
+            for fr, n in s.finish.items():
+                fin.add_metric([*labels, fr], n)
+            for fam, h in ((ttft, s.ttft), (tpot, s.tpot), (queue, s.queue), (inf, s.inference)):
+                if h is not None:
+                    fam.add_metric(labels, h.cumulative(with_exemplars), h.sum)
         yield from (dur, ttft, tpot, tok, queue, inf, req, errs, fin)
+
+
+def _merged(ss: list[RequestSeries]) -> RequestSeries:
+    """One series holding the errors, finish reasons and the histograms that carry no
+    `llm_adapter` label, added up over the adapters of one model (for exposition only)."""
+    out = RequestSeries()
+    for s in ss:
+        for name in COUNTS:
+            acc_counts: dict[str, int] = getattr(out, name)
+            for v, n in getattr(s, name).items():
+                acc_counts[v] = acc_counts.get(v, 0) + n
+        for name in ("ttft", "tpot", "queue", "inference"):
+            h = getattr(s, name)
+            if h is None:
+                continue
+            acc = getattr(out, name)
+            if acc is None:
+                acc = Hist(h.bounds, exemplars=h.exemplars is not None)
+                setattr(out, name, acc)
+            acc.counts = [a + b for a, b in zip(acc.counts, h.counts, strict=True)]
+            acc.sum += h.sum
+            if acc.exemplars is not None and h.exemplars is not None:
+                acc.exemplars = [e or f for e, f in zip(h.exemplars, acc.exemplars, strict=True)]
+    return out

@@ -14,6 +14,7 @@ from llm_exporter.metrics.window import Window
 from tests.helpers import tool
 
 L = {"gen_ai_operation_name": "chat", "gen_ai_provider_name": "app", "gen_ai_request_model": "m"}
+A = {**L, "llm_adapter": ""}  # the families that carry the LoRA adapter label
 
 
 def req(**kw: object) -> dict[str, object]:
@@ -25,7 +26,7 @@ def test_value_on_a_bound_falls_in_that_bucket(metrics: LLMMetrics, registry: Co
     """le is inclusive: 0.64 s counts in le=0.64, 0.6400001 s does not."""
     metrics.apply(req(duration_s=0.64))
     metrics.apply(req(duration_s=0.6400001))
-    b = {**L, "error_type": ""}
+    b = {**A, "error_type": ""}
     assert registry.get_sample_value("gen_ai_server_request_duration_seconds_bucket", {**b, "le": "0.64"}) == 1
     assert registry.get_sample_value("gen_ai_server_request_duration_seconds_bucket", {**b, "le": "1.28"}) == 2
     assert registry.get_sample_value("gen_ai_server_request_duration_seconds_bucket", {**b, "le": "+Inf"}) == 2
@@ -43,7 +44,7 @@ def test_ttft_and_tpot_only_for_successful_requests(metrics: LLMMetrics, registr
     """A failed request's timings go to duration, not to TTFT/TPOT."""
     metrics.apply(req(outcome="error", error_type="oom", duration_s=1.0, ttft_s=0.1, tpot_s=0.01))
     assert registry.get_sample_value("gen_ai_server_time_to_first_token_seconds_count", L) is None
-    assert registry.get_sample_value("gen_ai_server_request_duration_seconds_count", {**L, "error_type": "oom"}) == 1
+    assert registry.get_sample_value("gen_ai_server_request_duration_seconds_count", {**A, "error_type": "oom"}) == 1
     assert registry.get_sample_value("llm_request_errors_total", {**L, "error_type": "oom"}) == 1
 
 
@@ -54,7 +55,7 @@ def test_label_values_past_the_limit_fold_into_other() -> None:
         m.apply(req(model=f"model-{i}"))
     reg = CollectorRegistry(auto_describe=False)
     reg.register(m)  # type: ignore[arg-type]
-    other = {**L, "gen_ai_request_model": "_OTHER", "outcome": "success"}
+    other = {**A, "gen_ai_request_model": "_OTHER", "outcome": "success"}
     assert reg.get_sample_value("llm_requests_total", other) == 2
     assert reg.get_sample_value("llm_exporter_label_overflow_total",
                                 {"metric": "llm_requests_total", "label": "gen_ai_request_model"}) == 2

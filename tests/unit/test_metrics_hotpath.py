@@ -26,7 +26,7 @@ def test_overflowed_model_values_are_counted_on_every_observation() -> None:
                                     {"metric": "llm_requests_total", "label": "gen_ai_request_model"})
     assert overflow == folded
     for model, want in (("a", models.count("a")), ("b", models.count("b")), ("_OTHER", folded)):
-        got = reg.get_sample_value("llm_requests_total", {"gen_ai_operation_name": "chat",
+        got = reg.get_sample_value("llm_requests_total", {"gen_ai_operation_name": "chat", "llm_adapter": "",
                                                           "gen_ai_provider_name": "app",
                                                           "gen_ai_request_model": model, "outcome": "success"})
         assert got == want, model

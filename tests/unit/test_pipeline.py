@@ -97,9 +97,10 @@ def test_sums_and_counts_equal_the_input(reqs: list[dict[str, object]]) -> None:
         for outcome in ("success", "error", "aborted"):
             got = reg.get_sample_value("llm_requests_total", {
                 "gen_ai_operation_name": "", "gen_ai_provider_name": "app", "gen_ai_request_model": model,
-                "outcome": outcome}) or 0
+                "llm_adapter": "", "outcome": outcome}) or 0
             assert got == sum(1 for r in mine if r["status"] == outcome)
-        labels = {"gen_ai_operation_name": "", "gen_ai_provider_name": "app", "gen_ai_request_model": model}
+        labels = {"gen_ai_operation_name": "", "gen_ai_provider_name": "app", "gen_ai_request_model": model,
+                  "llm_adapter": ""}
         dur_sum = sum((reg.get_sample_value("gen_ai_server_request_duration_seconds_sum",
                                             {**labels, "error_type": et}) or 0) for et in ("", "_OTHER"))
         assert dur_sum == pytest.approx(sum(r["latency_ms"] for r in mine) / 1000)  # type: ignore[misc]
