@@ -281,3 +281,40 @@ def test_config_mistakes_are_one_line_errors(text: str, needle: str) -> None:
     msg = str(e.value)
     assert needle in msg and "\n" not in msg
     assert re.search(r"\.yaml:\d+: accounting", msg), msg
+
+
+# -- check-config --sample --------------------------------------------------------------------------
+
+
+def _cli(*args: str) -> Any:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    return subprocess.run([sys.executable, "-m", "llm_exporter", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60)
+
+
+def test_check_config_sample_names_paths_no_line_has(tmp_path: Any) -> None:
+    """auth.org and the mapping's timing.ms never appear in the sample; auth.team, the extra label
+    and the metric's path do (one line behind a container-name prefix, one not JSON at all)."""
+    cfg = tmp_path / "app.yaml"
+    cfg.write_text("extra_labels: {lang: req.lang}\n"
+                   "metrics:\n  - {name: app_chars_total, type: counter, path: chars}\n"
+                   "mappings:\n  - name: tr\n    match: {service: tr}\n    fields: {duration: timing.ms}\n"
+                   "accounting:\n  tenant: [auth.team, auth.org]\n")
+    sample = tmp_path / "app.log"
+    sample.write_text('{"auth": {"team": "a"}, "req": {"lang": "en"}, "duration": 1}\n'
+                      'app-1  | {"chars": 12, "latency": 0.5}\n'
+                      "plain text line\n")
+    r = _cli("check-config", str(cfg), "--sample", str(sample))
+    assert r.returncode == 1, r.stderr
+    missing = [ln for ln in r.stdout.splitlines() if ln.startswith("never found")]
+    assert missing == ["never found in the sample: mappings[tr].fields.duration: timing.ms",
+                       "never found in the sample: accounting.tenant: auth.org"]
+    assert "sample: 2 JSON lines read" in r.stdout
+    sample.write_text(sample.read_text() + '{"auth": {"org": "o"}, "timing": {"ms": 3}}\n')
+    assert _cli("check-config", str(cfg), "--sample", str(sample)).returncode == 0
+    gone = _cli("check-config", str(cfg), "--sample", str(tmp_path / "nope.log"))
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1 and "nope.log" in gone.stderr
