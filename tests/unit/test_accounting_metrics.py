@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from llm_exporter.config import Config, load_config
@@ -269,3 +271,29 @@ def test_tenant_counters_and_adapters_survive_a_restart(tmp_path: Path) -> None:
                  "llm_requests_total"):
         assert sorted(map(repr, _samples(fresh, name))) == sorted(map(repr, _samples(m, name))), name
     assert _sum(fresh, "llm_tenant_cost_total", tenant="alice") == 3 * (1000 * 0.05 + 10 * 0.10) / 1e6
+
+
+# -- any value, no crash, no unfit label ------------------------------------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.fixed_dictionaries({}, optional={
+    "user": _json_values, "team": _json_values, "tenant": _json_values, "metadata": _json_values,
+    "lora": _json_values, "adapter": _json_values, "api_key": _json_values}), min_size=1, max_size=20))
+def test_any_identity_value_is_counted_and_only_fit_values_become_labels(extra: list[dict[str, Any]]) -> None:
+    """Whatever the identity and adapter fields hold, each line is one request, and every tenant
+    and adapter label is short and printable (or _OTHER)."""
+    lines = [json.dumps({"model": "m", "input_tokens": 1, **e}).encode() for e in extra]
+    m = _run(lines, label_limit=5)
+    assert _sum(m, "llm_requests_total") == len(lines)
+    for lb, _ in _samples(m, "llm_tenant_requests_total"):
+        t = lb["tenant"]
+        assert t == "_OTHER" or (0 < len(t) <= 64 and t.isprintable() and not t.startswith("sk-")), t
+    for lb, _ in _samples(m, "llm_requests_total"):
+        a = lb["llm_adapter"]
+        assert len(a) <= 64 and (a.isprintable() or a == "_OTHER"), a
