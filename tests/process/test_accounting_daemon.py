@@ -47,7 +47,8 @@ def test_spend_rows_and_app_lines_give_tenant_totals(tmp_path: Path) -> None:
     app = [{"model": "llama-8b", "team": "search", "input_tokens": 1000, "output_tokens": 100, "duration_ms": 5},
            {"model": "llama-8b", "team": "search", "input_tokens": 3000, "output_tokens": 300, "duration_ms": 5},
            {"model": "llama-8b", "input_tokens": 10, "output_tokens": 10, "duration_ms": 5}]
-    with Exporter("--config", str(cfg), "--http-ingest", "--http-ingest-token", TOKEN, "--stdin", "--no-passthrough") as e:
+    with Exporter("--config", str(cfg), "--http-ingest", "--http-ingest-token", TOKEN, "--stdin",
+                  "--no-passthrough") as e:
         e.wait_ready()
         assert _post(e.url, orjson.dumps(rows)) == 204
         e.stdin.write(b"".join(orjson.dumps(o) + b"\n" for o in app))
