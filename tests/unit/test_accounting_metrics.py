@@ -297,3 +297,13 @@ def test_any_identity_value_is_counted_and_only_fit_values_become_labels(extra: 
     for lb, _ in _samples(m, "llm_requests_total"):
         a = lb["llm_adapter"]
         assert len(a) <= 64 and (a.isprintable() or a == "_OTHER"), a
+
+
+def test_real_vllm_with_lora_names_the_served_model_and_the_adapter() -> None:
+    """vllm_cpu_lora.log (real vLLM 0.32 output): the one request with an end line is the chat to
+    sql-lora; its model is the served name tiny-llama, not the weights directory."""
+    m = _run((ACC / "vllm_cpu_lora.log").read_bytes().splitlines())
+    req = [(lb["gen_ai_request_model"], lb["llm_adapter"], lb["outcome"], v)
+           for lb, v in _samples(m, "llm_requests_total")]
+    assert req == [("tiny-llama", "sql-lora", "success", 1)]
+    assert _sum(m, "llm_exporter_lines_total", outcome="unparsed") == 0
