@@ -252,7 +252,7 @@ class TenantAccounting:
         s[oi] += 1
         tin = get("input_tokens") or 0
         tout = get("output_tokens") or 0
-        cached = get("cached_input_tokens") or 0
+        cached = get("cached_tokens") or 0
         if cached > tin:
             cached = tin
         s[3] += tin

@@ -7,10 +7,13 @@ Prometheus' storage), so only values of the shape each label is meant to have ar
 - `error_type`: a shared class, or an identifier `[A-Za-z][A-Za-z0-9_.]*` of at most 48
   characters with at most 4 digits (an exception name, not a key or a token);
 - `code`: exactly three ASCII digits, 100-599; `method`: 1-10 ASCII capital letters;
-- `gen_ai_request_model`: `[A-Za-z0-9._:/@+=-]`, at most 128 characters (`Qwen/Qwen2.5-7B-Instruct`);
+- `gen_ai_request_model`, and a LoRA adapter (`llm_adapter`): `[A-Za-z0-9._:/@+=-]`, at most 128
+  characters (`Qwen/Qwen2.5-7B-Instruct`);
 - `path`: `/` then `[A-Za-z0-9._~/%:@+=-]`, at most 128 characters;
 - operation, provider, finish reason, `engine`, `level`: `[A-Za-z0-9_.:-]`, at most 64 characters;
 - extra labels of `--config` and custom metric labels: printable ASCII, at most 128 characters.
+- `tenant`: judged by `llm_exporter.accounting` (printable, at most 64 characters, not shaped like
+  a credential, on the allow-list when there is one).
 
 The empty value is always kept (the field was absent). The cardinality limit (`--label-limit`)
 applies after this rule.
@@ -87,7 +90,7 @@ def clean(rule: str, v: Any) -> Any:
 #: record kind -> (field, rule) of each label it carries
 _FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "request": (("provider", "provider"), ("operation", "operation"), ("model", "model"),
-                ("error_type", "error_type"), ("finish_reason", "finish_reason")),
+                ("error_type", "error_type"), ("finish_reason", "finish_reason"), ("adapter", "model")),
     "stats": (("provider", "provider"), ("model", "model"), ("engine", "engine")),
     "http": (("provider", "provider"), ("method", "method"), ("path", "path"), ("code", "code")),
     "log": (("provider", "provider"), ("level", "level"), ("error_type", "error_type")),

@@ -57,7 +57,6 @@ class RequestRecord(TypedDict):
     tenant: NotRequired[Annotated[str | None, Field(description="who made the request (a label after bounding)")]]
     tenant_key: NotRequired[Annotated[str | None, Field(description="an API key, shown only as a salted hash")]]
     adapter: NotRequired[Annotated[str | None, Field(description="llm_adapter: the LoRA adapter used")]]
-    cached_input_tokens: NotRequired[Tokens | None]
     cost_pico: NotRequired[Annotated[int | None, Field(ge=0, strict=True,
                                                        description="logged cost, 1e-12 currency units")]]
 
@@ -166,6 +165,8 @@ MAX_TOKENS = 1 << 53
 MAX_VALUE = 1e18
 _SECOND_FIELDS = ("duration_s", "queue_s", "inference_s", "ttft_s", "tpot_s")
 _TOKEN_FIELDS = ("input_tokens", "output_tokens", "prompt_tokens", "cached_tokens")
+#: the largest logged cost of one request, in pico-units (10^9 currency units)
+MAX_COST_PICO = 10**21
 _STATS_FIELDS = ("running", "waiting", "swapped", "kv_cache_usage", "prefix_cache_hit", "prompt_tps",
                  "generation_tps")
 
@@ -193,6 +194,9 @@ def problem(rec: Any) -> str | None:
             v = rec.get(f)
             if v is not None and (type(v) is not int or not 0 <= v <= MAX_TOKENS):
                 return "bad_value"
+        v = rec.get("cost_pico")
+        if v is not None and (type(v) is not int or not 0 <= v <= MAX_COST_PICO):
+            return "bad_value"
     elif kind == "stats":
         for f in _STATS_FIELDS:
             v = rec.get(f)

@@ -152,8 +152,10 @@ class LitellmAdapter(Adapter):
                 rec[canon] = n
         cached = _count(get_path(obj, "metadata.usage_object.prompt_tokens_details.cached_tokens")
                         or get_path(obj, "response.usage.prompt_tokens_details.cached_tokens"))
+        if "input_tokens" in rec:
+            rec["prompt_tokens"] = rec["input_tokens"]  # LiteLLM's prompt_tokens is the whole prompt
         if cached:
-            rec["cached_input_tokens"] = cached
+            rec["cached_tokens"] = cached
         if cost_v is not None:
             cost = pico_of_decimal_text(cost_v)
             if cost is None:

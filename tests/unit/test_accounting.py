@@ -239,7 +239,7 @@ def test_cost_from_prices_is_exact_in_pico_units() -> None:
     acc, _ = _accounting(prices={"m": {"input": 0.15, "output": 0.6, "cached_input": 0.075},
                                  "default": {"input": 1, "output": 2}})
     acc.apply({"model": "m", "tenant": "t", "input_tokens": 1000, "output_tokens": 500,
-               "cached_input_tokens": 400}, "app", "m", 0)
+               "cached_tokens": 400}, "app", "m", 0)
     assert acc.series[("t", "app", "m")][6] == 420_000_000
     acc.apply({"model": "other", "tenant": "t", "input_tokens": 1, "output_tokens": 1}, "app", "other", 0)
     assert acc.series[("t", "app", "other")][6] == 3 * 10**6  # (1*1 + 1*2) per million
