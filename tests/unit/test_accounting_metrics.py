@@ -300,10 +300,14 @@ def test_any_identity_value_is_counted_and_only_fit_values_become_labels(extra: 
 
 
 def test_real_vllm_with_lora_names_the_served_model_and_the_adapter() -> None:
-    """vllm_cpu_lora.log (real vLLM 0.32 output): the one request with an end line is the chat to
-    sql-lora; its model is the served name tiny-llama, not the weights directory."""
+    """vllm_cpu_lora.log (real vLLM 0.32 output), by hand from its `Received request` lines: two
+    completions with `lora_name='sql-lora'`, one with `lora_request: None`, one chat to sql-lora;
+    each ends (its access line, or the chat's `Generated response`). The model is the served name
+    tiny-llama, not the weights directory."""
     m = _run((ACC / "vllm_cpu_lora.log").read_bytes().splitlines())
-    req = [(lb["gen_ai_request_model"], lb["llm_adapter"], lb["outcome"], v)
-           for lb, v in _samples(m, "llm_requests_total")]
-    assert req == [("tiny-llama", "sql-lora", "success", 1)]
+    req = sorted((lb["gen_ai_operation_name"], lb["gen_ai_request_model"], lb["llm_adapter"], lb["outcome"], v)
+                 for lb, v in _samples(m, "llm_requests_total"))
+    assert req == [("chat", "tiny-llama", "sql-lora", "success", 1),
+                   ("text_completion", "tiny-llama", "", "success", 1),
+                   ("text_completion", "tiny-llama", "sql-lora", "success", 2)]
     assert _sum(m, "llm_exporter_lines_total", outcome="unparsed") == 0
