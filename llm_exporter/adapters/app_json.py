@@ -403,14 +403,22 @@ def _describe(name: str) -> str:
             "level": "log level: ERROR marks a failed request", "levelname": "log level (Python logging)",
             "usage": "OpenAI usage object: prompt_tokens/input_tokens, completion_tokens/output_tokens",
             "object": "OpenAI object type (chat.completion, text_completion, embedding): the operation",
-            "choices": "OpenAI choices: with usage, the first one's finish_reason"}.get(name, "")
+            "choices": "OpenAI choices: with usage, the first one's finish_reason",
+            "tenant": "tenant: who made the request (llm_tenant_* metrics; bounded, never a secret)",
+            "team": "tenant, when no `tenant` field",
+            "user": "tenant (the OpenAI request's `user`), when no tenant or team",
+            "metadata": "an object whose tenant, team or user names the tenant",
+            "api_key": "an API key: with accounting.hash_keys, the tenant is its salted hash; never shown",
+            "user_api_key": "an API key: with accounting.hash_keys, the tenant is its salted hash; never shown",
+            "adapter": "LoRA adapter: llm_adapter", "lora": "LoRA adapter: llm_adapter",
+            "lora_name": "LoRA adapter: llm_adapter", "adapter_id": "LoRA adapter: llm_adapter"}.get(name, "")
 
 
 def line_schema() -> dict[str, Any]:
     """The JSON Schema of what this adapter reads from an application's request line: every field
     name it accepts (all optional; other fields are ignored), with what it feeds and its unit."""
     schema: dict[str, Any] = APP_LINE.json_schema()
-    props = {k: v for k, v in schema["properties"].items() if k not in FOREIGN_NAMES}
+    props = {k: v for k, v in schema["properties"].items() if k not in FOREIGN_NAMES and k not in LITELLM_NAMES}
     for name, prop in props.items():
         prop.pop("title", None)
         prop["description"] = _describe(name)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from llm_exporter.config import Config, load_config
 from llm_exporter.metrics import LLMMetrics
-from llm_exporter.metricstate import restore, snapshot
+from llm_exporter.metrics.checkpoint import restore, snapshot
 from llm_exporter.pipeline import Pipeline
 from tests.helpers import FIXTURES
 

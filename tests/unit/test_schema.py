@@ -27,7 +27,8 @@ def read(obj: dict[str, Any]) -> Any:
 def sample(name: str, prop: dict[str, Any]) -> Any:
     special = {"usage": {"prompt_tokens": 7}, "choices": [{"finish_reason": "length"}], "object": "embedding",
                "path": "/v1/embeddings", "endpoint": "/v1/embeddings", "status": "error", "level": "ERROR",
-               "levelname": "ERROR", "error": "timeout", "error_type": "timeout", "exception": "TimeoutError"}
+               "levelname": "ERROR", "error": "timeout", "error_type": "timeout", "exception": "TimeoutError",
+               "metadata": {"team": "search"}}
     if name in special:
         return special[name]
     types = {t.get("type") for t in prop.get("anyOf", [prop])}
