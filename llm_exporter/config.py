@@ -280,6 +280,9 @@ class Buckets(_Strict):
             raise ValueError("bucket bounds must be strictly increasing")
         if len(out) > MAX_BUCKETS:
             raise ValueError(f"at most {MAX_BUCKETS} bounds per histogram")
+        return out
+
+
 # -- accounting: tenants, keys, prices ------------------------------------------------------------
 
 def _price(v: Any) -> Any:
