@@ -52,6 +52,9 @@ STATS_BEFORE_HINT = 3
 ACCESS_BEFORE_HINT = 3
 #: lines after an error record within which a failed request's access line takes its class
 ERROR_CLASS_LINES = 200
+#: lines after an abort within which a 5xx access line is that aborted request's own (vLLM before
+#: 0.8 aborts a request the engine failed, then answers 500)
+ABORT_LINES = 3
 # where a tracked request stands: received; counted by its own end line, access line still to come;
 # access line seen, end line awaited (a stream); counted and paired (kept so late lines count nothing)
 _OPEN, _ENDED, _WAIT, _DONE = 0, 1, 2, 3
@@ -64,7 +67,7 @@ _PATH_OPS = {
     "/v1/audio/transcriptions": "transcription", "/v1/audio/translations": "translation",
 }
 #: vLLM's request id prefixes (the serving layer's) and their operation
-_ID_OPS = (("chatcmpl-", "chat"), ("cmpl-", "text_completion"), ("resp_", "chat"), ("resp-", "chat"),
+_ID_OPS = (("chatcmpl-", "chat"), ("chat-", "chat"), ("cmpl-", "text_completion"), ("resp_", "chat"), ("resp-", "chat"),
            ("embd-", "embeddings"), ("score-", "score"), ("rerank-", "rerank"), ("pooling-", "pooling"),
            ("classify-", "classify"), ("transcribe-", "transcription"), ("translate-", "translation"))
 _NOT_INFERENCE = ("tokenize-", "detokenize-")
@@ -159,6 +162,7 @@ class VllmAdapter(Adapter):
         self.error_class = ""  # the class of the last error record, for the failed request's access line
         self.error_class_at = 0  # ... and the line it came on
         self.access_only = 0  # requests counted from access lines while no request-id line was seen
+        self.orphan: tuple[str, int] | None = None  # (operation, line) of the last such 2xx
         self.paired_ended: dict[str, OrderedDict[str, None]] = {}  # op -> ended requests an access line took
         self.pending: _Pending | None = None
 
@@ -512,11 +516,19 @@ class VllmAdapter(Adapter):
         op = _operation(key)
         if op is None:
             return []  # /tokenize and the like: not an inference request
+        first = not self.id_lines
         self.id_lines = True
         if self._resolve(rid) is not None:
             return []  # another prompt of a batch, or the engine's line for the same request
         r = self._new(key, op, self.clock())
         r.in_tokens, r.adapter = in_tokens, adapter
+        o = self.orphan
+        if first and o is not None and o[0] == op and self.lines - o[1] <= 2:
+            # the log begins mid-way: a stream's access line (already counted) came just before
+            # the first line of its request seen here
+            r.by_access = True
+            self._set(key, r, _DONE)
+        self.orphan = None
         return self._bound()
 
     def _resolve(self, rid: str) -> str | None:
@@ -596,8 +608,13 @@ class VllmAdapter(Adapter):
         if r.state in (_ENDED, _DONE):
             return None  # already counted (n>1 outputs, `(streaming complete)` after the last delta)
         self.requests.move_to_end(key)
-        if r.state == _WAIT or outcome == "aborted":
-            self._set(key, r, _DONE)  # its access line came already, or none will (the client went away)
+        if r.state == _WAIT:
+            self._set(key, r, _DONE)  # its access line came already
+        elif outcome == "aborted":
+            # the client went away (no access line then), or vLLM aborted a request that failed
+            # (its 5xx access line follows at once): an error access line soon after is its own
+            r.error, r.aborted_at = True, self.lines
+            self._set(key, r, _ENDED)
         else:
             r.error = outcome == "error"
             self._set(key, r, _ENDED)  # its access line is still to come
@@ -656,8 +673,20 @@ class VllmAdapter(Adapter):
         key = None
         if q:
             want_error = code >= 400
-            key = next((k for k in q if self.requests[k].state == _ENDED and self.requests[k].error == want_error),
-                       None)
+            key = None
+            for k in list(q):
+                o = self.requests[k]
+                if o.state != _ENDED:
+                    continue
+                if o.aborted_at:
+                    if self.lines - o.aborted_at > ABORT_LINES:
+                        self._set(k, o, _DONE)  # no access line came for it: the client went away
+                        continue
+                    if code < 500:
+                        continue
+                if o.error == want_error:
+                    key = k
+                    break
             if not want_error:
                 # a request not yet ended: with its output logged, a stream just begun (the newest);
                 # else one vLLM prints no end line for (the oldest)
@@ -693,6 +722,8 @@ class VllmAdapter(Adapter):
             out.append(self._request(op, "error", cls, ""))
         else:
             out.append(self._request(op, "success", "", ""))
+            if not self.id_lines:
+                self.orphan = (op, self.lines)
         if not self.id_lines:
             self.access_only += 1
             if self.access_only == ACCESS_BEFORE_HINT and not self.hinted:
@@ -738,8 +769,8 @@ class VllmAdapter(Adapter):
 class _Req:
     """One request id being tracked: when it started (our clock), its operation, where it stands."""
 
-    __slots__ = ("access_seq", "adapter", "by_access", "error", "in_tokens", "op", "out_tokens", "seq", "start",
-                 "state", "stream", "waiting_since")
+    __slots__ = ("aborted_at", "access_seq", "adapter", "by_access", "error", "in_tokens", "op", "out_tokens", "seq",
+                 "start", "state", "stream", "waiting_since")
 
     def __init__(self, start: float | None, op: str, state: int) -> None:
         self.start, self.op, self.state = start, op, state
@@ -747,6 +778,7 @@ class _Req:
         self.by_access = False  # counted as a success at the 2xx access line paired with it
         self.seq = 0  # when it last started or ended
         self.access_seq = 0  # when the access line paired with it came
+        self.aborted_at = 0  # the line its abort came on (an error access line may follow)
         self.stream = False  # a streaming output line of it was seen
         self.in_tokens: int | None = None
         self.out_tokens: int | None = None

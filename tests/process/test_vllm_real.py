@@ -204,6 +204,20 @@ def test_real_vllm_counts_match_its_own_metrics(vllm_python: str, setting: str, 
           f"vllm:request_success_total {vllm_ok} {theirs['reasons']}; ours: success {ours_ok}, error {ours_err}"
           f" (sent {ok} ok, {errors} refused)")
 
+    try:
+        check(s, theirs, sent, page, our_log, logged, elapsed, tmp_path)
+    except AssertionError:
+        lines = (tmp_path / "llm_exporter.out").read_text(errors="replace").splitlines()
+        print("\n".join(ln[:160] for ln in lines if "request" in ln or "HTTP/1.1" in ln or "Generated" in ln))
+        print({k: v for k, v in s.items() if k[0].startswith(("llm_request", "gen_ai_server_request_duration_s"))})
+        raise
+
+
+def check(s: Any, theirs: dict[str, Any], sent: dict[str, int], page: dict[str, Any], our_log: str, logged: bool,
+          elapsed: float, tmp_path: Path) -> None:
+    ok = sent["completion_ok"] + sent["chat_ok"]
+    errors = sent["not_found"] + sent["validation"]
+    vllm_ok = sum(theirs["reasons"].values())
     vllm = {"gen_ai_provider_name": "vllm", "gen_ai_request_model": "tiny-llama"}
     # every successful request once, as vLLM's engine counted them and as the test sent them
     assert vllm_ok == ok
