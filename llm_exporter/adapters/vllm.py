@@ -52,6 +52,8 @@ STATS_BEFORE_HINT = 3
 ACCESS_BEFORE_HINT = 3
 #: lines after an error record within which a failed request's access line takes its class
 ERROR_CLASS_LINES = 200
+#: bare access lines kept until a vLLM line says whose they are
+MAX_UNKNOWN = 64
 #: lines after an abort within which a 5xx access line is that aborted request's own (vLLM before
 #: 0.8 aborts a request the engine failed, then answers 500)
 ABORT_LINES = 3
@@ -163,6 +165,8 @@ class VllmAdapter(Adapter):
         self.error_class_at = 0  # ... and the line it came on
         self.access_only = 0  # requests counted from access lines while no request-id line was seen
         self.orphan: tuple[str, int] | None = None  # (operation, line) of the last such 2xx
+        self.unknown: list[dict[str, Any]] = []  # access lines seen before any line named the server
+        self.aborting: OrderedDict[str, int] = OrderedDict()  # aborted requests -> line (a 5xx may follow)
         self.paired_ended: dict[str, OrderedDict[str, None]] = {}  # op -> ended requests an access line took
         self.pending: _Pending | None = None
 
@@ -170,6 +174,10 @@ class VllmAdapter(Adapter):
 
     def parse_text(self, text: str) -> Any:
         self.lines += 1
+        res = self._text(text)
+        return self._with_due(res) if self.aborting else res
+
+    def _text(self, text: str) -> Any:
         if not text.startswith(_STARTS):
             if text[:1].isdigit() and (i := text.find(" uvicorn.access ", 10, 40)) > 0:
                 rec = parse_uvicorn(text[i + 16:], "vllm" if self.seen else "")  # a custom access format
@@ -215,15 +223,32 @@ class VllmAdapter(Adapter):
                 j = len(rest) - 1
             else:
                 return None
-        self.seen = True
         key = prefix + rest[:j]
         msg = rest[j + 2:]
+        if not self.seen:
+            self.seen = True
+            claimed = self._claim()
+            if claimed:
+                return [*claimed, *self._record(level, msg, key)]
         return self._record(level, msg, key)
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
         if obj is None:
             return None
         self.lines += 1
+        res = self._json_line(obj)
+        return self._with_due(res) if self.aborting else res
+
+    def _with_due(self, res: Any) -> Any:
+        """A line's records plus the aborts now past the window in which their 5xx could come."""
+        if res is None or res is IGNORED or res == IGNORED:
+            return res  # (a line that carries nothing keeps its outcome; they go with the next one)
+        due = self._due_aborts(self.lines - ABORT_LINES)
+        if not due:
+            return res
+        return [*res, *due] if type(res) is list else [res, *due]
+
+    def _json_line(self, obj: dict[str, Any]) -> Any:
         msg = obj.get("message")
         if type(msg) is not str:
             return None
@@ -233,7 +258,7 @@ class VllmAdapter(Adapter):
             # vLLM's JSON logging config formats uvicorn's records too: `IP:PORT - "POST /p HTTP/1.1" 200`
             if name != "uvicorn.access":
                 return IGNORED
-            rec = parse_uvicorn(msg, "vllm" if self.seen else "")
+            rec = parse_uvicorn(msg, "vllm" if self.seen or "vllm_process_name" in obj else "")
             return IGNORED if rec is None else self._access(rec)
         ours = (type(name) is str and name.startswith("vllm")) or "vllm_process_name" in obj
         if not ours and not obj.keys() <= _JSON_KEYS:
@@ -241,11 +266,25 @@ class VllmAdapter(Adapter):
         res = self._json(obj, sure=ours)
         if res is None:
             return None
-        self.seen = True
+        if not self.seen:
+            self.seen = True
+            claimed = self._claim()
+            if claimed:
+                return [*claimed, *res]
         return res
 
     def flush(self) -> list[dict[str, Any]]:
-        return self._close() + self._stale_streams()
+        return self._close() + self._stale_streams() + self._due_aborts(self.lines)
+
+    def _claim(self) -> list[dict[str, Any]]:
+        """The requests of the access lines seen before anything said they were vLLM's."""
+        out: list[dict[str, Any]] = []
+        unknown, self.unknown = self.unknown, []
+        for rec in unknown:
+            rec["provider"] = self.provider
+            res = self._access(rec)
+            out.extend(r for r in res if r["kind"] != "http")
+        return out
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -631,7 +670,26 @@ class VllmAdapter(Adapter):
             rec["input_tokens"] = r.in_tokens
         if r.start is not None:
             rec["duration_s"] = max(0.0, self.clock() - r.start)
+        if r.aborted_at:
+            r.held = rec  # counted once its window passes, or as the failure of the 5xx that follows
+            self.aborting[key] = r.aborted_at
+            return None
         return rec
+
+    def _due_aborts(self, upto: int) -> list[dict[str, Any]]:
+        """The held aborts from lines up to `upto`: no 5xx came for them, the client went away."""
+        out: list[dict[str, Any]] = []
+        while self.aborting:
+            key, at = next(iter(self.aborting.items()))
+            if at > upto:
+                break
+            del self.aborting[key]
+            r = self.requests.get(key)
+            if r is not None and r.held is not None:
+                out.append(r.held)
+                r.held = None
+                self._set(key, r, _DONE)
+        return out
 
     def _reassign_access(self, key: str, r: _Req, keep: bool) -> tuple[bool, dict[str, Any] | None]:
         """Hand the 2xx access line paired with `key` to the request it was: one of its operation
@@ -664,7 +722,11 @@ class VllmAdapter(Adapter):
         """An access line: always an HTTP record; on an inference path also the end of one request,
         unless it pairs with a request its id lines count (see the module docstring)."""
         op = _PATH_OPS.get(rec["path"])
-        if op is None or rec["provider"] != "vllm":
+        if op is None:
+            return rec
+        if rec["provider"] != "vllm":
+            if len(self.unknown) < MAX_UNKNOWN:
+                self.unknown.append(dict(rec))  # counted as vLLM's requests once a vLLM line names the server
             return rec
         self.access_requests = True
         code = int(rec["code"])
@@ -678,12 +740,8 @@ class VllmAdapter(Adapter):
                 o = self.requests[k]
                 if o.state != _ENDED:
                     continue
-                if o.aborted_at:
-                    if self.lines - o.aborted_at > ABORT_LINES:
-                        self._set(k, o, _DONE)  # no access line came for it: the client went away
-                        continue
-                    if code < 500:
-                        continue
+                if o.aborted_at and (code < 500 or self.lines - o.aborted_at > ABORT_LINES):
+                    continue
                 if o.error == want_error:
                     key = k
                     break
@@ -702,6 +760,11 @@ class VllmAdapter(Adapter):
             r.access_seq = self.seq
             if r.state == _ENDED:
                 self._set(key, r, _DONE)  # counted by its own lines already
+                if r.held is not None:  # an abort, then its 500: one failed request
+                    held, r.held = r.held, None
+                    self.aborting.pop(key, None)
+                    held["outcome"], held["error_type"] = "error", self._status_class(code)
+                    out.append(held)
                 if not r.error:
                     p = self.paired_ended.setdefault(op, OrderedDict())
                     p[key] = None
@@ -715,11 +778,7 @@ class VllmAdapter(Adapter):
                 out.append(self._request(op, "success", "", key, r))
             return out
         if code >= 400:
-            cls = errors.from_http_status(code)
-            if cls == errors.OTHER and self.error_class and self.lines - self.error_class_at <= ERROR_CLASS_LINES:
-                cls = self.error_class  # e.g. a 500 after an out-of-memory error record
-            self.error_class = ""
-            out.append(self._request(op, "error", cls, ""))
+            out.append(self._request(op, "error", self._status_class(code), ""))
         else:
             out.append(self._request(op, "success", "", ""))
             if not self.id_lines:
@@ -730,6 +789,15 @@ class VllmAdapter(Adapter):
                 self.hinted = True
                 out.append({"kind": "hint", "provider": self.provider, "hint": "vllm_access_log_only"})
         return out
+
+    def _status_class(self, code: int) -> str:
+        """A failed request's class from its status, or from the error record just before it when
+        the status says only "server error" (e.g. a 500 after an out-of-memory record)."""
+        cls = errors.from_http_status(code)
+        if cls == errors.OTHER and self.error_class and self.lines - self.error_class_at <= ERROR_CLASS_LINES:
+            cls = self.error_class
+        self.error_class = ""
+        return cls
 
     def _request(self, op: str, outcome: str, error_type: str, rid: str, r: _Req | None = None) -> dict[str, Any]:
         rec: dict[str, Any] = {"kind": "request", "provider": self.provider, "operation": op,
@@ -769,8 +837,8 @@ class VllmAdapter(Adapter):
 class _Req:
     """One request id being tracked: when it started (our clock), its operation, where it stands."""
 
-    __slots__ = ("aborted_at", "access_seq", "adapter", "by_access", "error", "in_tokens", "op", "out_tokens", "seq",
-                 "start", "state", "stream", "waiting_since")
+    __slots__ = ("aborted_at", "access_seq", "adapter", "by_access", "error", "held", "in_tokens", "op", "out_tokens",
+                 "seq", "start", "state", "stream", "waiting_since")
 
     def __init__(self, start: float | None, op: str, state: int) -> None:
         self.start, self.op, self.state = start, op, state
@@ -779,6 +847,7 @@ class _Req:
         self.seq = 0  # when it last started or ended
         self.access_seq = 0  # when the access line paired with it came
         self.aborted_at = 0  # the line its abort came on (an error access line may follow)
+        self.held: dict[str, Any] | None = None  # its aborted record, until that is decided
         self.stream = False  # a streaming output line of it was seen
         self.in_tokens: int | None = None
         self.out_tokens: int | None = None
