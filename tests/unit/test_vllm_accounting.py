@@ -327,3 +327,15 @@ def test_counts_are_exact_under_any_interleaving_without_output_lines(kinds: lis
                                                                       data: st.DataObject) -> None:
     recs, _ = run(interleave(kinds, data))
     assert outcomes(recs) == expected(kinds)
+
+
+def test_replay_summary_says_why_there_is_no_latency(tmp_path: Any, capsys: Any) -> None:
+    """`llm-exporter replay` of a default-settings vLLM log: the requests, and the advice once."""
+    from llm_exporter.commands import replay
+
+    log = tmp_path / "vllm.log"
+    log.write_text("\n".join([BANNER, *[acc(200)] * 4, acc(404)]) + "\n")
+    assert replay([str(log)]) == 0
+    out, err = capsys.readouterr()
+    assert 'outcome="success"} 4.0' in out and 'error_type="not_found"' in out
+    assert err.count("--enable-log-requests") == 1
