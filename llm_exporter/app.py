@@ -24,22 +24,20 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
 from llm_exporter import __version__, debug, logs
-from llm_exporter.cli import StartupError
 from llm_exporter.collectors.gpu import GpuCollector
-from llm_exporter.config import ConfigError, load_config
+from llm_exporter.config import load_config
 from llm_exporter.connections import GuardedSite
 from llm_exporter.limits import Refusals
 from llm_exporter.metrics import LLMMetrics, checkpoint
 from llm_exporter.pipeline import Pipeline
-from llm_exporter.reload import ConfigProblem, Reloader
+from llm_exporter.problems import ConfigError, StartupError
+from llm_exporter.reload import Reloader
 from llm_exporter.server import make_app
 from llm_exporter.settings import Settings
+from llm_exporter.sources import Source, build_sources
 from llm_exporter.sources.command import CommandSource
-from llm_exporter.sources.file_tail import FileTail
-from llm_exporter.sources.http_push import Ingest
-from llm_exporter.sources.pipe import PipeSource
 from llm_exporter.state import checkpoint_every, open_state
-from llm_exporter.webconfig import StartupProblem, load_web_config
+from llm_exporter.webconfig import load_web_config
 from llm_exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter")
@@ -91,11 +89,9 @@ class App:
         self.reloader = Reloader(self.pipeline, settings.config, settings.web_config,
                                  on_pipeline=self.worker.call, loader=self._load_config)
         self.registry.register(self.reloader)
-        try:  # before the restore: the config's extra labels shape the request series restored
-            self.reloader.load_initial()
-        except ConfigProblem as e:
-            raise StartupError(f"--config {e}") from None
-        self.sources: list[Any] = []
+        # before the restore: the config's extra labels shape the request series restored
+        self.reloader.load_initial()  # a bad file: ConfigError, a start-up error
+        self.sources: list[Source] = []  # built once the web config is known (start_server)
         self.exit_code = 0
         self.state, self.saved = open_state(settings.state_dir)
         if self.state is not None:  # counters resume where the offsets saved beside them say
@@ -121,13 +117,12 @@ class App:
         try:
             return load_config(path, max_bytes=self.settings.config_max_bytes)
         except ConfigError as e:
-            if getattr(e, "limit", False):
+            if e.limit:
                 self.refusals.count("config")
             raise
 
     def ready(self) -> bool:
-        return not self.stopping and bool(self.sources) and all(getattr(s, "attached", True)
-                                                                  for s in self.sources)
+        return not self.stopping and bool(self.sources) and all(s.attached for s in self.sources)
 
     def start_gpu(self) -> None:
         """Start NVML polling; with `--gpu on`, no NVML or an unknown device is a start-up error."""
@@ -148,21 +143,18 @@ class App:
         wc = None
         if s.web_config is not None:
             loader = functools.partial(load_web_config, max_pending=s.web_auth_queue, refusals=self.refusals)
-            try:
-                wc = loader(s.web_config)
-            except StartupProblem as e:
-                raise StartupError(f"--web-config {e}") from None
+            wc = loader(s.web_config)  # a bad file: WebConfigError, a start-up error
             self.reloader.web_config = wc
             self.reloader.web_config_loader = loader
         if s.http_ingest:
             problem = ingest_exposure_problem(s, wc is not None and wc.auth is not None)
             if problem is not None:
                 raise StartupError(problem)
-            ingest = Ingest(self.worker, self.metrics.source, s.http_ingest_token, s.http_ingest_max_bytes,
-                            read_timeout=s.web_read_timeout, refusals=self.refusals,
-                            max_line=s.max_line_bytes, concurrency=s.http_ingest_concurrency)
-            extra += ingest.routes()
-            self.sources.append(ingest)
+        self.sources = build_sources(s, self.worker, self.metrics.source, registry=self.registry,
+                                     refusals=self.refusals, state=self.state, saved=self.saved,
+                                     on_end=self._source_ended)
+        for src in self.sources:
+            extra += src.routes()
         # the page samples GPU readings from the GPU collector alone (an empty registry without one)
         gpu_source = self.gpu if self.gpu is not None else CollectorRegistry(auto_describe=False)
         app = make_app(self.registry, self.metrics, self.ready, extra_routes=extra, gpu_source=gpu_source,
@@ -190,38 +182,15 @@ class App:
         if s.stdin is None and not s.read_stdin and _stdin_is_pipe():
             log.warning("stdin is a pipe but is not read (another source is given, so --stdin is off): "
                         "whatever writes into it blocks once 64 KiB are waiting; add --stdin to read it too")
-        if s.read_stdin:
-            only = not (s.file or s.http_ingest or s.command)
+        for src in self.sources:
+            src.start(loop)
 
-            def stop_at_eof() -> None:
-                log.info("stdin reached its end (the program writing into it exited or closed it), and it is "
-                         "the only source: stopping")
-                loop.call_soon_threadsafe(self._stop.set)
-
-            on_eof = stop_at_eof if only else None
-            src = PipeSource("stdin", sys.stdin.fileno(), sys.stdout.fileno() if s.passthrough else None,
-                             self.worker, self.metrics.source, s.max_line_bytes, on_eof=on_eof)
-            src.start()
-            self.sources.append(src)
-        if s.file:
-            tail = FileTail(s.file, self.worker, self.metrics.source, start=s.file_start, max_line=s.max_line_bytes,
-                            saved=self.saved.get("files"))
-            tail.start()
-            self.sources.append(tail)
-            self.registry.register(tail)  # llm_exporter_file_glob_files
-            if self.state is not None:
-                self.state.register("files", tail.snapshot)
-        if s.command:
-            def child_exited(code: int) -> None:
-                self.exit_code = code
-                loop.call_soon_threadsafe(self._stop.set)
-
-            child = CommandSource(s.command, self.worker, self.metrics.source, passthrough=s.passthrough,
-                                  max_line=s.max_line_bytes, on_exit=child_exited,
-                                  kill_after=s.command_kill_after,
-                                  on_kill=lambda: self.refusals.count("child_kill"))
-            child.start(loop)
-            self.sources.append(child)
+    def _source_ended(self, code: int | None) -> None:
+        """A source ended the run (any thread): stdin at its end as the only source, or the wrapped
+        command's exit, whose code becomes ours."""
+        if code is not None:
+            self.exit_code = code
+        self._loop.call_soon_threadsafe(self._stop.set)
 
     def check_stdin(self) -> None:
         """With stdin as the only source, stdin must be something that can carry lines: /dev/null or
@@ -247,7 +216,7 @@ class App:
                            "accept pushes (--http-ingest) or run the server under the exporter (-- COMMAND)")
 
     async def main(self) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
@@ -271,8 +240,7 @@ class App:
         """Reload --config and --web-config; in wrapper mode the child gets its SIGHUP too."""
         self._reload_task = asyncio.ensure_future(self.reloader.reload("SIGHUP"))
         for src in self.sources:
-            if hasattr(src, "send_signal"):
-                src.send_signal(signal.SIGHUP)
+            src.send_signal(signal.SIGHUP)
 
     def _on_stop_signal(self) -> None:
         (self._stop_now if self._stop.is_set() else self._stop).set()
@@ -287,8 +255,7 @@ class App:
         loop.remove_signal_handler(signal.SIGHUP)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         for src in self.sources:  # stop reading; what they queued is finished below
-            if hasattr(src, "stop"):
-                await loop.run_in_executor(None, src.stop)
+            await loop.run_in_executor(None, src.stop)
         await loop.run_in_executor(None, self.worker.stop)
         if self.state is not None:  # every queued line is counted now: offsets and metrics agree
             try:
@@ -333,10 +300,7 @@ def run(settings: Settings) -> int:
     # instead of 5 keeps the watched app's writes from stalling (bench/overload.py, docs/sources.md)
     sys.setswitchinterval(0.001)
     app = App(settings)
-    try:
-        code = asyncio.run(app.main())
-    except StartupError:
-        raise
+    code = asyncio.run(app.main())
     with contextlib.suppress(OSError):
         sys.stdout.flush()
     return code

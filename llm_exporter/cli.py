@@ -8,46 +8,34 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 from pydantic import ValidationError
 
 from llm_exporter import __version__
+from llm_exporter.flags import Parser, bool_flag
+from llm_exporter.problems import StartupError
 
 SUBCOMMANDS = ("replay", "check-config", "schema", "healthcheck")
 
 
-class StartupError(Exception):
-    """An error a person caused at start-up: reported as one line, exit 1."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise StartupError(message)
-
-
-def _bool_flag(p: argparse.ArgumentParser, name: str, help_: str) -> None:
-    p.add_argument(f"--{name}", dest=name.replace("-", "_"), action=argparse.BooleanOptionalAction,
-                   default=None, help=help_)
-
-
 def daemon_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="llm-exporter", description="Prometheus metrics for any LLM server, from its logs.",
+    p = Parser(prog="llm-exporter", description="Prometheus metrics for any LLM server, from its logs.",
                 epilog="Every option also reads LLM_EXPORTER_<NAME> from the environment.")
     p.add_argument("--version", action="version", version=f"llm-exporter {__version__}")
     p.add_argument("--listen", metavar="HOST:PORT", help="where the HTTP server listens (0.0.0.0:10060)")
     p.add_argument("--web-config", metavar="FILE", help="TLS and basic auth, exporter-toolkit format")
-    _bool_flag(p, "stdin", "read stdin (default: on when no other source is given)")
-    _bool_flag(p, "passthrough", "copy every byte read to stdout/stderr unchanged (default: on)")
+    bool_flag(p, "stdin", "read stdin (default: on when no other source is given)")
+    bool_flag(p, "passthrough", "copy every byte read to stdout/stderr unchanged (default: on)")
     p.add_argument("--file", metavar="GLOB", action="append", help="follow files like tail -F (repeatable)")
     p.add_argument("--file-start", choices=("end", "beginning"), help="where to start in a new file (end)")
     p.add_argument("--state-dir", metavar="DIR", help="keep read offsets and metric state here")
-    _bool_flag(p, "http-ingest", "accept POST /ingest (NDJSON or a JSON array)")
+    bool_flag(p, "http-ingest", "accept POST /ingest (NDJSON or a JSON array)")
     p.add_argument("--http-ingest-token", metavar="TOKEN", help="require Authorization: Bearer TOKEN")
     p.add_argument("--http-ingest-max-bytes", metavar="N", type=int, help="largest /ingest body (8 MiB)")
     p.add_argument("--http-ingest-concurrency", metavar="N", type=int,
                    help="/ingest bodies read and parsed at once; more wait their turn (4)")
-    _bool_flag(p, "http-ingest-allow-unauthenticated",
+    bool_flag(p, "http-ingest-allow-unauthenticated",
                "accept /ingest without a token or basic auth on a non-loopback --listen (refused otherwise)")
     p.add_argument("--format", metavar="NAME", help="auto (per line) or one adapter name")
     p.add_argument("--config", metavar="FILE", help="YAML: field mappings, extra labels, limits")
@@ -55,7 +43,7 @@ def daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", choices=("auto", "on", "off"), help="NVML GPU readings (auto)")
     p.add_argument("--gpu-devices", metavar="LIST", help="comma-separated GPU UUIDs or indices")
     p.add_argument("--gpu-interval", metavar="SECONDS", type=float, help="NVML poll interval (5)")
-    _bool_flag(p, "gpu-processes", "per-process GPU memory (host pids); in wrapper mode, energy only from the "
+    bool_flag(p, "gpu-processes", "per-process GPU memory (host pids); in wrapper mode, energy only from the "
                "GPUs the server uses")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="our own logs (info)")
     p.add_argument("--max-line-bytes", metavar="N", type=int, help="longer lines count as too_long (1 MiB)")
@@ -64,8 +52,8 @@ def daemon_parser() -> argparse.ArgumentParser:
     p.add_argument("--command-kill-after", metavar="SECONDS", type=float,
                    help="wrapper mode: SIGKILL the child if it still runs this long after SIGTERM (30)")
     p.add_argument("--shutdown-grace", metavar="SECONDS", type=float, help="serve /metrics after stop (0)")
-    _bool_flag(p, "debug-endpoints", "enable /debug/rejects")
-    _bool_flag(p, "web-enable-reload", "enable POST /-/reload (SIGHUP always reloads)")
+    bool_flag(p, "debug-endpoints", "enable /debug/rejects")
+    bool_flag(p, "web-enable-reload", "enable POST /-/reload (SIGHUP always reloads)")
     p.add_argument("--web-max-connections", metavar="N", type=int,
                    help="open HTTP connections; at the cap the least recently active is closed (512)")
     p.add_argument("--web-idle-timeout", metavar="SECONDS", type=float,
@@ -112,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(settings)
     except StartupError as e:
-        print(f"llm-exporter: error: {e}", file=sys.stderr)
+        print(f"llm-exporter: error: {e.line()}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -9,18 +9,19 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from llm_exporter.cli import StartupError, _Parser
-from llm_exporter.framing import LineFramer
+from llm_exporter.flags import Parser
 from llm_exporter.hints import text as hint_text
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import REJECT_KEEP, Pipeline
+from llm_exporter.problems import ConfigError, StartupError
 from llm_exporter.records import json_schema
+from llm_exporter.sources.base import LineFeed
 
 READ = 1 << 20
 
 
 def replay(argv: list[str]) -> int:
-    p = _Parser(prog="llm-exporter replay",
+    p = Parser(prog="llm-exporter replay",
                 description="Read files to EOF, print the exposition the daemon would serve, exit.")
     p.add_argument("files", nargs="+", metavar="FILE", help="log files ('-' for stdin)")
     p.add_argument("--format", default="auto", help="auto (per line) or one adapter name")
@@ -36,33 +37,22 @@ def replay(argv: list[str]) -> int:
         raise StartupError(f"--format: unknown format {ns.format!r}; known: auto, {', '.join(sorted(ADAPTERS))}")
     config = None
     if ns.config is not None:
-        from llm_exporter.config import ConfigError, load_config
+        from llm_exporter.config import load_config
 
-        try:
-            config = load_config(ns.config)
-        except ConfigError as e:
-            raise StartupError(f"--config {e}") from None
+        config = load_config(ns.config)
     metrics = LLMMetrics(label_limit=ns.label_limit)
     pipeline = Pipeline(metrics, fmt=ns.format, config=config)
     for path in ns.files:
         source = "stdin" if path == "-" else "file"
-        framer = LineFramer(ns.max_line_bytes)
         try:
             fh = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
         except OSError as e:
             raise StartupError(f"{path}: {e.strerror}") from None
         with fh:
-            count = metrics.source(source)
+            feed = LineFeed(metrics.source(source), ns.max_line_bytes)
             while chunk := fh.read(READ):
-                count.bytes(len(chunk))
-                lines, too_long = framer.feed(chunk)
-                if too_long:
-                    count.lines("too_long", too_long)
-                pipeline.process(source, lines)
-            lines, too_long = framer.flush()
-            if too_long:
-                count.lines("too_long", too_long)
-            pipeline.process(source, lines)
+                pipeline.process(source, feed.feed(chunk))
+            pipeline.process(source, feed.finish())
             pipeline.flush(source)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
@@ -91,7 +81,7 @@ def _summary(metrics: LLMMetrics, pipeline: Pipeline, show: int) -> None:
 
 
 def schema(argv: list[str]) -> int:
-    p = _Parser(prog="llm-exporter schema",
+    p = Parser(prog="llm-exporter schema",
                 description="Print the JSON Schema of an application's JSON request line: every field name "
                             "llm-exporter reads, what it feeds and its unit.")
     p.add_argument("--record", action="store_true",
@@ -105,18 +95,19 @@ def schema(argv: list[str]) -> int:
 
 
 def check_config(argv: list[str]) -> int:
-    p = _Parser(prog="llm-exporter check-config",
+    p = Parser(prog="llm-exporter check-config",
                 description="Validate a --config file and print what it defines (exit 1 on an error).")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--sample", metavar="LOG", action="append",
                    help="a log file: report the config's field paths that no JSON line of it has (exit 1)")
     ns = p.parse_args(argv)
-    from llm_exporter.config import ConfigError, load_config
+    from llm_exporter.config import load_config
 
     try:
         cfg = load_config(ns.file)
-    except ConfigError as e:
-        raise StartupError(str(e)) from None
+    except ConfigError as e:  # the file is this command's argument: no flag in front
+        print(f"llm-exporter: error: {e}", file=sys.stderr)
+        return 1
     print(f"{ns.file}: OK")
     for line in cfg.describe():
         print(line)

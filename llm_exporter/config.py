@@ -54,6 +54,7 @@ from pydantic import (
     model_validator,
 )
 
+from llm_exporter.problems import ConfigError, StartupError
 from llm_exporter.units import parse_duration
 
 #: label names the request families already carry (an extra label cannot reuse them)
@@ -81,10 +82,6 @@ def _dotted(v: str) -> str:
 
 #: a dotted field path into a JSON line (`usage.prompt_tokens`, `choices.0.finish_reason`)
 DottedPath = Annotated[str, AfterValidator(_dotted)]
-
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message is one line with the file and line number."""
 
 
 class _Strict(BaseModel):
@@ -478,7 +475,7 @@ def load_config(path: Path | str, max_bytes: int = MAX_CONFIG_BYTES) -> Config:
 M = TypeVar("M", bound=BaseModel)
 
 
-def load_yaml_model(path: Path | str, model: type[M], error: type[Exception],
+def load_yaml_model(path: Path | str, model: type[M], error: type[StartupError],
                     max_bytes: int = MAX_CONFIG_BYTES) -> M:
     """Read a YAML file into a pydantic model; any problem raises `error` with one line naming the
     file and, where there is one, the YAML line (shared by --config and --web-config). A file
@@ -491,7 +488,8 @@ def load_yaml_model(path: Path | str, model: type[M], error: type[Exception],
         raise error(f"{p}: {e.strerror or e}") from None
     if len(raw) > max_bytes:
         too_big = error(f"{p}: larger than {max_bytes} bytes (--config-max-bytes)")
-        too_big.limit = True  # type: ignore[attr-defined]
+        if isinstance(too_big, ConfigError):
+            too_big.limit = True
         raise too_big
     try:
         text = raw.decode("utf-8")

@@ -17,7 +17,8 @@ import socket
 import ssl
 import sys
 
-from llm_exporter.cli import StartupError, _Parser
+from llm_exporter.flags import Parser
+from llm_exporter.problems import StartupError
 
 DEFAULT_LISTEN = "0.0.0.0:10060"
 _REQUEST = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
@@ -80,7 +81,7 @@ def probe(host: str, port: int, timeout: float = 4.0) -> tuple[bool, str]:
 
 
 def healthcheck(argv: list[str]) -> int:
-    p = _Parser(prog="llm-exporter healthcheck",
+    p = Parser(prog="llm-exporter healthcheck",
                 description="Exit 0 when the exporter on this host answers /healthz (plain HTTP or TLS).")
     p.add_argument("--listen", metavar="HOST:PORT",
                    default=os.environ.get("LLM_EXPORTER_LISTEN") or DEFAULT_LISTEN,

@@ -26,13 +26,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from llm_exporter.config import load_config
 from llm_exporter.pipeline import Pipeline
-from llm_exporter.webconfig import StartupProblem, WebConfig, load_web_config
+from llm_exporter.problems import ConfigError, StartupError, WebConfigError
+from llm_exporter.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger("llm_exporter.reload")
-
-
-class ConfigProblem(ValueError):
-    """A config file that cannot be used, worded as one line."""
 
 
 async def _on_daemon_thread(fn: Callable[[], None]) -> None:
@@ -86,16 +83,16 @@ class Reloader:
             return None
         try:
             return self._loader(self.config_path)
-        except (ConfigProblem, StartupProblem) as e:
-            raise ConfigProblem(str(e)) from None
+        except ConfigError:
+            raise
         except Exception as e:  # whatever the config loader raises: one line, never a crash
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             if first.startswith(str(self.config_path)):  # the loader already named the file (and line)
-                raise ConfigProblem(first) from None
-            raise ConfigProblem(f"{self.config_path}: {first}") from None
+                raise ConfigError(first) from None
+            raise ConfigError(f"{self.config_path}: {first}") from None
 
     def load_initial(self) -> Any:
-        """The config at start-up (ConfigProblem on a bad file: a start-up error)."""
+        """The config at start-up (ConfigError on a bad file: a start-up error)."""
         cfg = self._load()
         self.pipeline.config = cfg
         return cfg
@@ -109,12 +106,9 @@ class Reloader:
         cfg = self._load()
         wc = None
         if self.web_config_path is not None and self.web_config is not None:
-            try:
-                wc = self.web_config_loader(self.web_config_path)
-            except StartupProblem as e:
-                raise ConfigProblem(f"--web-config {e}") from None
+            wc = self.web_config_loader(self.web_config_path)
             if (wc.ssl_context is None) != (self.web_config.ssl_context is None):
-                raise ConfigProblem(f"--web-config {self.web_config_path}: turning TLS on or off needs a restart")
+                raise WebConfigError(f"{self.web_config_path}: turning TLS on or off needs a restart")
         self._apply(cfg, wc)
 
     async def reload(self, trigger: str) -> tuple[bool, str]:
@@ -122,10 +116,11 @@ class Reloader:
         async with self._lock:
             try:
                 await _on_daemon_thread(self._reload_sync)
-            except ConfigProblem as e:
+            except StartupError as e:  # --config or --web-config
                 self.last_ok = False
-                log.error("reload failed, keeping the running config: %s", e, extra={"fields": {"trigger": trigger}})
-                return False, str(e)
+                log.error("reload failed, keeping the running config: %s", e.line(),
+                          extra={"fields": {"trigger": trigger}})
+                return False, e.line()
             self.last_ok = True
             self.last_success = time.time()
             self.reloads += 1

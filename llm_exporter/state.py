@@ -21,6 +21,8 @@ from typing import Any
 
 import orjson
 
+from llm_exporter.problems import StartupError
+
 log = logging.getLogger("llm_exporter.state")
 
 FILENAME = "state.json"
@@ -96,8 +98,6 @@ def open_state(directory: Path | None) -> tuple[StateStore | None, dict[str, Any
     """The store of `--state-dir` and what it holds; an unusable directory is a start-up error."""
     if directory is None:
         return None, {}
-    from llm_exporter.cli import StartupError
-
     store = StateStore(directory)
     try:
         store.prepare()

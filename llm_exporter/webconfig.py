@@ -46,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_exporter.config import load_yaml_model
 from llm_exporter.limits import Refusals
+from llm_exporter.problems import WebConfigError
 
 log = logging.getLogger("llm_exporter.webconfig")
 
@@ -61,10 +62,6 @@ CACHE_SIZE = 100
 AUTH_THREADS = 2
 #: paths that answer without credentials: they tell nothing but "alive" / "ready"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-
-
-class StartupProblem(ValueError):
-    """A web-config problem, worded for one start-up error line."""
 
 
 class TLSServerConfig(BaseModel):
@@ -249,18 +246,18 @@ def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     try:
         ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
     except (OSError, ssl.SSLError) as e:
-        raise StartupProblem(f"cert_file/key_file: {getattr(e, 'strerror', None) or e}") from None
+        raise WebConfigError(f"cert_file/key_file: {getattr(e, 'strerror', None) or e}") from None
     mode = tls.client_auth_type or ("RequireAndVerifyClientCert" if tls.client_ca_file else "NoClientCert")
     if mode in ("RequestClientCert", "RequireAnyClientCert"):
-        raise StartupProblem(f"client_auth_type {mode}: unverified client certificates are not supported; "
+        raise WebConfigError(f"client_auth_type {mode}: unverified client certificates are not supported; "
                              "use VerifyClientCertIfGiven or RequireAndVerifyClientCert with client_ca_file")
     if mode != "NoClientCert":
         if not tls.client_ca_file:
-            raise StartupProblem(f"client_auth_type {mode} needs client_ca_file")
+            raise WebConfigError(f"client_auth_type {mode} needs client_ca_file")
         try:
             ctx.load_verify_locations(cafile=path(tls.client_ca_file))
         except (OSError, ssl.SSLError) as e:
-            raise StartupProblem(f"client_ca_file: {getattr(e, 'strerror', None) or e}") from None
+            raise WebConfigError(f"client_ca_file: {getattr(e, 'strerror', None) or e}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED if mode == "RequireAndVerifyClientCert" else ssl.CERT_OPTIONAL
     ignored = [k for k in _IGNORED_TLS_KEYS if getattr(tls, k) is not None]
     if ignored:
@@ -269,13 +266,13 @@ def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
 
 
 def load_web_config(path: Path, max_pending: int = 32, refusals: Refusals | None = None) -> WebConfig:
-    """Read and validate a web-config file; raise StartupProblem with one line on any mistake.
+    """Read and validate a web-config file; raise WebConfigError with one line on any mistake.
     `max_pending` and `refusals`: see `BasicAuth`."""
-    cfg = load_yaml_model(path, WebConfigFile, StartupProblem)
+    cfg = load_yaml_model(path, WebConfigFile, WebConfigError)
     try:
         ctx = _ssl_context(cfg.tls_server_config, path.parent) if cfg.tls_server_config else None
-    except StartupProblem as e:
-        raise StartupProblem(f"{path}: tls_server_config: {e}") from None
+    except WebConfigError as e:
+        raise WebConfigError(f"{path}: tls_server_config: {e}") from None
     auth = BasicAuth(cfg.basic_auth_users, max_pending=max_pending, refusals=refusals) \
         if cfg.basic_auth_users else None
     headers = cfg.http_server_config.headers if cfg.http_server_config else {}

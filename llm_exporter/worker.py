@@ -14,20 +14,55 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from dataclasses import dataclass
 
 from llm_exporter.framing import TooLong
 from llm_exporter.pipeline import Pipeline
 
 log = logging.getLogger("llm_exporter.worker")
-_STOP = object()
-_CALL = object()
+
+
+@dataclass(slots=True, frozen=True)
+class Batch:
+    """Lines of one source to parse; `commit` runs under the apply lock once they are counted."""
+
+    source: str
+    lines: list[bytes]
+    commit: Callable[[], None] | None = None
+    stream: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Flush:
+    """End of one stream: hand out its multi-line records (`forget`: drop its parse state too)."""
+
+    source: str
+    stream: str | None = None
+    forget: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Call:
+    """Run `fn` on the pipeline thread between two batches; its result or error goes to `done`."""
+
+    fn: Callable[[], None]
+    done: Future[None]
+
+
+@dataclass(slots=True, frozen=True)
+class Stop:
+    """Finish: flush every stream and end the thread."""
+
+
+Message = Batch | Flush | Call | Stop
 
 
 class Worker:
+    """Owns the queue and the pipeline thread."""
+
     def __init__(self, pipeline: Pipeline, max_chunks: int = 128, flush_after: float = 2.0) -> None:
         self.pipeline = pipeline
-        self._q: queue.Queue[Any] = queue.Queue(max_chunks)
+        self._q: queue.Queue[Message] = queue.Queue(max_chunks)
         self._flush_after = flush_after
         self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
 
@@ -39,7 +74,7 @@ class Worker:
         if not lines:
             return True
         try:
-            self._q.put_nowait((source, lines, None, None))
+            self._q.put_nowait(Batch(source, lines))
             return True
         except queue.Full:  # a too-long line's marker was counted too_long already
             dropped = sum(1 for line in lines if type(line) is not TooLong)
@@ -50,16 +85,16 @@ class Worker:
             commit: Callable[[], None] | None = None, stream: str | None = None) -> None:
         """Queue, waiting for room (back-pressure for sources that can wait).
 
-        `commit` runs on the pipeline thread under the metrics lock right after these lines are
+        `commit` runs on the pipeline thread under the apply lock right after these lines are
         counted (a file source records its applied offset there). `stream` keys the per-stream
         parse state (multi-line records, CRI partials) when one label covers many streams.
         """
         if lines or commit is not None:
-            self._q.put((source, lines, commit, stream), timeout=timeout)
+            self._q.put(Batch(source, lines, commit, stream), timeout=timeout)
 
     def flush_source(self, source: str, stream: str | None = None, forget: bool = False) -> None:
         """Queue an end-of-stream flush of one stream's multi-line records (`forget`: drop its state)."""
-        self._q.put((source, None, forget, stream))
+        self._q.put(Flush(source, stream, forget))
 
     def call(self, fn: Callable[[], None], timeout: float | None = None) -> None:
         """Run `fn` on the pipeline thread between two batches and wait for it (a config swap
@@ -69,7 +104,7 @@ class Worker:
             fn()
             return
         done: Future[None] = Future()
-        self._q.put((_CALL, fn, done, None))
+        self._q.put(Call(fn, done))
         done.result(timeout)
 
     def stop(self, timeout: float = 120.0) -> None:
@@ -80,7 +115,7 @@ class Worker:
         left unparsed is logged rather than silently lost.
         """
         if self._thread.is_alive():
-            self._q.put(_STOP)
+            self._q.put(Stop())
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.error("pipeline did not finish in %.0f s; %d queued chunks left unparsed", timeout,
@@ -91,25 +126,24 @@ class Worker:
         idle_flushed = True
         while True:
             try:
-                item = self._q.get(timeout=self._flush_after)
+                msg = self._q.get(timeout=self._flush_after)
             except queue.Empty:
                 if not idle_flushed:
                     p.flush()
                     idle_flushed = True
                 continue
-            if item is _STOP:
-                p.flush()
-                return
-            source, lines, commit, stream = item
-            if source is _CALL:
-                try:
-                    lines()
-                    commit.set_result(None)
-                except BaseException as e:  # handed to the caller, who reports it
-                    commit.set_exception(e)
-                continue
-            if lines is None:
-                p.flush(stream or source, forget=bool(commit))
-            else:
-                p.process(source, lines, commit=commit, stream=stream)
-                idle_flushed = False
+            match msg:
+                case Batch(source, lines, commit, stream):
+                    p.process(source, lines, commit=commit, stream=stream)
+                    idle_flushed = False
+                case Flush(source, stream, forget):
+                    p.flush(stream or source, forget=forget)
+                case Call(fn, done):
+                    try:
+                        fn()
+                        done.set_result(None)
+                    except BaseException as e:  # handed to the caller, who reports it
+                        done.set_exception(e)
+                case Stop():
+                    p.flush()
+                    return

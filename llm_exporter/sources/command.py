@@ -22,8 +22,10 @@ import threading
 from collections.abc import Callable
 from typing import IO
 
-from llm_exporter.cli import StartupError
+from aiohttp import web
+
 from llm_exporter.metrics.internal import Counters
+from llm_exporter.problems import StartupError
 from llm_exporter.sources.pipe import PipeSource
 from llm_exporter.worker import Worker
 
@@ -103,6 +105,12 @@ class CommandSource:
         if self.proc.poll() is not None:
             return set()
         return process_tree(self.proc.pid)
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    def stop(self) -> None:
+        """Nothing to do: the child decides when its pipes end, and what it still writes is read."""
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Start the child (an unknown command is a start-up error) and forward signals to it."""

@@ -29,6 +29,7 @@ is logrotate's own caveat, and one more reason to prefer rename rotation.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import errno
 import glob
@@ -42,10 +43,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from llm_exporter.framing import LineFramer
 from llm_exporter.metrics.internal import Counters, SourceCounter
+from llm_exporter.sources.base import LineFeed
 from llm_exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter.source")
@@ -117,8 +119,8 @@ class _Stream:
     __slots__ = (
         "dev",
         "fd",
+        "feed",
         "fp",
-        "framer",
         "grew",
         "ino",
         "key",
@@ -130,7 +132,7 @@ class _Stream:
         "sid",
     )
 
-    def __init__(self, path: str, fd: int, st: os.stat_result, seq: int, max_line: int) -> None:
+    def __init__(self, path: str, fd: int, st: os.stat_result, seq: int, feed: LineFeed) -> None:
         self.path = path
         self.fd = fd
         self.dev, self.ino = st.st_dev, st.st_ino
@@ -140,7 +142,7 @@ class _Stream:
         self.offset = 0  # read so far
         self.sent = 0  # end of the last complete line handed to the parser
         self.fp = b""
-        self.framer = LineFramer(max_line)
+        self.feed = feed  # frames; counts once the lines are applied (see `_commit_fn`)
         self.grew = time.monotonic()
         self.rotated = False
 
@@ -196,7 +198,13 @@ class FileTail:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    def send_signal(self, sig: int) -> None:
+        """Nothing to hand a signal to."""
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._count = self._counters(SOURCE)
         self._thread.start()
 
@@ -247,7 +255,7 @@ class FileTail:
             return self._poll
         t = max(0.0, last_full + self._rescan - time.monotonic())
         for s in self._streams.values():
-            if s.framer.pending or s.rotated:
+            if s.feed.pending or s.rotated:
                 t = min(t, max(0.05, s.grew + min(self._partial_after, self._drain_after) - time.monotonic()))
         return t
 
@@ -313,7 +321,7 @@ class FileTail:
             return None
         self._not_regular.discard(path)
         self._seq += 1
-        s = _Stream(path, fd, st, self._seq, self._max_line)
+        s = _Stream(path, fd, st, self._seq, self._new_feed())
         s.fp = os.pread(fd, FP_LEN, 0)
         offset = 0
         saved = (self._saved or {}).get(s.key)
@@ -408,12 +416,16 @@ class FileTail:
                 continue
             s.offset += len(chunk)
             s.grew = time.monotonic()
-            lines, too_long = s.framer.feed(chunk)
-            self._send(s, lines, too_long, s.offset - s.framer.pending)
+            lines, too_long = s.feed.frame(chunk)
+            self._send(s, lines, too_long, s.offset - s.feed.pending)
+
+    def _new_feed(self) -> LineFeed:
+        assert self._count is not None, "started"
+        return LineFeed(self._count, self._max_line)
 
     def _truncated(self, s: _Stream, how: str) -> None:
         log.info("%s %s: reading it again from the start", s.path, how)
-        s.framer = LineFramer(self._max_line)
+        s.feed = self._new_feed()
         s.offset = s.sent = 0
         s.fp = os.pread(s.fd, FP_LEN, 0)
         self._worker.put(SOURCE, [], commit=self._commit_fn(s, 0, 0, 0), stream=s.sid)
@@ -426,16 +438,12 @@ class FileTail:
         self._worker.put(SOURCE, lines, commit=self._commit_fn(s, end, nbytes, too_long), stream=s.sid)
 
     def _commit_fn(self, s: _Stream, end: int, nbytes: int, too_long: int) -> Callable[[], None]:
-        applied, count = self._applied, self._count
-        assert count is not None
+        applied, feed = self._applied, s.feed
         key, path, fp = s.key, s.path, s.fp.hex()
 
-        def commit() -> None:  # pipeline thread, metrics lock held
+        def commit() -> None:  # pipeline thread, apply lock held
             applied[key] = {"path": path, "offset": end, "fp": fp}
-            if nbytes:
-                count.bytes(nbytes)
-            if too_long:
-                count.lines("too_long", too_long)
+            feed.count(nbytes, too_long)
 
         return commit
 
@@ -450,8 +458,8 @@ class FileTail:
     def _flush_partials(self) -> None:
         now = time.monotonic()
         for s in list(self._streams.values()):
-            if s.framer.pending and now - s.grew >= self._partial_after:
-                lines, too_long = s.framer.flush()
+            if s.feed.pending and now - s.grew >= self._partial_after:
+                lines, too_long = s.feed.end()
                 self._send(s, lines, too_long, s.offset)
 
     def _close_drained(self) -> None:
@@ -459,7 +467,7 @@ class FileTail:
         for ident, s in list(self._streams.items()):
             if s.rotated and now - s.grew >= self._drain_after:
                 self._read(s)
-                lines, too_long = s.framer.flush()
+                lines, too_long = s.feed.end()
                 self._send(s, lines, too_long, s.offset)
                 os.close(s.fd)
                 del self._streams[ident]

@@ -36,6 +36,7 @@ from aiohttp import web
 
 from llm_exporter.limits import Refusals
 from llm_exporter.metrics.internal import Counters
+from llm_exporter.sources.base import LineFeed
 from llm_exporter.worker import Worker
 
 SOURCE = "http"
@@ -242,7 +243,14 @@ class Ingest:
         self._token = token.encode() if token else None
         self._max = max_bytes
         self._stopping = False
-        self._count = counters(SOURCE)
+        # a body is split by `Body` (NDJSON or a JSON array), not framed: the feed only counts
+        self._feed = LineFeed(counters(SOURCE), max_line)
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Nothing to start: pushes arrive through `routes()` once the server serves them."""
+
+    def send_signal(self, sig: int) -> None:
+        """Nothing to hand a signal to."""
 
     def stop(self) -> None:
         """Graceful stop: from now on a push is refused with 503 (its lines could not be counted)."""
@@ -303,10 +311,9 @@ class Ingest:
                 await loop.run_in_executor(self._pool, body.check)
             except BadBody as e:
                 return _reply(400, str(e))
-            self._count.bytes(len(body.body))
+            self._feed.count(len(body.body), 0)
             done = await loop.run_in_executor(self._pool, self._queue, body)
-            if body.too_long:
-                self._count.lines("too_long", body.too_long)
+            self._feed.count(0, body.too_long)
             if not done:
                 return _reply(503, "stopping: the rest of this push was not counted", close=True)
         return web.Response(status=204)

@@ -12,6 +12,7 @@ dropping. A pipe's buffer is enlarged to 1 MiB and, after a read that emptied it
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
@@ -21,9 +22,11 @@ import threading
 import time
 from collections.abc import Callable
 
-from llm_exporter.framing import LineFramer
+from aiohttp import web
+
 from llm_exporter.logs import STDERR
-from llm_exporter.metrics.internal import Counters, SourceCounter
+from llm_exporter.metrics.internal import Counters
+from llm_exporter.sources.base import LineFeed
 from llm_exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter.source")
@@ -65,8 +68,8 @@ class PipeSource:
         self._fd_out = fd_out
         self._worker = worker
         self._counters = counters
-        self._count: SourceCounter | None = None
-        self._framer = LineFramer(max_line)
+        self._max_line = max_line
+        self._feed: LineFeed | None = None
         self._on_eof = on_eof
         self._thread = threading.Thread(target=self._run, name=f"source-{name}", daemon=True)
         self.attached = False
@@ -80,18 +83,23 @@ class PipeSource:
         with self._parse_lock:
             self._parsing = False
 
-    def start(self) -> None:
-        self._count = self._counters(self.name)
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._feed = LineFeed(self._counters(self.name), self._max_line)
         self._thread.start()
         self.attached = True
+
+    def routes(self) -> list[web.RouteDef]:
+        return []
+
+    def send_signal(self, sig: int) -> None:
+        """Nothing to hand a signal to."""
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        name, framer, worker = self.name, self._framer, self._worker
-        m = self._count
-        assert m is not None
+        name, worker, feed = self.name, self._worker, self._feed
+        assert feed is not None, "started"
         try:
             regular = stat.S_ISREG(os.fstat(self._fd_in).st_mode)
         except OSError:
@@ -114,19 +122,13 @@ class PipeSource:
                 with self._parse_lock:
                     if not self._parsing:
                         continue
-                    m.bytes(len(chunk))
                     for off in range(0, len(chunk), CHUNK):
-                        lines, too_long = framer.feed(chunk[off : off + CHUNK])
-                        if too_long:
-                            m.lines("too_long", too_long)
-                        submit(name, lines)
+                        submit(name, feed.feed(chunk[off : off + CHUNK]))
                 if linger and len(chunk) < CHUNK:
                     time.sleep(linger)
             with self._parse_lock:
                 if self._parsing:
-                    lines, too_long = framer.flush()
-                    if too_long:
-                        m.lines("too_long", too_long)
+                    lines = feed.finish()
                     if lines:
                         worker.put(name, lines)  # the last line: worth waiting for
                     worker.flush_source(name)

@@ -85,7 +85,8 @@ def test_an_oversized_config_is_refused_unread(tmp_path: Path) -> None:
 
 
 def test_a_config_may_define_at_most_500_metrics(tmp_path: Path) -> None:
-    from llm_exporter.config import ConfigError, load_config
+    from llm_exporter.config import load_config
+    from llm_exporter.problems import ConfigError
 
     cfg = tmp_path / "many.yml"
     cfg.write_text("metrics:\n" + "".join(f"  - {{name: m{i}, type: gauge, path: f{i}}}\n" for i in range(501)))

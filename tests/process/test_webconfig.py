@@ -17,7 +17,8 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from llm_exporter.webconfig import BasicAuth, StartupProblem, load_web_config
+from llm_exporter.problems import WebConfigError
+from llm_exporter.webconfig import BasicAuth, load_web_config
 from tests.helpers import Exporter
 from tests.tlsutil import make_pki
 
@@ -180,7 +181,7 @@ def test_client_auth_needs_a_ca(tmp_path: Path, pki: dict[str, Path]) -> None:
     cfg = _write_cfg(tmp_path, f"tls_server_config:\n  cert_file: {pki['server.crt']}\n"
                                f"  key_file: {pki['server.key']}\n"
                                "  client_auth_type: VerifyClientCertIfGiven\n")
-    with pytest.raises(StartupProblem, match="needs client_ca_file"):
+    with pytest.raises(WebConfigError, match="needs client_ca_file"):
         load_web_config(cfg)
 
 
@@ -244,13 +245,14 @@ def test_ingest_takes_its_bearer_token_beside_basic_auth(tmp_path: Path, pw_hash
 
 def test_web_config_mistakes_name_the_file_and_line(tmp_path: Path) -> None:
     """Bytes that are not UTF-8 and a wrong key each give one line (a reload keeps the old config)."""
-    from llm_exporter.webconfig import StartupProblem, load_web_config
+    from llm_exporter.problems import WebConfigError
+    from llm_exporter.webconfig import load_web_config
 
     bad = tmp_path / "latin1.yml"
     bad.write_bytes(b"basic_auth_users:\n  caf\xe9: x\n")
-    with pytest.raises(StartupProblem, match="not UTF-8 text"):
+    with pytest.raises(WebConfigError, match="not UTF-8 text"):
         load_web_config(bad)
     wrong = tmp_path / "wrong.yml"
     wrong.write_text("tls_server_config:\n  cert_file: a\n  key_file: b\n  bogus: 1\n")
-    with pytest.raises(StartupProblem, match=r"wrong\.yml:4: "):
+    with pytest.raises(WebConfigError, match=r"wrong\.yml:4: "):
         load_web_config(wrong)

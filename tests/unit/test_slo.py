@@ -10,9 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from llm_exporter.config import ConfigError, load_config
+from llm_exporter.config import load_config
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import Pipeline
+from llm_exporter.problems import ConfigError
 from tests.helpers import parse_metrics, total
 
 CONFIG = """\
