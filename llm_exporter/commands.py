@@ -29,7 +29,8 @@ def replay(argv: list[str]) -> int:
     p.add_argument("--max-line-bytes", type=int, default=1 << 20)
     p.add_argument("--openmetrics", action="store_true", help="OpenMetrics output (with exemplars)")
     p.add_argument("--rejects", type=int, default=5, help="rejected lines to show on stderr (5)")
-    p.add_argument("--config", metavar="FILE", help="YAML: custom JSON mappings, extra labels, metrics")
+    p.add_argument("--config", metavar="FILE", help="YAML: custom JSON mappings, text rules, extra labels, metrics "
+                                                          "(prints each rule's hits)")
     ns = p.parse_args(argv)
     from llm_exporter.adapters import ADAPTERS
 
@@ -68,6 +69,11 @@ def _summary(metrics: LLMMetrics, pipeline: Pipeline, show: int) -> None:
     err = sys.stderr
     print("lines: " + ", ".join(f"{k}={v}" for k, v in totals.items()) + f" (total {sum(totals.values())})",
           file=err)
+    if getattr(pipeline.config, "rules", None):
+        from llm_exporter.adapters.rules import rule_set
+
+        for name, n in rule_set(pipeline.config).hits().items():
+            print(f"rule {name}: {n} lines matched", file=err)
     for key, provider in metrics.hints.seen.items():
         print(f"note ({provider or 'server'}): {hint_text(key)}", file=err)
     rejects = list(pipeline.rejects)[:show]

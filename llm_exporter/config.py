@@ -1,4 +1,4 @@
-"""The `--config` YAML file: custom JSON shapes mapped onto the canonical record, extra labels,
+r"""The `--config` YAML file: custom JSON shapes mapped onto the canonical record, extra labels,
 and custom metrics from numeric fields.
 
 `load_config(path)` is a pure function: it reads the file and returns a validated `Config`, or
@@ -31,6 +31,14 @@ accounting:                            # per-tenant requests, tokens and cost
   prices:                              # per million tokens; `default` for any other model
     llama-3-8b: {input: 0.05, output: 0.10, cached_input: 0.025}
     default: {input: 0.10, output: 0.20}
+rules:                                 # text lines: named groups are application JSON field names
+  - name: trtllm-done
+    provider: trtllm
+    pattern: 'request (?P<request_id>\S+) finished in (?P<duration_ms>[0-9.]+)ms status=(?P<status>\w+)'
+    labels: {tenant: team}             # label <- group
+  - name: lmdeploy-pair                # start/end lines paired by their request_id group
+    start: '(?P<ts>\S+ \S+) .* session (?P<request_id>\d+) start'
+    end: '(?P<ts>\S+ \S+) .* session (?P<request_id>\d+) end'
 ```
 """
 
@@ -50,6 +58,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -339,6 +348,65 @@ class AccountingConfig(_Strict):
                        f"{p.cached_input if p.cached_input is not None else p.input} {self.currency}/1M tokens")
         return out
 
+# -- text-line rules (`rules:`) -----------------------------------------------------------------
+
+MAX_RULES = 100
+
+
+class Rule(_Strict):
+    """A text-line rule: one `pattern` whose match is a finished request, or `start` and `end`
+    patterns paired by their `request_id` group. Named groups are application JSON field names."""
+
+    name: str
+    provider: str = "app"
+    labels: ExtraLabels
+    max_open: int = Field(10_000, ge=1, le=1_000_000, description="open requests a start/end rule tracks per "
+                                                                  "stream; past it the oldest are evicted")
+    pattern: str | None = None
+    start: str | None = None
+    end: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", v):
+            raise ValueError(f"rule name must be 1-64 letters, digits, _ . : -, got {v!r}")
+        return v
+
+    @field_validator("provider")
+    @classmethod
+    def _provider(cls, v: str) -> str:
+        if not _LABEL.fullmatch(v) or len(v) > 32:
+            raise ValueError(f"provider must be a short identifier, got {v!r}")
+        return v
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels(cls, v: Any) -> Any:
+        return _labels(v)
+
+    @field_validator("pattern", "start", "end")
+    @classmethod
+    def _pattern(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            from llm_exporter.rules import check_pattern
+            check_pattern(v, info.data.get("labels") or {}, need_id=info.field_name != "pattern")
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> Rule:
+        if (self.pattern is None) == (self.start is None and self.end is None):
+            raise ValueError(f"rule {self.name!r} needs either pattern, or start and end")
+        if self.pattern is None and (self.start is None or self.end is None):
+            raise ValueError(f"rule {self.name!r}: start and end come together")
+        if self.pattern is None:
+            from llm_exporter.rules import compile_pattern
+            groups = set(compile_pattern(self.start).groupindex) | set(compile_pattern(self.end).groupindex)
+            for label, g in self.labels.items():
+                if g not in groups:
+                    raise ValueError(f"label {label!r} reads group {g!r}, which neither start nor end has")
+        return self
+
 
 class Config(_Strict):
     """The whole `--config` file."""
@@ -349,6 +417,18 @@ class Config(_Strict):
     slo: list[Slo] = Field(default_factory=list)
     buckets: Buckets = Field(default_factory=Buckets)
     accounting: AccountingConfig | None = None
+    rules: list[Rule] = Field(default_factory=list)
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: list[Rule]) -> list[Rule]:
+        names = [r.name for r in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"rule names must be unique: {', '.join(dup)}")
+        if len(v) > MAX_RULES:
+            raise ValueError(f"at most {MAX_RULES} rules")
+        return v
 
     @field_validator("slo")
     @classmethod
@@ -398,6 +478,8 @@ class Config(_Strict):
         out = dict.fromkeys(self.extra_labels)
         for m in self.mappings:
             out.update(dict.fromkeys(m.extra_labels))
+        for r in self.rules:
+            out.update(dict.fromkeys(r.labels))
         return tuple(out)
 
     @property
@@ -426,6 +508,14 @@ class Config(_Strict):
             th = ", ".join(f"{k} <= {v:g}s" for k, v in o.thresholds.items())
             out.append(f"slo {o.name!r} on {', '.join(o.model) or 'every model'}: good when it succeeds with {th}; "
                        f"target {o.target:.4g}")
+        for r in self.rules:
+            lab = (" labels: " + ", ".join(f"{k} <- {v}" for k, v in r.labels.items())) if r.labels else ""
+            if r.pattern is not None:
+                out.append(f"rule {r.name!r} (provider {r.provider}): a line matching {r.pattern!r} is a request"
+                           + lab)
+            else:
+                out.append(f"rule {r.name!r} (provider {r.provider}): a request starts at {r.start!r}, ends at "
+                           f"{r.end!r} with the same request_id (at most {r.max_open} open)" + lab)
         for h in BUCKET_HISTOGRAMS:
             given = getattr(self.buckets, h)
             extra = sorted({o.thresholds[h] for o in self.slo if h in o.thresholds})

@@ -12,7 +12,8 @@ Records are TypedDicts so the hot path builds plain dicts, while pydantic valida
 - `TokensRecord`: prompt tokens a server reports per batch (not per request);
 - `CustomRecord`: one value for a metric the `--config` file defines;
 - `StartupRecord`: what one start-up line says (phase durations, capacity, memory);
-- `HintRecord`: why a metric is missing (a key of `llm_exporter.hints.HINTS`).
+- `HintRecord`: why a metric is missing (a key of `llm_exporter.hints.HINTS`);
+- `EvictedRecord`: open requests a start/end pairing table dropped (`llm_exporter.pairing`).
 """
 
 from __future__ import annotations
@@ -147,8 +148,16 @@ class HintRecord(TypedDict):
     hint: str
 
 
+class EvictedRecord(TypedDict):
+    """Open requests dropped from a start/end pairing table (full) before their end line came."""
+
+    kind: Literal["evicted"]
+    provider: str
+    n: Tokens
+
+
 Record = (RequestRecord | StatsRecord | HttpRecord | LogRecord | ServerErrorRecord | TokensRecord | CustomRecord
-          | StartupRecord | HintRecord)
+          | StartupRecord | HintRecord | EvictedRecord)
 
 _RECORD: TypeAdapter[Record] = TypeAdapter(
     Annotated[Record, Field(discriminator="kind")]
@@ -213,6 +222,9 @@ def problem(rec: Any) -> str | None:
             return "bad_value"
         if not -MAX_VALUE <= float(v) <= MAX_VALUE:
             return "bad_value"
+    elif kind == "evicted":
+        n = rec.get("n")
+        return None if type(n) is int and n >= 0 else "bad_value"
     elif kind not in ("http", "log", "server_error"):
         return None  # not ours to judge: applying it fails and is counted (adapter_error)
     sanitize(rec)

@@ -22,6 +22,7 @@ ADAPTERS: dict[str, str] = {
     "litellm": "llm_exporter.adapters.litellm:LitellmAdapter",
     "python-traceback": "llm_exporter.adapters.pytrace:PyTraceAdapter",
     "custom-json": "llm_exporter.adapters.custom:CustomJsonAdapter",
+    "rules": "llm_exporter.adapters.rules:RulesAdapter",
 }
 
 #: the order `auto` tries them in; the application JSON adapter comes first (the common case);
@@ -40,7 +41,13 @@ def load(name: str) -> type[Adapter]:
 
 
 def build_chain(fmt: str, config: Any = None) -> list[Adapter]:
-    """Fresh adapter instances for one source: every adapter for `auto`, else the one named."""
+    """Fresh adapter instances for one source: every adapter for `auto`, else the one named; the
+    `--config` file's text rules, if any, come first whatever the format."""
+    rules = [load("rules")(config)] if getattr(config, "rules", None) else []
+    return rules + _chain(fmt, config)
+
+
+def _chain(fmt: str, config: Any) -> list[Adapter]:
     names = AUTO_ORDER if fmt == "auto" else [fmt]
     custom = fmt == "custom-json" or getattr(config, "wants_custom_adapter", False)
     if not custom:

@@ -17,6 +17,7 @@ the same result.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -249,6 +250,37 @@ def make_plan(keys: frozenset[str]) -> _Plan:
                  status, _first(keys, ("level", "levelname")), error, finish, identity)
 
 
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def text_fields(groups: dict[str, str | None]) -> dict[str, Any]:
+    """Named values cut from a text line, typed as a JSON line would carry them: a count that is all
+    digits becomes an int, a duration that is a plain number a float (a string such as "735ms" is
+    left for the duration parser), an HTTP status code an int; anything else stays a string (so a
+    count of "12k" is refused as the same JSON value would be). Groups that did not match are left out."""
+    out: dict[str, Any] = {}
+    for k, v in groups.items():
+        if v is None:
+            continue
+        kind = _KINDS.get(k)
+        if kind == _COUNT:
+            out[k] = int(v) if v.isascii() and v.isdigit() else v
+        elif kind == _DURATION:
+            out[k] = float(v) if _NUMBER.fullmatch(v) else v
+        elif k == "status" and v.isascii() and v.isdigit():
+            out[k] = int(v)
+        else:
+            out[k] = v
+    return out
+
+
+#: names a text rule's group may not take: JSON objects and lists, and server-only names
+NOT_TEXT = frozenset({"usage", "choices", *FOREIGN_NAMES})
+#: group names read as a count or a duration (check-config refuses a group that never matches a number)
+NUMERIC_NAMES = frozenset(k for k, kind in _KINDS.items() if kind in (_COUNT, _DURATION))
+KNOWN_NAMES = _KNOWN
+
+
 def operation_from_path(path: str) -> str:
     p = path.split("?", 1)[0].rstrip("/")
     return PATH_OPERATIONS.get(p, "")
@@ -288,15 +320,32 @@ class AppJsonAdapter(Adapter):
             if first["type"] in ("json_invalid", "dict_type", "model_type"):
                 return None
             raise Invalid("bad_value") from None
+        plan = self._plan(d)
+        if not plan.evidence:
+            return None
+        return self.build(d, plan, raw if raw is not None else d)
+
+    def _plan(self, d: dict[str, Any]) -> _Plan:
         keys = tuple(d)
         plan = self._plans.get(keys)
         if plan is None:
             plan = make_plan(frozenset(keys))
             if len(self._plans) < 4096:
                 self._plans[keys] = plan
-        if not plan.evidence:
-            return None
-        return self.build(d, plan, raw if raw is not None else d)
+        return plan
+
+    def read_fields(self, fields: dict[str, Any], provider: str) -> dict[str, Any]:
+        """A request record from named values that are not a JSON line (a text rule's groups, as
+        `text_fields` typed them), judged exactly as the same names in a JSON line: the same schema,
+        plan and build. Always a request (the rule said so); `Invalid` names the first bad field."""
+        try:
+            d = APP_LINE.validate_python(fields)
+        except ValidationError as e:
+            first = e.errors(include_url=False, include_context=False, include_input=False)[0]
+            raise Invalid(f"bad_value: {first['loc'][0]}") from None
+        rec = self.build(d, self._plan(d))
+        rec["provider"] = provider
+        return rec
 
     @property
     def tenant_paths(self) -> tuple[str, ...]:

@@ -79,6 +79,7 @@ class LLMMetrics:
             **self.startup.appliers(),
             **self.hints.appliers(),
             "custom": self._apply_custom,
+            "evicted": self.internal.apply_evicted,
         }
 
     def configure(self, config: Any) -> None:

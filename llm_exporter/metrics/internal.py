@@ -1,5 +1,5 @@
 """The exporter's own metrics: lines by source and outcome, bytes by source, label values folded
-by the cardinality limit, build info.
+by the cardinality limit, open requests evicted from pairing tables, build info.
 
 A source counts through a `SourceCounter`, a narrow handle for its own series only (bytes read,
 lines framed away as `too_long` or `dropped`); the pipeline counts the other outcomes. Each
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -27,6 +28,7 @@ class InternalMetrics:
         self.limits = limits
         self.lines: dict[tuple[str, str], int] = {}
         self.bytes: dict[str, int] = {}
+        self.evicted: dict[str, int] = {}  # provider -> open requests evicted from pairing tables
 
     def source(self, name: str) -> SourceCounter:
         """The counting handle of one source (its series start at 0 now)."""
@@ -41,6 +43,10 @@ class InternalMetrics:
 
     def count_bytes(self, source: str, n: int) -> None:
         self.bytes[source] = self.bytes.get(source, 0) + n
+
+    def apply_evicted(self, rec: dict[str, Any], now: float | None = None) -> None:
+        p = rec["provider"]
+        self.evicted[p] = self.evicted.get(p, 0) + rec["n"]
 
     def line_totals(self) -> dict[str, int]:
         """Lines by outcome, summed over sources."""
@@ -66,6 +72,13 @@ class InternalMetrics:
         for (metric, label), lim in self.limits.items():
             ovf.add_metric([metric, label], lim.overflow)
         yield ovf
+        ev = CounterMetricFamily("llm_exporter_open_requests_evicted",
+                                 "Open requests (a start line seen, its end line not yet) dropped because the "
+                                 "pairing table was full; their end lines count no duration.",
+                                 labels=("gen_ai_provider_name",))
+        for p, n in sorted(self.evicted.items()):
+            ev.add_metric([p], n)
+        yield ev
 
     def build_info(self) -> Metric:
         info = GaugeMetricFamily("llm_exporter_build_info", "Build information; always 1.",
