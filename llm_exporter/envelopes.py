@@ -71,14 +71,18 @@ _JSON_ENVELOPES = (_DOCKER_JSON, b'{"insertId"', b'{"logName"', b'{"httpRequest"
 class Envelope:
     """Peels one stream's lines, holding CRI / docker fragments until their line is complete."""
 
-    __slots__ = ("_held", "_held_len")
+    __slots__ = ("_held", "_held_len", "stamp")
 
     def __init__(self) -> None:
         self._held: dict[bytes, list[bytes]] = {}
         self._held_len: dict[bytes, int] = {}
+        #: the innermost leading timestamp peeled off the last line (CRI's or a logger's), if any:
+        #: start/end pairing reads a request's times from it (`llm_exporter.pairing.timestamp`)
+        self.stamp: bytes | None = None
 
     def peel(self, raw: bytes) -> bytes | None:
         """The server's own line, or None while `raw` is a fragment held for joining."""
+        self.stamp = None
         if raw[:1] == b"{" and not raw.startswith(_JSON_ENVELOPES):
             return raw  # the hot path: a bare JSON line
         head = raw[:1]
@@ -102,6 +106,7 @@ class Envelope:
                 m = _CRI.match(line)
                 if m is not None:
                     stream, msg = m.group(1), line[m.end():]
+                    self.stamp = line[:line.find(b" ")]
                     if m.group(2) == b"P":
                         self._hold(stream, msg)
                         return None
@@ -129,6 +134,8 @@ class Envelope:
             out = _prefix(line, c)
             if out is None:
                 return line
+            if c in _DIGITS or c == 0x5B or out[1] is _HOST_UNIT:  # a timestamp: bare, bracketed, syslog
+                self.stamp = line[:len(line) - len(out[0])]
             line, after_ts = out
         return line
 

@@ -119,6 +119,7 @@ class Pipeline:
             self.config = config
             for st in self._sources.values():
                 st.chain = adapters.build_chain(self.fmt, config)
+                _link(st)
 
     def _state(self, source: str, stream: str | None = None) -> _SourceState:
         key = stream or source
@@ -126,6 +127,7 @@ class Pipeline:
         if st is None:
             self.metrics.source(source)  # its line series start at 0
             st = self._sources[key] = _SourceState(adapters.build_chain(self.fmt, self.config), source, self.fmt)
+            _link(st)
         if stream is not None:
             st.where = self.stream_names.get(stream, source)
         return st
@@ -266,6 +268,14 @@ class Pipeline:
         if name not in self._adapter_errors_logged:
             self._adapter_errors_logged.add(name)
             log.exception("adapter %s failed on a line; counted as invalid/adapter_error", name)
+
+
+def _link(st: _SourceState) -> None:
+    """Adapters that read the time peeled off a line (the `--config` rules' pairing) see the
+    stream's envelope."""
+    for a in st.chain:
+        if hasattr(a, "envelope"):
+            a.envelope = st.envelope
 
 
 def _checked(res: tuple[str, Any]) -> tuple[str, Any]:

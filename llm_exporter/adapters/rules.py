@@ -6,7 +6,8 @@ error and finish-reason rules as the same fields in a JSON line; a bad value mak
 `invalid` with the field named. A `start`/`end` rule keeps a request open from its start line to
 the end line with the same `request_id` (`pairing.OpenTable`, bounded, evictions counted); the
 request's fields are the start line's groups updated by the end line's, and its duration, unless a
-duration group gives it, is the difference of the two lines' `ts` groups when both parse, else of
+duration group gives it, is the difference of the two lines' own times when both have one (a `ts`
+group, else the leading timestamp the envelope peeled off: a logger's, CRI's, syslog's), else of
 our receive times. A start line counts as a `record` line (part of a request), an end line with
 no start is still a request (with no duration). Hits per rule are counted on the rule set,
 shared by every stream (`replay --config` prints them).
@@ -87,6 +88,8 @@ class RulesAdapter(Adapter):
         super().__init__(config)
         self.set = rule_set(config)
         self.app = AppJsonAdapter(config)
+        #: the stream's envelope (set by the pipeline): the timestamp it peeled off the line, if any
+        self.envelope: Any = None
         self.open: dict[str, OpenTable[_Open]] = {r.name: OpenTable(r.max_open) for r in self.set.rules
                                                   if r.start is not None}
 
@@ -124,12 +127,19 @@ class RulesAdapter(Adapter):
         if not rid:
             return []
         table = self.open[rule.name]
-        ts = groups.get(TS_GROUP)
         table[rid[:MAX_VALUE]] = _Open({k: v for k, v in groups.items() if v is not None},
-                                       timestamp(ts) if ts else None, self.clock())
+                                       self._time(groups), self.clock())
         table.move_to_end(rid[:MAX_VALUE])
         n = sum(1 for _ in table.evict())
         return [evicted_record(rule.provider, n)] if n else []
+
+    def _time(self, groups: dict[str, Any]) -> float | None:
+        """The line's own time: its `ts` group, else the timestamp the envelope peeled off it."""
+        ts = groups.get(TS_GROUP)
+        if ts:
+            return timestamp(ts)
+        stamp = self.envelope.stamp if self.envelope is not None else None
+        return timestamp(stamp.decode("ascii", "replace").strip(" -|[]")) if stamp else None
 
     def _ended(self, rule: CompiledRule, groups: dict[str, Any]) -> dict[str, Any]:
         rid = groups.get(ID_GROUP) or ""
@@ -138,7 +148,7 @@ class RulesAdapter(Adapter):
         if start is not None:
             fields = {**start.fields, **fields}
             if not any(k.startswith(_DURATION_GROUPS) for k in fields):
-                end_ts = timestamp(groups[TS_GROUP]) if groups.get(TS_GROUP) else None
+                end_ts = self._time(groups)
                 if start.ts is not None and end_ts is not None:
                     fields["duration"] = elapsed(start.ts, end_ts)
                 else:

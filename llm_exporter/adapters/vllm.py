@@ -24,8 +24,9 @@ of its operation still awaiting one: one already counted by its end line (the ac
 counts nothing more), else one not yet ended (a 2xx ends it, or, for a chat stream whose output
 vLLM logs, waits for its end line); an access line left over is a request with no id line (a 404
 for an unknown model, a 400 refused before logging) and counts itself. Pairing may swap details
-between concurrent requests, never the counts. The per-id table is an LRU bounded by `MAX_TRACKED`
-(evictions counted in `evicted`); ids never become labels.
+between concurrent requests, never the counts. The per-id table is the start/end pairing table the
+`--config` rules use (`llm_exporter.pairing.OpenTable`), an LRU bounded by `MAX_TRACKED`; its
+evictions are counted in `llm_exporter_open_requests_evicted_total`; ids never become labels.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 from llm_exporter import errors
 from llm_exporter.adapters.access import parse_uvicorn
 from llm_exporter.adapters.base import IGNORED, Adapter, json_object
+from llm_exporter.pairing import OpenTable, evicted_record
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _STARTS = ("(", "DEBUG ", "INFO", "WARNING ", "ERROR ", "CRITICAL ")
@@ -149,10 +151,9 @@ class VllmAdapter(Adapter):
         super().__init__(config)
         self.model = ""
         self.seen = False  # a vLLM line was seen on this source (names the provider of bare access lines)
-        self.requests: OrderedDict[str, _Req] = OrderedDict()  # request key -> state (LRU, bounded)
+        self.requests: OpenTable[_Req] = OpenTable(MAX_TRACKED)  # request key -> state (LRU, bounded)
         self.unpaired: dict[str, OrderedDict[str, None]] = {}  # operation -> keys awaiting their access line
         self.waiting: dict[str, OrderedDict[str, None]] = {}  # operation -> keys awaiting their end line
-        self.evicted = 0
         self.id_lines = False  # request-id lines (--enable-log-requests) seen on this stream
         self.outputs_logged = False  # `Generated response` lines (--enable-log-outputs) expected
         self.hinted = False  # the why-no-metric advice was handed out
@@ -169,10 +170,28 @@ class VllmAdapter(Adapter):
         self.aborting: OrderedDict[str, int] = OrderedDict()  # aborted requests -> line (a 5xx may follow)
         self.paired_ended: dict[str, OrderedDict[str, None]] = {}  # op -> ended requests an access line took
         self.pending: _Pending | None = None
+        self.spill: list[dict[str, Any]] = []  # records made on the way by _end (evictions), for the line
 
     # -- entry points ----------------------------------------------------------------------------
 
     def parse_text(self, text: str) -> Any:
+        res = self._parse_text(text)
+        return self._spilled(res) if self.spill else res
+
+    def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
+        res = self._parse_json(line, obj)
+        return self._spilled(res) if self.spill else res
+
+    def _spilled(self, res: Any) -> Any:
+        """A line's result with the records `_end` made on the way (kept for the next request line
+        when this one is no request of its own)."""
+        if res is None or res is IGNORED:
+            return res
+        out = [*(res if type(res) is list else [res]), *self.spill]
+        self.spill = []
+        return out
+
+    def _parse_text(self, text: str) -> Any:
         self.lines += 1
         res = self._text(text)
         return self._with_due(res) if self.aborting else res
@@ -232,7 +251,7 @@ class VllmAdapter(Adapter):
                 return [*claimed, *self._record(level, msg, key)]
         return self._record(level, msg, key)
 
-    def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
+    def _parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
         if obj is None:
             return None
         self.lines += 1
@@ -629,7 +648,7 @@ class VllmAdapter(Adapter):
                 return None
             self.id_lines = True
             r = self._new(key, op, None)
-            self._bound()
+            self.spill.extend(self._bound())
         else:
             r = self.requests[key]
         if stream:
@@ -810,15 +829,23 @@ class VllmAdapter(Adapter):
             rec["adapter"] = r.adapter
         return rec
 
+    @property
+    def evicted(self) -> int:
+        """Request ids dropped from the table while it was full."""
+        return self.requests.evicted
+
     def _bound(self) -> list[dict[str, Any]]:
-        """Drop the oldest ids past MAX_TRACKED; a stream still awaiting its end line is counted now."""
+        """Drop the oldest ids past MAX_TRACKED (counted); a stream still awaiting its end line is
+        counted now."""
         out: list[dict[str, Any]] = []
-        while len(self.requests) > MAX_TRACKED:
-            key, r = self.requests.popitem(last=False)
+        n = 0
+        for key, r in self.requests.evict():
+            n += 1
             if r.state == _WAIT:
                 out.append(self._request(r.op, "success", "", key, r))
             self._set(key, r, _DONE)
-            self.evicted += 1
+        if n:
+            out.append(evicted_record(self.provider, n))
         return out
 
     def _stale_streams(self) -> list[dict[str, Any]]:

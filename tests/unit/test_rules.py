@@ -4,6 +4,7 @@ open-request table, timestamps, check-config's explanations, and the linear-time
 from __future__ import annotations
 
 import json
+import time
 import re
 from pathlib import Path
 
@@ -32,8 +33,8 @@ rules:
   - name: paired
     provider: mysrv
     max_open: 2
-    start: '^(?P<ts>\S+ \S+) start id=(?P<request_id>\w+) model=(?P<model>\S+) in=(?P<input_tokens>\d+)'
-    end: '^(?P<ts>\S+ \S+) end id=(?P<request_id>\w+) out=(?P<output_tokens>\d+) reason=(?P<finish_reason>\w+)'
+    start: '^start id=(?P<request_id>\w+) model=(?P<model>\S+) in=(?P<input_tokens>\d+)(?: at=(?P<ts>\S+))?'
+    end: '^end id=(?P<request_id>\w+) out=(?P<output_tokens>\d+) reason=(?P<finish_reason>\w+)(?: at=(?P<ts>\S+))?'
   - name: vllm-override
     provider: mine
     pattern: 'Engine 000: .*Running: (?P<output_tokens>\d+) reqs'
@@ -115,28 +116,50 @@ def test_pipeline_outcomes_rule_order_and_hits(tmp_path: Path) -> None:
     assert next(r.reason for r in pipe.rejects) == "bad_value: input_tokens (rule trtllm-done)"
 
 
-def test_pairing_by_ts_then_receive_time_and_eviction(tmp_path: Path) -> None:
+def test_pairing_by_line_times_then_receive_time_and_eviction(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path)
-    a = RulesAdapter(cfg)
+    m = LLMMetrics()
+    pipe = Pipeline(m, config=cfg)
     now = [100.0]
-    a.clock = lambda: now[0]  # type: ignore[method-assign]
-    assert a.parse_text("2024-05-01 10:00:00,100 start id=a model=m1 in=5") == []
-    rec = a.parse_text("2024-05-01 10:00:02,600 end id=a out=7 reason=stop")
-    # 10:00:02.600 - 10:00:00.100 = 2.5 s from the lines' own times (the clock did not move)
-    assert (rec["duration_s"], rec["model"], rec["input_tokens"], rec["output_tokens"], rec["finish_reason"]) == \
-        (2.5, "m1", 5, 7, "stop")
-    # no parsable ts: our receive times, 4 s apart
-    assert a.parse_text("garbage-ts x start id=b model=m1 in=1") == []
-    now[0] = 104.0
-    assert a.parse_text("garbage-ts y end id=b out=1 reason=stop")["duration_s"] == 4.0
-    # max_open 2: the third open id evicts the oldest, whose end then has no duration
-    for i, rid in enumerate(("c", "d", "e")):
-        out = a.parse_text(f"2024-05-01 10:00:0{i},000 start id={rid} model=m in=1")
-    assert out == [{"kind": "evicted", "provider": "mysrv", "n": 1}]
-    assert "duration_s" not in a.parse_text("2024-05-01 10:00:09,000 end id=c out=1 reason=stop")
-    assert a.parse_text("2024-05-01 10:00:09,000 end id=e out=1 reason=stop")["duration_s"] == 7.0
-    _, s = _run(cfg, [f"2024-05-01 10:00:0{i},000 start id={i} model=m in=1".encode() for i in range(5)])
-    assert total(s, "llm_exporter_open_requests_evicted_total", gen_ai_provider_name="mysrv") == 3
+    RulesAdapter.clock = staticmethod(lambda: now[0])  # type: ignore[assignment]
+    recs: list[dict] = []  # type: ignore[type-arg]
+    real_apply = m.apply
+    m.apply = lambda r, t=None: (recs.append(r), real_apply(r, t))  # type: ignore[method-assign]
+    try:
+        # leading timestamps (peeled by the envelope, Python logging's comma fraction; then CRI's)
+        pipe.process("f", [b"2024-05-01 10:00:00,100 start id=a model=m1 in=5",
+                           b"2024-05-01 10:00:02,600 end id=a out=7 reason=stop",
+                           b"2024-05-01T10:00:00.000000001Z stdout F start id=k model=m1 in=1",
+                           b"2024-05-01T10:00:00.750000000Z stdout F end id=k out=1 reason=stop",
+                           # a ts group inside the line
+                           b"start id=g model=m1 in=1 at=2024-05-01T10:00:00Z",
+                           b"end id=g out=1 reason=length at=2024-05-01T10:00:04Z"])
+        # 10:00:02.600 - 10:00:00.100 = 2.5 s; 0.75 s; 4 s: the lines' own times (the clock did not move)
+        reqs = [r for r in recs if r["kind"] == "request"]
+        assert [r["duration_s"] for r in reqs] == pytest.approx([2.5, 0.75, 4.0])
+        assert (reqs[0]["model"], reqs[0]["input_tokens"], reqs[0]["output_tokens"], reqs[0]["finish_reason"]) == \
+            ("m1", 5, 7, "stop")
+        # no time on the lines: our receive times, 4 s apart
+        pipe.process("f", [b"start id=b model=m1 in=1"])
+        now[0] = 104.0
+        pipe.process("f", [b"end id=b out=1 reason=stop"])
+        assert recs[-1]["duration_s"] == 4.0
+        # max_open 2: the third open id evicts the oldest, whose end then has no duration
+        recs.clear()
+        pipe.process("f", [f"2024-05-01 10:00:0{i},000 start id={rid} model=m in=1".encode()
+                           for i, rid in enumerate(("c", "d", "e"))])
+        assert recs == [{"kind": "evicted", "provider": "mysrv", "n": 1}]
+        pipe.process("f", [b"2024-05-01 10:00:09,000 end id=c out=1 reason=stop",
+                           b"2024-05-01 10:00:09,000 end id=e out=1 reason=stop"])
+        assert "duration_s" not in recs[1] and recs[2]["duration_s"] == 7.0
+    finally:
+        RulesAdapter.clock = staticmethod(time.monotonic)  # type: ignore[assignment]
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)
+    s = parse_metrics(generate_latest(reg).decode())
+    assert total(s, "llm_exporter_open_requests_evicted_total", gen_ai_provider_name="mysrv") == 1
+    assert total(s, "llm_exporter_lines_total", outcome="record") == 13
+    assert total(s, "gen_ai_server_request_duration_seconds_count", gen_ai_provider_name="mysrv") == 5
 
 
 def test_open_table_bound() -> None:
