@@ -44,6 +44,8 @@ def build_chain(fmt: str, config: Any = None) -> list[Adapter]:
     """Fresh adapter instances for one source: every adapter for `auto`, else the one named; the
     `--config` file's text rules, if any, come first whatever the format."""
     rules = [load("rules")(config)] if getattr(config, "rules", None) else []
+    if fmt == "rules":  # the config's rules alone: the built-in readers see nothing
+        return rules
     return rules + _chain(fmt, config)
 
 

@@ -4,8 +4,8 @@ open-request table, timestamps, check-config's explanations, and the linear-time
 from __future__ import annotations
 
 import json
-import time
 import re
+import time
 from pathlib import Path
 
 import pytest
