@@ -69,7 +69,8 @@ from llm_exporter.units import parse_duration
 #: label names the request families already carry (an extra label cannot reuse them)
 RESERVED_LABELS = frozenset({"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
                              "error_type", "outcome", "gen_ai_token_type", "gen_ai_response_finish_reason",
-                             "le", "quantile", "engine", "method", "path", "code", "level", "source"})
+                             "le", "quantile", "engine", "method", "path", "code", "level", "source",
+                             "llm_adapter"})
 MAX_EXTRA_LABELS = 8
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

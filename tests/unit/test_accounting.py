@@ -318,3 +318,9 @@ def test_check_config_sample_names_paths_no_line_has(tmp_path: Any) -> None:
     assert _cli("check-config", str(cfg), "--sample", str(sample)).returncode == 0
     gone = _cli("check-config", str(cfg), "--sample", str(tmp_path / "nope.log"))
     assert gone.returncode == 1 and gone.stderr.count("\n") == 1 and "nope.log" in gone.stderr
+
+
+def test_llm_adapter_is_a_built_in_label_name() -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config_text("extra_labels: [llm_adapter]\n")
+    assert "built-in label name" in str(e.value)
