@@ -169,7 +169,8 @@ def test_tgi_json_success_reads_adapter_from_span_parameters() -> None:
 def test_vllm_lora_request_names_the_adapter_of_the_finished_request() -> None:
     """Request 1 has no LoRA and finishes; 2 (sql-lora) finishes; 3 (sql-lora) is aborted."""
     a = VllmAdapter()
-    recs = _requests([a.parse_text(ln) for ln in (ACC / "vllm_lora.reconstructed.log").read_text().splitlines()])
+    lines = (ACC / "vllm_lora.reconstructed.log").read_text().splitlines()
+    recs = _requests([*(a.parse_text(ln) for ln in lines), a.flush()])  # an abort is held for a 5xx after it
     assert [(r.get("adapter"), r["outcome"]) for r in recs] == [
         (None, "success"), ("sql-lora", "success"), ("sql-lora", "aborted")]
 
