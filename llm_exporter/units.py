@@ -64,3 +64,27 @@ def parse_duration(text: str, default_div: float = 1.0) -> float | None:
     for num, unit in _PART.findall(s):
         total += to_seconds(float(num), _UNIT_DIV[unit])
     return total if math.isfinite(total) else None
+
+
+# Sizes as the docs and people write them: "8MiB", "8 MiB", "512KiB", "1GiB", "8MB", "4096", "1k".
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
+               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40, "ki": 1 << 10, "mi": 1 << 20,
+               "gi": 1 << 30, "ti": 1 << 40, "kb": 1000, "mb": 1000 ** 2, "gb": 1000 ** 3, "tb": 1000 ** 4}
+SIZE_HELP = "a number of bytes, or with a unit: KiB, MiB, GiB (1024-based; K, M, G too) or kB, MB, GB"
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an int or a size string ("8MiB", "8 MiB", "1.5 GiB", "8MB" = 8,000,000); ValueError
+    (naming the accepted units) for anything else."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected {SIZE_HELP}")
+    if isinstance(value, int):
+        return value
+    m = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        raise ValueError(f"expected {SIZE_HELP}, got {value!r}")
+    n = float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
+    if not n.is_integer() and n > 1 << 53:
+        raise ValueError(f"too large: {value!r}")
+    return int(n)
