@@ -20,13 +20,25 @@ from llm_exporter.sources.base import LineFeed
 READ = 1 << 20
 
 
+def _size(text: str) -> int:
+    import argparse
+
+    from llm_exporter.units import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def replay(argv: list[str]) -> int:
     p = Parser(prog="llm-exporter replay",
                 description="Read files to EOF, print the exposition the daemon would serve, exit.")
     p.add_argument("files", nargs="+", metavar="FILE", help="log files ('-' for stdin)")
     p.add_argument("--format", default="auto", help="auto (per line) or one adapter name")
     p.add_argument("--label-limit", type=int, default=100)
-    p.add_argument("--max-line-bytes", type=int, default=1 << 20)
+    p.add_argument("--max-line-bytes", metavar="SIZE", type=_size, default=1 << 20,
+                   help="longer lines count as too_long (1MiB)")
     p.add_argument("--openmetrics", action="store_true", help="OpenMetrics output (with exemplars)")
     p.add_argument("--rejects", type=int, default=5, help="rejected lines to show on stderr (5)")
     p.add_argument("--config", metavar="FILE", help="YAML: custom JSON mappings, text rules, extra labels, metrics "

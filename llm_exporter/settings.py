@@ -70,9 +70,18 @@ class Settings(BaseSettings):
     @classmethod
     def _listen(cls, v: str) -> str:
         _host, sep, port = v.rpartition(":")
-        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not port.isdigit():
             raise ValueError(f"expected HOST:PORT, got {v!r}")
+        if not 0 <= int(port) <= 65535:
+            raise ValueError(f"port {port} is out of range (0-65535)")
         return v
+
+    @field_validator("http_ingest_max_bytes", "config_max_bytes", "max_line_bytes", mode="before")
+    @classmethod
+    def _size(cls, v: object) -> object:
+        from llm_exporter.units import parse_size
+
+        return parse_size(v) if isinstance(v, str) else v
 
     @field_validator("format")
     @classmethod
