@@ -130,10 +130,11 @@ def test_bad_flag_is_one_line_and_exit_1(args: list[str]) -> None:
 
 
 def test_bad_environment_value_is_one_line_and_exit_1() -> None:
-    """LLM_EXPORTER_* values are validated like flags."""
+    """LLM_EXPORTER_* values are validated like flags, and the error names the variable."""
     r = subprocess.run([sys.executable, "-m", "llm_exporter"], env={"LLM_EXPORTER_LISTEN": "x", "PATH": "/usr/bin"},
                        capture_output=True, cwd=ROOT, timeout=30)
-    assert r.returncode == 1 and r.stderr.decode().count("\n") == 1 and "--listen" in r.stderr.decode()
+    assert r.returncode == 1 and r.stderr.decode().count("\n") == 1
+    assert r.stderr.decode().startswith("llm-exporter: error: LLM_EXPORTER_LISTEN='x': expected HOST:PORT")
 
 
 def test_port_in_use_is_one_line_and_exit_1() -> None:
