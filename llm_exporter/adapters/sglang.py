@@ -146,7 +146,8 @@ class SglangAdapter(Adapter):
                 return [rec, access_request(self.provider, op, rec["code"])]
             return IGNORED if msg is not text else None
         if msg.startswith(_KNOWN_MESSAGES):
-            self.shared["server"] = "sglang"
+            if msg is not text:  # behind SGLang's own prefix; a bare one (a weight-loading progress bar)
+                self.shared.setdefault("server", "sglang")  # vLLM prints too, and names no server
             return IGNORED
         if msg.startswith(_OOM_DETAIL) and self.shared.get("server") == "sglang":
             return IGNORED  # the lines after `Decode out of memory. Try to lower your batch size.`

@@ -246,6 +246,7 @@ class VllmAdapter(Adapter):
         msg = rest[j + 2:]
         if not self.seen:
             self.seen = True
+            self.shared["server"] = "vllm"  # the other adapters then leave its bare access lines alone
             claimed = self._claim()
             if claimed:
                 return [*claimed, *self._record(level, msg, key)]
@@ -287,6 +288,7 @@ class VllmAdapter(Adapter):
             return None
         if not self.seen:
             self.seen = True
+            self.shared["server"] = "vllm"
             claimed = self._claim()
             if claimed:
                 return [*claimed, *res]

@@ -11,12 +11,15 @@ from typing import Any
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest
 
 from llm_exporter.adapters import vllm as vllm_mod
 from llm_exporter.adapters.vllm import VllmAdapter
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import Pipeline
 from llm_exporter.records import validate_record
+from tests.helpers import parse_metrics, total
 
 H = "(APIServer pid=16381) INFO 11-30 06:56:50 "
 BANNER = (H + "[core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: model='.tools/tiny-llama', "
@@ -339,3 +342,17 @@ def test_replay_summary_says_why_there_is_no_latency(tmp_path: Any, capsys: Any)
     out, err = capsys.readouterr()
     assert 'outcome="success"} 4.0' in out and 'error_type="not_found"' in out
     assert err.count("--enable-log-requests") == 1
+
+
+def test_a_weight_loading_bar_does_not_make_vllm_access_lines_sglang_requests() -> None:
+    """vLLM 0.32 prints the same bare `Loading safetensors checkpoint shards` bar as SGLang, and
+    bare access lines: after vLLM's own lines they stay vLLM's requests (the real-vLLM test's log)."""
+    m = LLMMetrics()
+    p = Pipeline(m)
+    p.process("s", [BANNER.encode(), b"Loading safetensors checkpoint shards:   0% Completed | 0/1 [00:00<?, ?it/s]",
+                    acc(200).encode(), acc(404).encode()])
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    s = parse_metrics(generate_latest(reg).decode())
+    assert total(s, "llm_requests_total", gen_ai_provider_name="vllm") == 2
+    assert total(s, "llm_requests_total", gen_ai_provider_name="sglang") == 0
