@@ -12,11 +12,19 @@ window of the page. A histogram saved with other bucket bounds than the ones in 
 build's, or the `--config` file's `buckets:` and SLO thresholds) is dropped with one log line
 rather than misread. Request series saved before the `llm_adapter` label come back with no
 adapter.
+
+Every value round-trips: JSON has no infinity or NaN (orjson would write `null`), so a
+non-finite float is saved as the string `"+Inf"`, `"-Inf"` or `"NaN"` and read back as such. Each
+part (every request series, the stats, HTTP, log counters, ...) is restored on its own: a damaged
+part is dropped with one log line naming it, the rest comes back.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 from llm_exporter.metrics import LLMMetrics
@@ -28,8 +36,27 @@ log = logging.getLogger("llm_exporter.state")
 LAYOUT = 1
 
 
+_NON_FINITE = {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}
+
+
+def _num(x: float) -> float | str:
+    """A float as JSON can hold it: itself, or "+Inf" / "-Inf" / "NaN"."""
+    if math.isfinite(x):
+        return x
+    return "NaN" if math.isnan(x) else ("+Inf" if x > 0 else "-Inf")
+
+
+def _unnum(v: Any) -> float:
+    """Back from `_num` (ValueError for anything else, `null` included)."""
+    if type(v) is str and v in _NON_FINITE:
+        return _NON_FINITE[v]
+    if type(v) not in (int, float):
+        raise ValueError(f"not a number: {v!r}")
+    return float(v)
+
+
 def _hist(h: Hist) -> dict[str, Any]:
-    return {"b": list(h.bounds), "c": list(h.counts), "s": h.sum}
+    return {"b": list(h.bounds), "c": list(h.counts), "s": _num(h.sum)}
 
 
 def _unhist(d: Any, bounds: tuple[float, ...], exemplars: bool) -> Hist | None:
@@ -38,7 +65,7 @@ def _unhist(d: Any, bounds: tuple[float, ...], exemplars: bool) -> Hist | None:
         return None
     h = Hist(bounds, exemplars=exemplars)
     h.counts = [int(c) for c in d["c"]]
-    h.sum = float(d["s"])
+    h.sum = _unnum(d["s"])
     return h
 
 
@@ -59,7 +86,7 @@ def snapshot(m: LLMMetrics) -> dict[str, Any]:
     return {
         "layout": LAYOUT,
         "requests": reqs,
-        "stats": [[list(k), dict(v)] for k, v in e.stats.items()],
+        "stats": [[list(k), {f: _num(x) for f, x in v.items()}] for k, v in e.stats.items()],
         "http": [[list(k), n] for k, n in e.http.items()],
         "logs": [[list(k), n] for k, n in e.logs.items()],
         "server_errors": [[list(k), n] for k, n in m.incidents.server_errors.items()],
@@ -82,55 +109,95 @@ def restore(m: LLMMetrics, data: Any) -> bool:
         log.warning("saved metric state has an unknown layout; counters start from zero")
         return False
     dropped = 0
-    t = LLMMetrics(label_limit=m.label_limit)  # filled first, so a damaged snapshot changes nothing
-    try:
-        limiters = [((str(metric), str(label)), [str(v) for v in seen], int(overflow))
-                    for (metric, label), seen, overflow in data.get("limiters", [])]
-        for r in data.get("requests", []):
-            s = RequestSeries()
-            s.requests = [int(x) for x in r["n"]]
-            for name, saved_as in COUNTS.items():
-                setattr(s, name, {k: int(v) for k, v in r.get(saved_as, {}).items()})
-            for et, hd in r["d"].items():
-                h = _unhist(hd, m.requests.hist_bounds("duration"), True)
-                if h is None:
-                    dropped += 1
-                else:
-                    s.duration[et] = h
-            for name, (_, exemplars) in HISTS.items():
-                if name in r:
-                    h = _unhist(r[name], m.requests.hist_bounds(name), exemplars)
-                    dropped += h is None
-                    setattr(s, name, h)
-            key = tuple(str(x) for x in r["k"])
-            if len(key) == 3 + len(m.requests.extra_labels):  # saved before the llm_adapter label: no adapter
-                key = (*key[:3], "", *key[3:])
-            if len(key) != 4 + len(m.requests.extra_labels):  # the config's extra labels changed: start over
+    damaged: list[str] = []
+    t = LLMMetrics(label_limit=m.label_limit)  # filled first, then taken over under the lock
+
+    def part(name: str, fn: Callable[[], None]) -> None:
+        """Restore one part; a damaged one is left out (named in the log), the others come back."""
+        try:
+            fn()
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            damaged.append(f"{name} ({type(e).__name__}: {e})")
+
+    limiters: list[tuple[tuple[str, str], list[str], int]] = []
+
+    def load_limiters() -> None:
+        limiters.extend([((str(metric), str(label)), [str(v) for v in seen], int(overflow))
+                         for (metric, label), seen, overflow in data.get("limiters", [])])
+
+    def load_series(r: Any) -> None:
+        nonlocal dropped
+        s = RequestSeries()
+        s.requests = [int(x) for x in r["n"]]
+        for name, saved_as in COUNTS.items():
+            setattr(s, name, {k: int(v) for k, v in r.get(saved_as, {}).items()})
+        for et, hd in r["d"].items():
+            h = _unhist(hd, m.requests.hist_bounds("duration"), True)
+            if h is None:
                 dropped += 1
-                continue
-            t.requests.series[key] = s
-        for k, v in data.get("stats", []):
-            t.engine.stats[(k[0], k[1], k[2])] = {f: float(x) for f, x in v.items()}
-        for k, n in data.get("http", []):
-            t.engine.http[(k[0], k[1], k[2], k[3])] = int(n)
-        for k, n in data.get("logs", []):
-            t.engine.logs[(k[0], k[1])] = int(n)
-        for k, n in data.get("server_errors", []):
-            t.incidents.server_errors[(k[0], k[1])] = int(n)
-        for k, v in data.get("prompt_tokens", []):
-            t.incidents.prompt_tokens[(k[0], k[1], k[2])] = [int(v[0]), int(v[1])]
-        for k, n in data.get("lines", []):
-            t.internal.lines[(k[0], k[1])] = int(n)
-        for src, n in data.get("bytes", {}).items():
-            t.internal.bytes[src] = int(n)
-        t.startup.restore(data.get("startup"))
+            else:
+                s.duration[et] = h
+        for name, (_, exemplars) in HISTS.items():
+            if name in r:
+                h = _unhist(r[name], m.requests.hist_bounds(name), exemplars)
+                dropped += h is None
+                setattr(s, name, h)
+        key = tuple(str(x) for x in r["k"])
+        if len(key) == 3 + len(m.requests.extra_labels):  # saved before the llm_adapter label: no adapter
+            key = (*key[:3], "", *key[3:])
+        if len(key) != 4 + len(m.requests.extra_labels):  # the config's extra labels changed: start over
+            dropped += 1
+            return
+        t.requests.series[key] = s
+
+    def load_requests() -> None:
+        for i, r in enumerate(data.get("requests", [])):
+            part(f"requests[{i}]", functools.partial(load_series, r))
+
+    def load_stats() -> None:
+        t.engine.stats.update({(k[0], k[1], k[2]): {f: _unnum(x) for f, x in v.items()}
+                               for k, v in data.get("stats", [])})
+
+    def load_counts(name: str, target: dict[Any, Any], width: int) -> Callable[[], None]:
+        def load() -> None:
+            got = {tuple(k[:width]): int(n) for k, n in data.get(name, [])}
+            if any(len(k) != width for k in got):
+                raise ValueError("short key")
+            target.update(got)
+        return load
+
+    def load_prompt_tokens() -> None:
+        t.incidents.prompt_tokens.update({(k[0], k[1], k[2]): [int(v[0]), int(v[1])]
+                                          for k, v in data.get("prompt_tokens", [])})
+
+    def load_bytes() -> None:
+        t.internal.bytes.update({str(src): int(n) for src, n in data.get("bytes", {}).items()})
+
+    def load_slo() -> None:
         t.slo.objectives = m.slo.objectives  # counts come back only for objectives defined as they were
         t.slo.restore(data.get("slo"))
-        tenants = {(str(k[0]), str(k[1]), str(k[2])): [int(x) for x in v]
-                   for k, v in data.get("tenants", []) if len(v) == 8}
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
-        log.warning("saved metric state is damaged (%s); counters start from zero", e)
-        return False
+
+    tenants: dict[tuple[str, str, str], list[int]] = {}
+
+    def load_tenants() -> None:
+        tenants.update({(str(k[0]), str(k[1]), str(k[2])): [int(x) for x in v]
+                        for k, v in data.get("tenants", []) if len(v) == 8})
+
+    part("limiters", load_limiters)
+    load_requests()
+    part("stats", load_stats)
+    part("http", load_counts("http", t.engine.http, 4))
+    part("logs", load_counts("logs", t.engine.logs, 2))
+    part("server_errors", load_counts("server_errors", t.incidents.server_errors, 2))
+    part("prompt_tokens", load_prompt_tokens)
+    part("lines", load_counts("lines", t.internal.lines, 2))
+    part("bytes", load_bytes)
+    part("startup", lambda: t.startup.restore(data.get("startup")))
+    part("slo", load_slo)
+    part("tenants", load_tenants)
+    if damaged:
+        log.warning("saved metric state: %d damaged part(s) left out, the rest restored: %s", len(damaged),
+                    "; ".join(damaged[:5]))
     with m.lock:
         for (metric, label), seen, overflow in limiters:
             m.limits(metric, label).restore(seen, overflow)
