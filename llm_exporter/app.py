@@ -76,6 +76,7 @@ class App:
         # see `llm_exporter.metrics` for who takes it.
         self.apply_lock = threading.Lock()
         self.metrics = LLMMetrics(label_limit=settings.label_limit, lock=self.apply_lock)
+        self.metrics.file_labels = settings.file_labels
         self.registry.register(self.metrics)
         self.gpu: GpuCollector | None = None
         if settings.gpu != "off":
@@ -83,6 +84,7 @@ class App:
                                     processes=settings.gpu_processes, server_pids=self._server_pids)
             self.registry.register(self.gpu)
         self.pipeline = Pipeline(self.metrics, fmt=settings.format, config=None)
+        self.pipeline.file_labels = settings.file_labels
         self.worker = Worker(self.pipeline, max_chunks=settings.queue_chunks)
         self.refusals = Refusals()
         self.registry.register(self.refusals)

@@ -44,6 +44,9 @@ def daemon_parser() -> argparse.ArgumentParser:
     bool_flag(p, "passthrough", "copy every byte read to stdout/stderr unchanged (default: on)")
     p.add_argument("--file", metavar="GLOB", action="append", help="follow files like tail -F (repeatable)")
     p.add_argument("--file-start", choices=("end", "beginning"), help="where to start in a new file (end)")
+    bool_flag(p, "file-labels", "add k8s_namespace_name, k8s_pod_name, k8s_container_name (from "
+                                "/var/log/pods/... paths) or container_id (/var/lib/docker/containers/...) to the "
+                                "request metrics (default: off)")
     p.add_argument("--state-dir", metavar="DIR", help="keep read offsets and metric state here")
     bool_flag(p, "http-ingest", "accept POST /ingest (NDJSON or a JSON array)")
     p.add_argument("--http-ingest-token", metavar="TOKEN", help="require Authorization: Bearer TOKEN")

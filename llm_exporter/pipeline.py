@@ -27,6 +27,7 @@ from typing import Any
 from llm_exporter import adapters
 from llm_exporter.adapters.base import IGNORED, Adapter, Invalid, json_object
 from llm_exporter.envelopes import Envelope
+from llm_exporter.file_labels import path_labels
 from llm_exporter.framing import TooLong
 from llm_exporter.hints import text as hint_text
 from llm_exporter.metrics import LLMMetrics
@@ -52,7 +53,7 @@ class Reject:
 
 
 class _SourceState:
-    __slots__ = ("chain", "down", "envelope", "lineno", "startup", "where")
+    __slots__ = ("chain", "down", "envelope", "labels", "lineno", "startup", "where")
 
     def __init__(self, chain: list[Adapter], where: str, fmt: str = "auto") -> None:
         self.envelope = Envelope()
@@ -60,6 +61,7 @@ class _SourceState:
         self.lineno = 0
         self.startup = StartupScanner(fmt)
         self.where = where
+        self.labels: dict[str, str] = {}  # --file-labels: the workload its file's path names
         self.down = False  # an incident was counted and the server has shown no life since
 
 
@@ -99,6 +101,8 @@ class Pipeline:
         self._adapter_errors_logged: set[str] = set()
         #: what a stream is called in rejects (a followed file's path), when not its source label
         self.stream_names: dict[str, str] = {}
+        #: --file-labels: request records of a followed file get the workload its path names
+        self.file_labels = False
 
     @property
     def config(self) -> Any:
@@ -130,6 +134,8 @@ class Pipeline:
             _link(st)
         if stream is not None:
             st.where = self.stream_names.get(stream, source)
+            if self.file_labels:
+                st.labels = path_labels(st.where)
         return st
 
     def process(self, source: str, lines: Iterable[bytes], commit: Callable[[], None] | None = None,
@@ -153,6 +159,8 @@ class Pipeline:
                     self.rejects.append(Reject(where, st.lineno, "too_long", "line_too_long", line))
                     continue
                 outcome, result = self._one(st, line)
+                if outcome == "record" and st.labels:
+                    _add_labels(result, st.labels)
                 if outcome == "record":
                     if type(result) is list:
                         ok = self._safe_apply(_incidents_once(st, result), now)
@@ -200,6 +208,8 @@ class Pipeline:
                     continue
                 for held in st.envelope.flush():
                     outcome, result = self._one(st, held)
+                    if outcome == "record" and st.labels:
+                        _add_labels(result, st.labels)
                     if outcome == "record":
                         self._safe_apply(_incidents_once(st, result if type(result) is list else [result]), now)
                 for a in st.chain:
@@ -268,6 +278,14 @@ class Pipeline:
         if name not in self._adapter_errors_logged:
             self._adapter_errors_logged.add(name)
             log.exception("adapter %s failed on a line; counted as invalid/adapter_error", name)
+
+
+def _add_labels(result: Any, labels: dict[str, str]) -> None:
+    """Put a stream's workload labels (`--file-labels`) on its request records."""
+    for r in result if type(result) is list else (result,):
+        if type(r) is dict and r.get("kind") == "request":
+            ex = r.get("extra_labels")
+            r["extra_labels"] = {**ex, **labels} if ex else labels
 
 
 def _link(st: _SourceState) -> None:

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     passthrough: bool = Field(True, description="copy every byte read to stdout (stderr)")
     file: Annotated[list[str], NoDecode] = Field(default_factory=list, description="globs of files to follow")
     file_start: Literal["end", "beginning"] = "end"
+    file_labels: bool = Field(False, description="label requests with the pod or container a followed file's "
+                                                 "path names")
     state_dir: Path | None = None
     http_ingest: bool = False
     http_ingest_token: str | None = None

@@ -35,6 +35,7 @@ from typing import Any
 from prometheus_client.core import Metric
 
 from llm_exporter.accounting import TenantAccounting
+from llm_exporter.file_labels import NAMES as FILE_LABELS
 from llm_exporter.labels import LabelLimits
 from llm_exporter.metrics.custom import CustomMetrics
 from llm_exporter.metrics.engine import EngineMetrics
@@ -71,6 +72,8 @@ class LLMMetrics:
         self.internal = InternalMetrics(self.limits)
         self.hints = HintsSeen()
         self.custom: CustomMetrics | None = None
+        #: --file-labels: the request families also carry the workload labels of a file's path
+        self.file_labels = False
         # record kind -> the group method that applies it
         self._apply: dict[str, Callable[[Any, float | None], None]] = {
             "request": self.requests.apply,
@@ -87,7 +90,7 @@ class LLMMetrics:
         none). Changing the extra label names or the bounds starts the request series over, as a
         restart would (caller holds the lock)."""
         names = tuple(config.label_names) if config is not None else ()
-        self.requests.set_extra_labels(names)
+        self.requests.set_extra_labels(names + (FILE_LABELS if self.file_labels else ()))
         self.requests.set_bounds({h: config.bucket_bounds(h, b) for h, b in CONFIGURABLE.items()}
                                  if config is not None else {})
         self.accounting.configure(getattr(config, "accounting", None))

@@ -236,3 +236,20 @@ def test_hostile_pattern_is_linear(tmp_path: Path) -> None:
 
 def test_re2_is_the_engine() -> None:
     assert re2.compile(r"(?P<x>\d+)").search("a 12").group("x") == "12"
+
+
+@pytest.mark.parametrize(("path", "want"), [
+    (f"/var/log/pods/kube-system_kube-apiserver-node1_{'a' * 32}/kube-apiserver/0.log",
+     {"k8s_namespace_name": "kube-system", "k8s_pod_name": "kube-apiserver-node1",
+      "k8s_container_name": "kube-apiserver"}),
+    ("/var/log/pods/llm_vllm-0_3f9a1d2e-5c4b-4e7a-9b1c-2d3e4f5a6b7c/vllm/12.log.20240501-100000",
+     {"k8s_namespace_name": "llm", "k8s_pod_name": "vllm-0", "k8s_container_name": "vllm"}),
+    (f"/var/log/containers/vllm-0_llm_vllm-{'0f' * 32}.log",
+     {"k8s_namespace_name": "llm", "k8s_pod_name": "vllm-0", "k8s_container_name": "vllm"}),
+    (f"/var/lib/docker/containers/{'ab' * 32}/{'ab' * 32}-json.log.1", {"container_id": "ab" * 32}),
+    (f"/var/lib/docker/containers/{'ab' * 32}/{'cd' * 32}-json.log", {}),
+    ("/srv/logs/app.log", {}),
+])
+def test_file_labels_from_paths(path: str, want: dict[str, str]) -> None:
+    from llm_exporter.file_labels import path_labels
+    assert path_labels(path) == want
