@@ -6,9 +6,9 @@ import sys
 
 import orjson
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from llm_exporter.exposition import generate_text
 from llm_exporter.flags import Parser
 from llm_exporter.hints import text as hint_text
 from llm_exporter.metrics import LLMMetrics
@@ -69,7 +69,7 @@ def replay(argv: list[str]) -> int:
             pipeline.flush(source)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
-    out = generate_openmetrics(registry) if ns.openmetrics else generate_latest(registry)  # type: ignore[no-untyped-call]
+    out = generate_openmetrics(registry) if ns.openmetrics else generate_text(registry)  # type: ignore[no-untyped-call]
     sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     _summary(metrics, pipeline, ns.rejects)

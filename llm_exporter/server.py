@@ -17,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from llm_exporter import __version__, dashboard
+from llm_exporter.exposition import encoder_for
 from llm_exporter.metrics import LLMMetrics
 
 
@@ -44,7 +44,7 @@ def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[
     async def handle_metrics(request: web.Request) -> web.Response:
         # Encoding thousands of series takes tens of milliseconds: do it on a worker thread so
         # /healthz, /readyz and /ingest keep answering meanwhile.
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        encoder, content_type = encoder_for(request.headers.get("Accept", ""))
         gz = "gzip" in request.headers.get("Accept-Encoding", "")
         body = await asyncio.get_running_loop().run_in_executor(render_pool, render, encoder, gz)
         headers = {"Content-Type": content_type}

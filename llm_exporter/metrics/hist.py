@@ -2,7 +2,9 @@
 
 A `Hist` holds non-cumulative bucket counts (the last slot is +Inf), a sum, and optionally one
 exemplar per bucket; `cumulative()` turns it into prometheus-client samples at scrape time.
-`quantile()` is Prometheus' `histogram_quantile` over such counts (the landing page uses it).
+`ArrayHistogram` is a histogram family that keeps its `Hist` objects for the /metrics writer
+(`llm_exporter.exposition`). `quantile()` is Prometheus' `histogram_quantile` over such counts
+(the landing page uses it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from typing import Any
 
-from prometheus_client.samples import Exemplar
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.samples import Exemplar, Sample
 
 # OpenTelemetry GenAI semantic conventions, explicit bucket advice.
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
@@ -51,7 +54,7 @@ class Hist:
         ex = self.exemplars if with_exemplars else None
         for i, c in enumerate(self.counts):
             acc += c
-            le = "+Inf" if i == len(self.bounds) else _fmt(self.bounds[i])
+            le = "+Inf" if i == len(self.bounds) else bound_text(self.bounds[i])
             e = ex[i] if ex is not None else None
             if e is not None:
                 out.append((le, acc, Exemplar({"request_id": e[0]}, e[1], e[2])))
@@ -59,11 +62,19 @@ class Hist:
                 out.append((le, acc))
         return out
 
+    def copy(self) -> Hist:
+        """A copy of the counts, sum and exemplars as they are now (a scrape's snapshot)."""
+        c = Hist.__new__(Hist)
+        c.bounds, c.counts, c.sum = self.bounds, self.counts[:], self.sum
+        c.exemplars = self.exemplars[:] if self.exemplars is not None else None
+        return c
+
     def quantile(self, q: float) -> float | None:
         return quantile(self.bounds, self.counts, q)
 
 
-def _fmt(b: float) -> str:
+def bound_text(b: float) -> str:
+    """The `le` label value of a bucket bound."""
     return str(int(b)) if float(b).is_integer() and b >= 1 else repr(float(b))
 
 
@@ -82,3 +93,35 @@ def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float 
             return float(lo + (bounds[i] - lo) * (rank - acc) / c)
         acc += c
     return float(bounds[-1])
+
+
+class ArrayHistogram(HistogramMetricFamily):
+    """A histogram family whose series are `Hist` objects; `.samples` is built on first use."""
+
+    def __init__(self, name: str, documentation: str, labels: Sequence[str], unit: str = "",
+                 exemplars: bool = False) -> None:
+        self._pending: list[tuple[Sequence[str], Hist]] = []
+        self._built: list[Sample] = []
+        super().__init__(name, documentation, labels=labels, unit=unit)
+        self._exemplars = exemplars
+
+    @property
+    def samples(self) -> list[Sample]:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for values, h in pending:
+                HistogramMetricFamily.add_metric(self, values, h.cumulative(self._exemplars), h.sum)
+        return self._built
+
+    @samples.setter
+    def samples(self, value: list[Sample]) -> None:
+        self._built = value
+
+    def add_hist(self, values: Sequence[str], h: Hist) -> None:
+        """One series: its label values (in the family's label order) and its histogram, copied
+        (families are built under the metrics lock and written after it is released)."""
+        self._pending.append((values, h.copy()))
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return self._labelnames

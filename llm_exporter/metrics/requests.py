@@ -21,7 +21,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, Metric
 
 from llm_exporter.accounting import TenantAccounting, adapter_label
 from llm_exporter.labels import LabelLimiter, LabelLimits
@@ -31,6 +31,7 @@ from llm_exporter.metrics.hist import (
     TOKEN_BUCKETS,
     TPOT_BUCKETS,
     TTFT_BUCKETS,
+    ArrayHistogram,
     Hist,
 )
 from llm_exporter.metrics.window import Slot, Window
@@ -253,24 +254,24 @@ class RequestMetrics:
     def families(self, with_exemplars: bool) -> Iterator[Metric]:
         common = (*COMMON, *self.extra_labels)
         with_adapter = (*COMMON, "llm_adapter", *self.extra_labels)  # the families split by LoRA adapter
-        dur = HistogramMetricFamily("gen_ai_server_request_duration_seconds",
+        dur = ArrayHistogram("gen_ai_server_request_duration_seconds",
                                     "Generative AI server request duration, end to end.",
-                                    labels=(*with_adapter, "error_type"), unit="seconds")
-        ttft = HistogramMetricFamily("gen_ai_server_time_to_first_token_seconds",
+                                    labels=(*with_adapter, "error_type"), unit="seconds", exemplars=with_exemplars)
+        ttft = ArrayHistogram("gen_ai_server_time_to_first_token_seconds",
                                      "Time to generate the first token, successful requests.",
-                                     labels=common, unit="seconds")
-        tpot = HistogramMetricFamily("gen_ai_server_time_per_output_token_seconds",
+                                     labels=common, unit="seconds", exemplars=with_exemplars)
+        tpot = ArrayHistogram("gen_ai_server_time_per_output_token_seconds",
                                      "Time per output token after the first, successful requests.",
-                                     labels=common, unit="seconds")
-        tok = HistogramMetricFamily("gen_ai_client_token_usage",
+                                     labels=common, unit="seconds", exemplars=with_exemplars)
+        tok = ArrayHistogram("gen_ai_client_token_usage",
                                     "Number of input and output tokens per request.",
                                     labels=(*with_adapter, "gen_ai_token_type"))
-        queue = HistogramMetricFamily("llm_request_queue_duration_seconds",
+        queue = ArrayHistogram("llm_request_queue_duration_seconds",
                                       "Time a request waited before inference started.",
-                                      labels=common, unit="seconds")
-        inf = HistogramMetricFamily("llm_request_inference_duration_seconds",
+                                      labels=common, unit="seconds", exemplars=with_exemplars)
+        inf = ArrayHistogram("llm_request_inference_duration_seconds",
                                     "Time a request spent in inference (prefill and decode).",
-                                    labels=common, unit="seconds")
+                                    labels=common, unit="seconds", exemplars=with_exemplars)
         req = CounterMetricFamily("llm_requests", "Finished requests by outcome.",
                                   labels=(*with_adapter, "outcome"))
         errs = CounterMetricFamily("llm_request_errors", "Failed requests by error type.",
@@ -284,11 +285,11 @@ class RequestMetrics:
                 if n:
                     req.add_metric([*labels, OUTCOMES[oi]], n)
             for et, dh in s.duration.items():
-                dur.add_metric([*labels, et], dh.cumulative(with_exemplars), dh.sum)
+                dur.add_hist((*key, et), dh)
             if s.tokens_in is not None:
-                tok.add_metric([*labels, "input"], s.tokens_in.cumulative(False), s.tokens_in.sum)
+                tok.add_hist((*key, "input"), s.tokens_in)
             if s.tokens_out is not None:
-                tok.add_metric([*labels, "output"], s.tokens_out.cumulative(False), s.tokens_out.sum)
+                tok.add_hist((*key, "output"), s.tokens_out)
             by_model.setdefault((*key[:3], *key[4:]), []).append(s)
         for key, ss in by_model.items():  # the families without llm_adapter add the adapters up
             s = ss[0] if len(ss) == 1 else _merged(ss)
@@ -299,7 +300,7 @@ class RequestMetrics:
                 fin.add_metric([*labels, fr], n)
             for fam, h in ((ttft, s.ttft), (tpot, s.tpot), (queue, s.queue), (inf, s.inference)):
                 if h is not None:
-                    fam.add_metric(labels, h.cumulative(with_exemplars), h.sum)
+                    fam.add_hist(key, h)
         yield from (dur, ttft, tpot, tok, queue, inf, req, errs, fin)
 
 
