@@ -16,6 +16,7 @@ context decides). Request phrases are tried before incident phrases, so `Request
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from llm_exporter.labels import OTHER as OTHER
@@ -124,28 +125,41 @@ REQUEST = "request"
 INCIDENT = "incident"
 
 
+def _any_of(phrases: Iterable[str]) -> re.Pattern[str]:
+    """One pattern that finds any of `phrases` (plain substrings): one C scan instead of a Python
+    loop of `in` tests per phrase. Same answer as `any(p in t for p in phrases)`."""
+    return re.compile("|".join(re.escape(p) for p in sorted(set(phrases), key=len, reverse=True)))
+
+
+#: each class's phrases as one pattern, in rule order; and every phrase of every class
+_MESSAGE_RES = tuple((cls, _any_of(needles).search) for cls, needles in _MESSAGE_RULES)
+_ANY_MESSAGE = _any_of(n for _, needles in _MESSAGE_RULES for n in needles).search
+_REQUEST_RE = _any_of(_REQUEST_PHRASES).search
+_INCIDENT_RE = _any_of(_INCIDENT_PHRASES).search
+
+
+def _message_class(t: str) -> str:
+    if _ANY_MESSAGE(t) is None:  # most lines name no class: one scan and out
+        return OTHER
+    for cls, search in _MESSAGE_RES:
+        if search(t) is not None:
+            return cls
+    return OTHER
+
+
 def classify_message(text: str) -> str:
     """The error class of a server's free-text error message; `_OTHER` when none fits."""
-    t = text[:MESSAGE_SCAN].lower()
-    for cls, needles in _MESSAGE_RULES:
-        for n in needles:
-            if n in t:
-                return cls
-    return OTHER
+    return _message_class(text[:MESSAGE_SCAN].lower())
 
 
 def classify_event(text: str) -> tuple[str, str]:
     """(scope, error_type) of a free-text error line: scope `request` (one request failed or was cut
     off), `incident` (the engine failed; not a request), or `` (the line does not say)."""
     t = text[:MESSAGE_SCAN].lower()
-    cls = OTHER
-    for c, needles in _MESSAGE_RULES:
-        if any(n in t for n in needles):
-            cls = c
-            break
-    if any(p in t for p in _REQUEST_PHRASES):
+    cls = _message_class(t)
+    if _REQUEST_RE(t) is not None:
         return REQUEST, cls
-    if any(p in t for p in _INCIDENT_PHRASES):
+    if _INCIDENT_RE(t) is not None:
         return INCIDENT, cls if cls in ("oom", "timeout") else "engine_dead"
     return "", cls
 
