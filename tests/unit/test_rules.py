@@ -253,3 +253,18 @@ def test_re2_is_the_engine() -> None:
 def test_file_labels_from_paths(path: str, want: dict[str, str]) -> None:
     from llm_exporter.file_labels import path_labels
     assert path_labels(path) == want
+
+
+def test_vllm_pairing_uses_the_same_table_and_counts_evictions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vLLM's request-id table is an OpenTable: 120 `Received` ids into a table of 50 evict 70, and
+    the adapter hands out records saying so (llm_exporter_open_requests_evicted_total)."""
+    import llm_exporter.adapters.vllm as vllm_mod
+    monkeypatch.setattr(vllm_mod, "MAX_TRACKED", 50)
+    a = vllm_mod.VllmAdapter()
+    assert isinstance(a.requests, OpenTable)
+    out: list[dict] = []  # type: ignore[type-arg]
+    for i in range(120):
+        res = a.parse_text(f"INFO 04-10 03:44:50 [logger.py:39] Received request chatcmpl-{i:032x}: prompt: 'x', "
+                           "params: SamplingParams(n=1), prompt_token_ids: [1, 2], lora_request: None.")
+        out += res if isinstance(res, list) else []
+    assert sum(r["n"] for r in out if r.get("kind") == "evicted") == 70 == a.evicted
