@@ -103,12 +103,16 @@ class Exporter:
         return parse_metrics(self.scrape())
 
     def wait_lines(self, n: int, timeout: float = 30.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Scrape until llm_exporter_lines_total adds up to n (every line has an outcome)."""
+        """Scrape until llm_exporter_lines_total adds up to n (every line has an outcome); fails the
+        test when it does not within `timeout` (a caller never goes on with a short count)."""
         deadline = time.monotonic() + timeout
         while True:
             s = self.samples()
-            if total(s, "llm_exporter_lines_total") >= n or time.monotonic() > deadline:
+            got = total(s, "llm_exporter_lines_total")
+            if got >= n:
                 return s
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{got:g} of {n} lines counted in {timeout:g} s")
             time.sleep(0.05)
 
     def stderr_text(self) -> str:

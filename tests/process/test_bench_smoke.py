@@ -40,5 +40,13 @@ def test_bench_smoke_runs_and_writes_parsable_figures(tmp_path: Path) -> None:
     assert res["rss"]["outcomes"].get("dropped", 0) == 0
     assert sum(res["rss"]["outcomes"].values()) == res["rss"]["lines"]
     assert res["scrape"]["series"] > 0
-    assert all(t["met"] in (True, False, None) for t in res["targets"])
+    # each verdict agrees with its figure and its target, compared here on their own
+    assert res["targets"]
+    for t in res["targets"]:
+        op, bound = t["target"].split()[:2]
+        want = float(bound.rstrip("x"))
+        if t["value"] is None:
+            assert t["met"] is None, t
+        else:
+            assert t["met"] is (t["value"] >= want if op == ">=" else t["value"] <= want), t
 

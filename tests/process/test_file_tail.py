@@ -40,19 +40,37 @@ def wait_file_lines(e: Exporter, n: int, timeout: float = 60) -> float:
     return got
 
 
-def settle(e: Exporter, n: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Once n lines are counted, wait past one rescan and scrape again (a double count would show)."""
-    assert wait_file_lines(e, n) == n
-    time.sleep(1.5)
-    return e.samples()
+def applied_offsets(state: Path) -> list[tuple[str, int]]:
+    """The exporter's own record of the files it follows, (path opened, offset counted), from its
+    checkpoint; a file renamed away keeps the path it was opened under until it is closed."""
+    try:
+        files = orjson.loads((state / "state.json").read_bytes())["sections"]["files"]
+    except FileNotFoundError:
+        return []
+    return sorted((v["path"], v["offset"]) for v in files.values())
+
+
+def settle(e: Exporter, n: int, state: Path, files: list[Path],
+           timeout: float = 90) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Wait until the exporter follows exactly `files`, each counted to its end, in its own checkpoint
+    (taken under the metrics lock, so those offsets are exactly the lines counted): every file rotated
+    away has been read to its end, closed and forgotten. Then n lines must be counted, no more."""
+    want = sorted((str(f), f.stat().st_size) for f in files)
+    deadline = time.monotonic() + timeout
+    while (got := applied_offsets(state)) != want:
+        assert time.monotonic() < deadline, f"followed {got}, want {want}"
+        time.sleep(0.1)
+    s = e.samples()
+    assert total(s, "llm_exporter_lines_total", source="file") == n
+    return s
 
 
 def test_rename_and_copytruncate_rotation_count_every_line_exactly_once(tmp_path: Path) -> None:
     """100k lines, 100 rotations (alternating rename and copytruncate), each line counted once."""
-    log = tmp_path / "app.log"
+    log, state = tmp_path / "app.log", tmp_path / "state"
     log.touch()
     n_rot, per = 100, 1000
-    with Exporter("--no-stdin", "--file", str(log), "--file-start", "beginning",
+    with Exporter("--no-stdin", "--file", str(log), "--file-start", "beginning", "--state-dir", str(state),
                   stdout=subprocess.DEVNULL) as e:
         e.wait_ready()
         fd = os.open(log, os.O_WRONLY | os.O_APPEND)
@@ -74,7 +92,7 @@ def test_rename_and_copytruncate_rotation_count_every_line_exactly_once(tmp_path
                 shutil.copyfile(log, tmp_path / f"app.log.{r}")
                 os.truncate(log, 0)
         os.close(fd)
-        s = settle(e, i)
+        s = settle(e, i, state, [log])  # the 50 renamed files closed after their drain time
         assert total(s, "llm_exporter_lines_total", source="file", outcome="record") == i
         assert total(s, "llm_requests_total") == i
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == \
@@ -85,13 +103,15 @@ def test_rename_and_copytruncate_rotation_count_every_line_exactly_once(tmp_path
 def test_a_new_file_matching_the_glob_is_followed_from_its_start(tmp_path: Path) -> None:
     """A file created after start-up is read from byte 0; --file-start end skips old content."""
     (tmp_path / "old.log").write_bytes(b"".join(line(k) for k in range(500)))
-    with Exporter("--no-stdin", "--file", str(tmp_path / "*.log"), stdout=subprocess.DEVNULL) as e:
+    state = tmp_path / "state"
+    with Exporter("--no-stdin", "--file", str(tmp_path / "*.log"), "--state-dir", str(state),
+                  stdout=subprocess.DEVNULL) as e:
         e.wait_ready()
         with open(tmp_path / "old.log", "ab") as f:
             f.write(b"".join(line(k) for k in range(500, 520)))
         sub = tmp_path / "new.log"
         sub.write_bytes(b"".join(line(k) for k in range(1000, 1300)))
-        s = settle(e, 320)
+        s = settle(e, 320, state, [tmp_path / "old.log", sub])
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == \
             sum(tokens(k) for k in [*range(500, 520), *range(1000, 1300)])
 
@@ -114,7 +134,7 @@ def test_restart_with_state_dir_continues_exactly_mid_file(tmp_path: Path) -> No
         f.write(line(5000)[20:] + b"".join(line(k) for k in range(5001, 8000)))
     with Exporter(*args, stdout=subprocess.DEVNULL) as e:
         e.wait_ready()
-        s = settle(e, 8000)  # run 1's 5000 lines restored from the checkpoint, 3000 new ones
+        s = settle(e, 8000, state, [log])  # run 1's 5000 lines restored from the checkpoint, 3000 new ones
         assert total(s, "llm_requests_total") == 8000
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == \
             sum(tokens(k) for k in range(8000))
@@ -136,7 +156,7 @@ def test_a_file_replaced_while_down_is_read_from_its_start(tmp_path: Path) -> No
         f.write(b"".join(line(k) for k in range(10_000, 12_500)))
     with Exporter(*args, stdout=subprocess.DEVNULL) as e:
         e.wait_ready()
-        s = settle(e, 4500)  # run 1's 2000 lines restored, then the rewritten file's 2500 from its start
+        s = settle(e, 4500, state, [log])  # run 1's 2000 lines restored, then the rewritten file's 2500 from its start
         assert total(s, "gen_ai_client_token_usage_sum", gen_ai_token_type="output") == \
             sum(tokens(k) for k in range(10_000, 12_500)) + sum(tokens(k) for k in range(2000))
 

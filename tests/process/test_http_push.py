@@ -77,7 +77,18 @@ def test_a_body_that_is_neither_shape_is_400_with_a_reason(daemon: Exporter, bod
 @pytest.mark.parametrize("token", [None, "wrong", TOKEN + "x", ""])
 def test_a_missing_or_wrong_token_is_401(daemon: Exporter, token: str | None) -> None:
     """401 without the right bearer token, nothing counted."""
-    assert post(daemon.url, b'{"a":1}\n', token=token)[0] == 401
+    before = daemon.samples()
+    assert post(daemon.url, b'{"a":1}\n{"b":2}\n', token=token)[0] == 401
+    marker = orjson.dumps(req(7, 3)) + b"\n"  # sent after the 401 came back, so counted after it
+    assert post(daemon.url, marker)[0] == 204
+    want = total(before, "llm_exporter_lines_total", source="http") + 1
+    deadline = time.monotonic() + 20
+    while (got := total(s := daemon.samples(), "llm_exporter_lines_total", source="http")) < want:
+        assert time.monotonic() < deadline, f"{got} of {want} http lines counted"
+        time.sleep(0.05)
+    assert got == want  # the marker alone: the refused body added no line
+    assert total(s, "llm_exporter_bytes_total", source="http") - \
+        total(before, "llm_exporter_bytes_total", source="http") == len(marker)
 
 
 def test_a_100_mb_body_is_refused_with_413_before_it_is_sent(daemon: Exporter) -> None:

@@ -228,3 +228,20 @@ def test_text_adapters_reject_application_lines_at_their_first_characters() -> N
         a = load(name)()
         for ln in lines:
             assert a.parse_text(ln) is None, (name, ln)
+
+
+@pytest.mark.parametrize(("inference", "per_token", "tokens"), [
+    # by hand: inference / per token, rounded to the nearest whole token
+    ("951ms", "100ms", 10),        # 9.51: rounds up (a truncation gives 9)
+    ("949ms", "100ms", 9),         # 9.49: rounds down
+    ("999.999999ms", "100ms", 10),  # 9.99999999: a nanosecond short of 10 tokens
+    ("1.25s", "100ms", 12),        # 12.5: an exact half goes to the even count
+    ("1.35s", "100ms", 14),        # 13.5
+    ("734.172108ms", "36.708605ms", 20),  # the real line in tests/unit/test_envelopes.py
+])
+def test_tgi_output_tokens_are_rounded_not_truncated(inference: str, per_token: str, tokens: int) -> None:
+    """Output tokens = round(inference_time / time_per_token), near .5 on both sides."""
+    line = tgi_success(f'total_time="2s" queue_time="1ms" inference_time="{inference}" '
+                       f'time_per_token="{per_token}"')
+    [rec] = requests(TgiAdapter().parse_text(line))
+    assert rec["output_tokens"] == tokens

@@ -158,3 +158,21 @@ def test_level_error_with_a_measurement_is_a_failed_request() -> None:
 def test_finish_reason_is_kept() -> None:
     """finish_reason/done_reason/stop_reason are carried to the record."""
     assert parse({"done_reason": "stop", "latency": 1})["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize(("key", "value", "seconds"), [
+    # each suffix's unit worked out by hand: the value divided by the unit's count per second
+    ("duration_ns", 1_500_000_000, 1.5),
+    ("latency_ns", 286_000_000, 0.286),
+    ("duration_millis", 286, 286 / 1000),
+    ("latency_millis", 1500, 1.5),
+    ("duration_ms", 286, 286 / 1000),
+    ("duration_us", 2500, 2500 / 1_000_000),
+    ("duration_sec", 2.5, 2.5),
+    ("elapsed_secs", 3, 3.0),
+    ("response_time_seconds", 7, 7.0),
+    ("total_time_s", 0.75, 0.75),
+])
+def test_every_name_suffix_has_its_own_unit(key: str, value: float, seconds: float) -> None:
+    """_ns, _millis, _ms, _us, _sec, _secs, _seconds, _s: exact seconds, no tolerance."""
+    assert parse({key: value})["duration_s"] == seconds

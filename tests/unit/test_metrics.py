@@ -110,3 +110,66 @@ def test_summary_rates_count_only_the_seconds_since_start() -> None:
     assert m.summary()["requests_per_second"] == 2.0
     now[0] = 1100.0  # a minute later, the same ten requests are outside the window
     assert m.summary()["requests_per_second"] == 0.0
+
+
+def series(reg: CollectorRegistry, name: str, label: str) -> dict[str, float]:
+    """Value by `label` of every sample called `name` (summed over the other labels)."""
+    out: dict[str, float] = {}
+    for fam in reg.collect():
+        for s in fam.samples:
+            if s.name == name:
+                out[s.labels[label]] = out.get(s.labels[label], 0) + s.value
+    return out
+
+
+def limited(records: list[dict[str, object]]) -> CollectorRegistry:
+    m = LLMMetrics(label_limit=2)
+    for r in records:
+        m.apply(r)
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    return reg
+
+
+def overflow(reg: CollectorRegistry, metric: str, label: str) -> float | None:
+    return reg.get_sample_value("llm_exporter_label_overflow_total", {"metric": metric, "label": label})
+
+
+def test_error_types_past_the_limit_fold_into_other() -> None:
+    """Request error types: the first two admitted, the other three requests under _OTHER."""
+    types = ["oom", "timeout", "validation", "overloaded", "validation"]
+    reg = limited([req(outcome="error", error_type=t, duration_s=1.0) for t in types])
+    assert series(reg, "llm_request_errors_total", "error_type") == {"oom": 1, "timeout": 1, "_OTHER": 3}
+    assert series(reg, "gen_ai_server_request_duration_seconds_count", "error_type") == \
+        {"oom": 1, "timeout": 1, "_OTHER": 3}
+    assert overflow(reg, "llm_request_errors_total", "error_type") == 3
+
+
+def test_server_error_types_past_the_limit_fold_into_other() -> None:
+    """Server incidents have their own error_type limiter."""
+    types = ["engine_dead", "oom", "shard_crash", "engine_dead", "cuda"]
+    reg = limited([{"kind": "server_error", "provider": "vllm", "error_type": t} for t in types])
+    assert series(reg, "llm_server_errors_total", "error_type") == {"engine_dead": 2, "oom": 1, "_OTHER": 2}
+    assert overflow(reg, "llm_server_errors_total", "error_type") == 2
+
+
+def test_finish_reasons_past_the_limit_fold_into_other() -> None:
+    """Finish reasons: stop and length admitted, the two later ones folded."""
+    reasons = ["stop", "length", "stop", "tool_calls", "content_filter"]
+    reg = limited([req(finish_reason=f) for f in reasons])
+    assert series(reg, "llm_request_finish_reasons_total", "gen_ai_response_finish_reason") == \
+        {"stop": 2, "length": 1, "_OTHER": 2}
+    assert overflow(reg, "llm_request_finish_reasons_total", "gen_ai_response_finish_reason") == 2
+
+
+def test_engines_past_the_limit_fold_into_other() -> None:
+    """Engine names (server stats and prompt-token batches) share one limiter: e0, e1, then _OTHER."""
+    stats = [{"kind": "stats", "provider": "sglang", "model": "m", "engine": f"e{i}", "running": float(i)}
+             for i in range(4)]
+    toks = [{"kind": "tokens", "provider": "sglang", "model": "m", "engine": f"e{i}", "prompt_tokens": 10 + i}
+            for i in (0, 3)]
+    reg = limited([*stats, *toks])
+    # the two folded engines' gauges both land on _OTHER, the later reading (3) kept
+    assert series(reg, "llm_requests_running", "engine") == {"e0": 0.0, "e1": 1.0, "_OTHER": 3.0}
+    assert series(reg, "llm_prompt_tokens_total", "engine") == {"e0": 10, "_OTHER": 13}
+    assert overflow(reg, "llm_requests_running", "engine") == 3

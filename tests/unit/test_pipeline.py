@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter
@@ -193,3 +194,47 @@ def test_worker_call_runs_on_the_pipeline_thread_between_batches(pipeline: Pipel
     finally:
         w.stop()
     assert metrics.internal.lines[("t", "record")] == 101
+
+
+def _wrap(kind: str, stream: str, part: bytes, last: bool) -> bytes:
+    """One physical line of a container runtime: a CRI line or a docker json-file entry."""
+    if kind == "cri":
+        return b"2024-05-12T06:47:18.123456789Z %s %s %s" % (stream.encode(), b"F" if last else b"P", part)
+    return json.dumps({"log": part.decode() + ("\n" if last else ""), "stream": stream,
+                       "time": "2024-05-12T06:47:18.123456789Z"}).encode()
+
+
+@settings(max_examples=100)
+@given(kind=st.sampled_from(["cri", "docker"]),
+       lines=st.lists(st.tuples(request, st.sets(st.integers(1, 60), max_size=3),
+                                st.sampled_from(["stdout", "stderr"])), min_size=1, max_size=12),
+       open_at_eof=st.booleans())
+def test_fragments_count_once_also_when_held_at_end_of_stream(
+        kind: str, lines: list[tuple[dict[str, object], set[int], str]], open_at_eof: bool) -> None:
+    """Lines split into CRI `P`/`F` or docker partial entries, the last one maybe left open at end of
+    stream: each physical line has one outcome (a held fragment `ignored`, the closing one `record`),
+    and each logical line is one request, the one still held at EOF included, never two."""
+    m = LLMMetrics()
+    p = Pipeline(m)
+    physical: list[bytes] = []
+    fragments = 0
+    for i, (req, cuts, stream) in enumerate(lines):
+        text = json.dumps(req).encode()
+        edges = [0, *sorted(c for c in cuts if c < len(text)), len(text)]
+        parts = [text[a:b] for a, b in itertools.pairwise(edges)]
+        open_line = open_at_eof and i == len(lines) - 1
+        for j, part in enumerate(parts):
+            physical.append(_wrap(kind, stream, part, last=j == len(parts) - 1 and not open_line))
+        fragments += len(parts) if open_line else len(parts) - 1
+    p.process("t", physical)
+    p.flush("t")
+    p.flush()  # a second flush (another source's EOF, a reload) finds nothing held
+    assert outcomes(m) == Counter({"ignored": fragments, "record": len(physical) - fragments} if fragments else
+                                  {"record": len(physical)})
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    got = sum(s.value for fam in reg.collect() for s in fam.samples if s.name == "llm_requests_total")
+    assert got == len(lines)
+    out = sum(s.value for fam in reg.collect() for s in fam.samples
+              if s.name == "gen_ai_client_token_usage_sum" and s.labels["gen_ai_token_type"] == "output")
+    assert out == sum(r["output_tokens"] for r, _, _ in lines)  # type: ignore[misc]

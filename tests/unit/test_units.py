@@ -35,3 +35,27 @@ def test_bare_number_uses_the_field_unit() -> None:
 def test_rejects_what_is_not_a_duration(text: str) -> None:
     """Garbage, negatives and non-finite values are not durations."""
     assert parse_duration(text) is None
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    # worked out by hand as the printed number divided by its unit: a sum of these matches a hand
+    # count of the log to the last bit (286 * 1e-3 is 0.28600000000000003, 286 / 1e3 is 0.286)
+    ("286ms", 286 / 1e3),
+    ("735.200735ms", 735.200735 / 1e3),
+    ("70µs", 70 / 1e6),
+    ("812ns", 812 / 1e9),
+    ("3.3ms", 3.3 / 1e3),
+    ("8m44s", 8 * 60 + 44.0),
+    ("1h2m3.5s", 3600 + 2 * 60 + 3.5),
+])
+def test_duration_strings_are_divided_exactly(text: str, seconds: float) -> None:
+    """Exact equality, no tolerance: a multiplication by 1e-3 instead of a division shows here."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "div", "seconds"), [
+    ("286", 1e3, 286 / 1e3), ("1500000000", 1e9, 1.5), ("2500", 1e6, 2500 / 1e6), ("90", 1 / 60, 5400.0),
+])
+def test_bare_numbers_are_divided_exactly_by_the_field_unit(text: str, div: float, seconds: float) -> None:
+    """The unit implied by a name: milliseconds, nanoseconds, microseconds, minutes."""
+    assert parse_duration(text, div) == seconds
