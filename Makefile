@@ -14,7 +14,7 @@ SERVER_IMAGE ?= vllm/vllm-openai:v0.11.0
 WRAPPER_IMAGE ?= vllm-openai-llm-exporter:v0.11.0
 DOCKER ?= $(shell command -v docker || command -v podman)
 
-.PHONY: image wrapper-image demo test test-fast test-image lint tools bench bench-quick bench-smoke clean
+.PHONY: image wrapper-image demo test test-fast test-image lint tools bench bench-quick bench-smoke mutate clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -77,5 +77,16 @@ bench-quick: $(STAMP) tools
 bench-smoke: $(STAMP)
 	$(BIN)/python bench/run.py --smoke
 
+## mutate: mutation testing of the core with mutmut (slow: hours on two cores; not part of make test).
+## Each mutant runs only the unit tests that cover the function it changed. Narrow it with
+## MUTANTS, e.g. make mutate MUTANTS='llm_exporter.framing* llm_exporter.units*'; results are kept
+## in mutants/ (a re-run tests only what changed); `.venv/bin/mutmut show NAME` shows one mutant.
+MUTANTS ?=
+MUTATE_JOBS ?= $(shell nproc)
+mutate: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,mutate]'
+	$(BIN)/mutmut run --max-children $(MUTATE_JOBS) $(MUTANTS)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info mutants

@@ -54,12 +54,18 @@ def test_compose_wrapper_command_gives_metrics() -> None:
     """The llm-exporter service's command, run here with the demo app, counts its requests."""
     own, child = split(compose()["services"]["llm-exporter"]["command"])
     assert child[:2] == ["python3", "/demo/demo_app.py"]
-    child = [sys.executable, str(EXAMPLES / "demo_app.py"), *child[2:]]
-    with Exporter("--no-passthrough", *own, "--", *child) as exp:
+    # a fixed run of the same app (the last flags win), counted here on its own: JSON lines are requests
+    child = [sys.executable, str(EXAMPLES / "demo_app.py"), *child[2:], "--count", "60", "--seed", "7", "--rate", "0"]
+    out = subprocess.run(child, capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
+    assert len(out) == 60
+    # the app then stays up (sleeps) so the exporter is still there to be scraped
+    with Exporter("--no-passthrough", *own, "--", "sh", "-c", '"$@"; exec sleep 600', "sh", *child) as exp:
         exp.wait_ready()
-        samples = exp.wait_lines(5)
-        assert total(samples, "llm_exporter_lines_total") >= 5
-        assert total(samples, "llm_requests_total") >= 1
+        samples = exp.wait_lines(60)
+        assert total(samples, "llm_exporter_lines_total") == 60
+        assert total(samples, "llm_requests_total") == sum(1 for ln in out if ln.startswith("{"))
+        assert total(samples, "llm_requests_total", outcome="error") == \
+            sum(1 for ln in out if '"translation_failed"' in ln)
 
 
 def test_vllm_entrypoint_keeps_the_log_volume_bounded(tmp_path: Path) -> None:
