@@ -54,7 +54,8 @@ class LineFramer:
             self._pending = b""
         lines = chunk.split(b"\n")
         tail = lines.pop()
-        if len(tail) > self._max:
+        # the limit is on the line without its CR: a held tail may be one byte over while it ends in one
+        if len(tail) > self._max and (len(tail) > self._max + 1 or tail[-1:] != b"\r"):
             self._skipping = True
             self._head = tail[:HEAD]
         else:

@@ -35,11 +35,11 @@ def expected_lines(data: bytes, max_len: int) -> tuple[list[bytes], int]:
         parts.pop()
     out, too_long = [], 0
     for p in parts:
-        if len(p) > max_len:
-            too_long += 1
-            continue
         if p.endswith(b"\r"):
             p = p[:-1]
+        if len(p) > max_len:  # the limit is on the line without its CR
+            too_long += 1
+            continue
         out.append(p)
     return out, too_long
 
@@ -96,4 +96,25 @@ def test_too_long_marker_sits_where_the_line_was() -> None:
        st.integers(min_value=1, max_value=64))
 def test_framing_never_loses_or_invents_bytes(data: bytes, cuts: list[int], max_len: int) -> None:
     """Whatever the chunking, lines and too_long counts equal a one-shot split of the input."""
+    assert frame_all(chunked(data, cuts), max_len) == expected_lines(data, max_len)
+
+
+def test_a_crlf_line_of_exactly_the_limit_is_kept_however_it_is_cut() -> None:
+    """max_len bytes + CRLF is a line, whether the CR and LF come together or in two reads; one
+    byte more is too long either way."""
+    for chunks in ([b"abcd\r\n"], [b"abcd\r", b"\n"], [b"abc", b"d\r", b"\nnext\n"]):
+        lines, n = frame_all(chunks, max_len=4)
+        assert (lines[0], n) == (b"abcd", 0), chunks
+    for chunks in ([b"abcde\r\n"], [b"abcde\r", b"\n"], [b"abcde", b"\r\n"]):
+        assert frame_all(chunks, max_len=4) == ([], 1), chunks
+    assert frame_all([b"abcd\r"], max_len=4) == ([b"abcd"], 0)  # at EOF: the CR is dropped too
+    assert frame_all([b"abcd\rx", b"\n"], max_len=4) == ([], 1)  # a CR inside is part of the line
+
+
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n"]), max_size=40),
+       st.lists(st.integers(min_value=0, max_value=80), max_size=10), st.integers(min_value=1, max_value=4))
+def test_framing_around_the_limit_does_not_depend_on_the_cuts(parts: list[bytes], cuts: list[int],
+                                                              max_len: int) -> None:
+    """Short limits and many CRs: the cases where a line is one byte over the limit or on it."""
+    data = b"".join(parts)
     assert frame_all(chunked(data, cuts), max_len) == expected_lines(data, max_len)
