@@ -59,7 +59,7 @@ def test_compose_wrapper_command_gives_metrics() -> None:
     out = subprocess.run(child, capture_output=True, text=True, check=True, timeout=60).stdout.splitlines()
     assert len(out) == 60
     # the app then stays up (sleeps) so the exporter is still there to be scraped
-    with Exporter("--no-passthrough", *own, "--", "sh", "-c", '"$@"; exec sleep 600', "sh", *child) as exp:
+    with Exporter("--no-passthrough", *own, "--", "sh", "-c", '"$@"; exec sleep 120', "sh", *child) as exp:
         exp.wait_ready()
         samples = exp.wait_lines(60)
         assert total(samples, "llm_exporter_lines_total") == 60
