@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from llm_exporter.exposition import generate_text
-from llm_exporter.flags import Parser
+from llm_exporter.flags import Parser, add_settings_flags, settings_from_args
 from llm_exporter.hints import text as hint_text
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import REJECT_KEEP, Pipeline
@@ -18,43 +18,27 @@ from llm_exporter.records import json_schema
 from llm_exporter.sources.base import LineFeed
 
 READ = 1 << 20
-
-
-def _size(text: str) -> int:
-    import argparse
-
-    from llm_exporter.units import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+#: the daemon flags `replay` takes
+REPLAY_FLAGS = ("format", "label_limit", "max_line_bytes", "config", "config_max_bytes")
 
 
 def replay(argv: list[str]) -> int:
     p = Parser(prog="llm-exporter replay",
-                description="Read files to EOF, print the exposition the daemon would serve, exit.")
+               description="Read files to EOF, print the exposition the daemon would serve, exit.")
     p.add_argument("files", nargs="+", metavar="FILE", help="log files ('-' for stdin)")
-    p.add_argument("--format", default="auto", help="auto (per line) or one adapter name")
-    p.add_argument("--label-limit", type=int, default=100)
-    p.add_argument("--max-line-bytes", metavar="SIZE", type=_size, default=1 << 20,
-                   help="longer lines count as too_long (1MiB)")
+    # the daemon's own flags (defaults, checks and LLM_EXPORTER_<NAME> included)
+    add_settings_flags(p, REPLAY_FLAGS)
     p.add_argument("--openmetrics", action="store_true", help="OpenMetrics output (with exemplars)")
     p.add_argument("--rejects", type=int, default=5, help="rejected lines to show on stderr (5)")
-    p.add_argument("--config", metavar="FILE", help="YAML: custom JSON mappings, text rules, extra labels, metrics "
-                                                          "(prints each rule's hits)")
     ns = p.parse_args(argv)
-    from llm_exporter.adapters import ADAPTERS
-
-    if ns.format != "auto" and ns.format not in ADAPTERS:
-        raise StartupError(f"--format: unknown format {ns.format!r}; known: auto, {', '.join(sorted(ADAPTERS))}")
+    s = settings_from_args(ns)
     config = None
-    if ns.config is not None:
+    if s.config is not None:
         from llm_exporter.config import load_config
 
-        config = load_config(ns.config)
-    metrics = LLMMetrics(label_limit=ns.label_limit)
-    pipeline = Pipeline(metrics, fmt=ns.format, config=config)
+        config = load_config(s.config, max_bytes=s.config_max_bytes)
+    metrics = LLMMetrics(label_limit=s.label_limit)
+    pipeline = Pipeline(metrics, fmt=s.format, config=config)
     for path in ns.files:
         source = "stdin" if path == "-" else "file"
         try:
@@ -62,7 +46,7 @@ def replay(argv: list[str]) -> int:
         except OSError as e:
             raise StartupError(f"{path}: {e.strerror}") from None
         with fh:
-            feed = LineFeed(metrics.source(source), ns.max_line_bytes)
+            feed = LineFeed(metrics.source(source), s.max_line_bytes)
             while chunk := fh.read(READ):
                 pipeline.process(source, feed.feed(chunk))
             pipeline.process(source, feed.finish())
@@ -114,15 +98,17 @@ def schema(argv: list[str]) -> int:
 
 def check_config(argv: list[str]) -> int:
     p = Parser(prog="llm-exporter check-config",
-                description="Validate a --config file and print what it defines (exit 1 on an error).")
+               description="Validate a --config file and print what it defines (exit 1 on an error).")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--sample", metavar="LOG", action="append",
                    help="a log file: report the config's field paths that no JSON line of it has (exit 1)")
+    add_settings_flags(p, ("config_max_bytes",))  # the daemon's limit: what passes here loads there
     ns = p.parse_args(argv)
+    s = settings_from_args(ns)
     from llm_exporter.config import load_config
 
     try:
-        cfg = load_config(ns.file)
+        cfg = load_config(ns.file, max_bytes=s.config_max_bytes)
     except ConfigError as e:  # the file is this command's argument: no flag in front
         print(f"llm-exporter: error: {e}", file=sys.stderr)
         return 1

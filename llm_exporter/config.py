@@ -64,7 +64,7 @@ from pydantic import (
 )
 
 from llm_exporter.problems import ConfigError, StartupError
-from llm_exporter.units import parse_duration
+from llm_exporter.units import NAMED_UNIT_DIV, parse_duration
 
 #: label names the request families already carry (an extra label cannot reuse them)
 RESERVED_LABELS = frozenset({"gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model",
@@ -77,8 +77,9 @@ _METRIC = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _PATH = re.compile(r"[^.\s]+(?:\.[^.\s]+)*")
 
 DurationUnit = Literal["s", "ms", "us", "ns", "min", "h"]
-#: units per second of each unit a mapping may name (seconds = `llm_exporter.units.to_seconds(value, div)`)
-UNIT_DIV: dict[str, float] = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9, "min": 1 / 60, "h": 1 / 3600}
+#: units per second of each unit a mapping may name (seconds = `llm_exporter.units.to_seconds(value, div)`);
+#: the table is `llm_exporter.units`', and `DurationUnit` lists its names (a test holds them equal)
+UNIT_DIV = NAMED_UNIT_DIV
 DURATION_FIELDS = ("duration", "queue_time", "inference_time", "ttft", "tpot")
 PLAIN_FIELDS = ("request_id", "model", "operation", "outcome", "error_type", "input_tokens", "output_tokens",
                 "finish_reason")

@@ -4,51 +4,81 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, JsonValue, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
+def flag(default: Any = None, help: str = "", *, metavar: str | None = None, shown: str | None = None,
+         repeat: bool = False, text: bool = False, default_factory: Any = None, **constraints: Any) -> Any:
+    """A setting that is also a command-line flag `--name-with-dashes` (see `llm_exporter.flags`).
+
+    `help` is the flag's help; the default is shown after it in brackets (`shown` replaces it, ""
+    hides it; booleans never show it). `metavar` names the value; `repeat`: the flag may be given
+    several times (a list); `text`: the value goes to the field as written (a size with its unit).
+    """
+    extra: dict[str, JsonValue] = {"flag": True, "metavar": metavar, "shown": shown, "repeat": repeat,
+                                    "text": text}
+    if default_factory is not None:
+        return Field(default_factory=default_factory, description=help, json_schema_extra=extra, **constraints)
+    return Field(default, description=help, json_schema_extra=extra, **constraints)
+
+
 class Settings(BaseSettings):
-    """Validated options of one daemon run."""
+    """Validated options of one daemon run; every field but `command` is a flag, in this order."""
 
     model_config = SettingsConfigDict(env_prefix="LLM_EXPORTER_", extra="forbid", validate_default=True)
 
-    listen: str = Field("0.0.0.0:10060", description="HOST:PORT of the HTTP server")
-    web_config: Path | None = Field(None, description="TLS and basic auth (exporter-toolkit format)")
-    stdin: bool | None = Field(None, description="read stdin; default: on when no other source is given")
-    passthrough: bool = Field(True, description="copy every byte read to stdout (stderr)")
-    file: Annotated[list[str], NoDecode] = Field(default_factory=list, description="globs of files to follow")
-    file_start: Literal["end", "beginning"] = "end"
-    file_labels: bool = Field(False, description="label requests with the pod or container a followed file's "
-                                                 "path names")
-    state_dir: Path | None = None
-    http_ingest: bool = False
-    http_ingest_token: str | None = None
-    http_ingest_max_bytes: int = Field(8 << 20, gt=0)
-    http_ingest_allow_unauthenticated: bool = False
-    http_ingest_concurrency: int = Field(4, gt=0, description="pushes read and parsed at once")
-    format: str = "auto"
-    config: Path | None = None
-    config_max_bytes: int = Field(1 << 20, gt=0, description="largest --config file read")
-    gpu: Literal["auto", "on", "off"] = "auto"
-    gpu_devices: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    gpu_interval: float = Field(5.0, gt=0)
-    gpu_processes: bool = False
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    max_line_bytes: int = Field(1 << 20, gt=0)
-    label_limit: int = Field(100, gt=0)
-    queue_chunks: int = Field(128, gt=0, description="parse queue bound, in read chunks of up to 64 KiB")
-    shutdown_grace: float = Field(0.0, ge=0)
-    debug_endpoints: bool = False
-    web_enable_reload: bool = False
-    web_max_connections: int = Field(512, gt=0, description="open connections; past it the least active closes")
-    web_idle_timeout: float = Field(30.0, gt=0, description="seconds to send a request head; idle keep-alive")
-    web_read_timeout: float = Field(60.0, gt=0, description="seconds to send a request body")
-    web_auth_queue: int = Field(32, gt=0, description="password checks waiting for bcrypt; more get 401")
+    listen: str = flag("0.0.0.0:10060", "where the HTTP server listens", metavar="HOST:PORT")
+    web_config: Path | None = flag(None, "TLS and basic auth, exporter-toolkit format", metavar="FILE")
+    stdin: bool | None = flag(None, "read stdin (default: on when no other source is given)")
+    passthrough: bool = flag(True, "copy every byte read to stdout/stderr unchanged (default: on)")
+    file: Annotated[list[str], NoDecode] = flag(help="follow files like tail -F (repeatable)", metavar="GLOB",
+                                                repeat=True, default_factory=list)
+    file_start: Literal["end", "beginning"] = flag("end", "where to start in a new file")
+    file_labels: bool = flag(False, "add k8s_namespace_name, k8s_pod_name, k8s_container_name (from "
+                             "/var/log/pods/... paths) or container_id (/var/lib/docker/containers/...) to the "
+                             "request metrics (default: off)")
+    state_dir: Path | None = flag(None, "keep read offsets and metric state here", metavar="DIR")
+    http_ingest: bool = flag(False, "accept POST /ingest (NDJSON or a JSON array)")
+    http_ingest_token: str | None = flag(None, "require Authorization: Bearer TOKEN", metavar="TOKEN")
+    http_ingest_max_bytes: int = flag(8 << 20, "largest /ingest body", metavar="SIZE", shown="8MiB", text=True,
+                                      gt=0)
+    http_ingest_concurrency: int = flag(4, "/ingest bodies read and parsed at once; more wait their turn",
+                                        metavar="N", gt=0)
+    http_ingest_allow_unauthenticated: bool = flag(
+        False, "accept /ingest without a token or basic auth on a non-loopback --listen (refused otherwise)")
+    format: str = flag("auto", "auto (per line) or one adapter name", metavar="NAME", shown="")
+    config: Path | None = flag(None, "YAML: field mappings, extra labels, custom metrics, objectives (slo:), "
+                               "buckets", metavar="FILE")
+    config_max_bytes: int = flag(1 << 20, "largest --config file read", metavar="SIZE", shown="1MiB", text=True,
+                                 gt=0)
+    gpu: Literal["auto", "on", "off"] = flag("auto", "NVML GPU readings")
+    gpu_devices: Annotated[list[str], NoDecode] = flag(help="comma-separated GPU UUIDs or indices",
+                                                       metavar="LIST", default_factory=list)
+    gpu_interval: float = flag(5.0, "NVML poll interval", metavar="SECONDS", gt=0)
+    gpu_processes: bool = flag(False, "per-process GPU memory (host pids); in wrapper mode, energy only from "
+                               "the GPUs the server uses")
+    log_level: Literal["debug", "info", "warning", "error"] = flag("info", "our own logs")
+    max_line_bytes: int = flag(1 << 20, "longer lines count as too_long", metavar="SIZE", shown="1MiB",
+                               text=True, gt=0)
+    label_limit: int = flag(100, "distinct values per label", metavar="N", gt=0)
+    queue_chunks: int = flag(128, "parse queue bound, in 64 KiB chunks", metavar="N", gt=0)
+    command_kill_after: float = flag(30.0, "wrapper mode: SIGKILL the child if it still runs this long after "
+                                     "SIGTERM", metavar="SECONDS", gt=0)
+    shutdown_grace: float = flag(0.0, "serve /metrics after stop", metavar="SECONDS", ge=0)
+    debug_endpoints: bool = flag(False, "enable /debug/rejects")
+    web_enable_reload: bool = flag(False, "enable POST /-/reload (SIGHUP always reloads)")
+    web_max_connections: int = flag(512, "open HTTP connections; at the cap the least recently active is "
+                                    "closed", metavar="N", gt=0)
+    web_idle_timeout: float = flag(30.0, "close a connection that sends no complete request head for this "
+                                   "long", metavar="SECONDS", gt=0)
+    web_read_timeout: float = flag(60.0, "time allowed to send a request body", metavar="SECONDS", gt=0)
+    web_auth_queue: int = flag(32, "basic-auth password checks waiting at once; more get 401", metavar="N",
+                               gt=0)
+    #: not a flag: what follows `--` on the command line
     command: list[str] = Field(default_factory=list, description="wrapper mode: the child's argv")
-    command_kill_after: float = Field(30.0, gt=0, description="SIGKILL a child this long after SIGTERM")
 
     @field_validator("file", "gpu_devices", mode="before")
     @classmethod

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 import re
 
-# Units per second: a value in the unit divided by this is seconds (division, not multiplication
-# by 1e-3, keeps `286 ms` exactly 0.286 s, so sums match a hand count of the log).
-_UNIT_DIV = {
+#: The one table of duration units: units per second, by the suffix a duration string uses (a
+#: value in the unit divided by this is seconds; division, not multiplication by 1e-3, keeps
+#: `286 ms` exactly 0.286 s, so sums match a hand count of the log).
+UNIT_DIV: dict[str, float] = {
     "ns": 1e9,
     "us": 1e6,
     "\u00b5s": 1e6,
@@ -22,8 +23,20 @@ _UNIT_DIV = {
     "m": 1 / 60,
     "h": 1 / 3600,
 }
-_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
-_WHOLE = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
+#: The unit names a `--config` mapping may give a numeric duration (`unit: ms`): the suffixes of
+#: the table above, with minutes spelled `min` (in a file of settings a lone `m` reads as milli-).
+NAMED_UNIT_DIV: dict[str, float] = {
+    "s": UNIT_DIV["s"],
+    "ms": UNIT_DIV["ms"],
+    "us": UNIT_DIV["us"],
+    "ns": UNIT_DIV["ns"],
+    "min": UNIT_DIV["m"],
+    "h": UNIT_DIV["h"],
+}
+# longest suffix first, so `ms` is not read as `m` followed by junk
+_SUFFIX = "|".join(sorted(UNIT_DIV, key=len, reverse=True))
+_PART = re.compile(rf"(\d+(?:\.\d*)?|\.\d+)({_SUFFIX})")
+_WHOLE = re.compile(rf"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:{_SUFFIX}))+")
 
 #: Suffixes of field names and their units per second (seconds = value / divisor).
 NAME_SUFFIX_DIV: dict[str, float] = {
@@ -62,7 +75,7 @@ def parse_duration(text: str, default_div: float = 1.0) -> float | None:
         return None
     total = 0.0
     for num, unit in _PART.findall(s):
-        total += to_seconds(float(num), _UNIT_DIV[unit])
+        total += to_seconds(float(num), UNIT_DIV[unit])
     return total if math.isfinite(total) else None
 
 

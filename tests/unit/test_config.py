@@ -252,3 +252,18 @@ def test_limits_in_the_file_point_to_their_options(tmp_path: Path, key: str, fla
         load_config(p)
     msg = str(e.value)
     assert msg.startswith(f"{p}:2: {key}: unknown key") and flag in msg and "option" in msg, msg
+
+
+def test_config_duration_units_are_the_units_table() -> None:
+    """A mapping's `unit:` names are the units table's own (minutes spelled `min`), nothing apart."""
+    from typing import get_args
+
+    from llm_exporter.config import DurationUnit
+    from llm_exporter.units import NAMED_UNIT_DIV, UNIT_DIV, parse_duration
+
+    assert set(get_args(DurationUnit)) == set(NAMED_UNIT_DIV)
+    for name, div in NAMED_UNIT_DIV.items():
+        suffix = "m" if name == "min" else name
+        assert UNIT_DIV[suffix] == div
+        assert parse_duration(f"3{suffix}") == parse_duration("3", div)
+    assert parse_duration("2m") == 120.0 and parse_duration("2min") is None  # strings: Go's `m`
