@@ -18,7 +18,7 @@ def test_every_setting_but_the_command_is_a_flag() -> None:
 
 def test_help_shows_the_fields_defaults() -> None:
     text = daemon_parser().format_help()
-    assert "(0.0.0.0:10060)" in text and "(8 MiB)" in text and "NVML poll interval (5)" in text
+    assert "(0.0.0.0:10060)" in text and "(8MiB)" in text and "NVML poll interval (5)" in text
     assert "{auto,on,off}" in text and "--no-passthrough" in text
 
 
