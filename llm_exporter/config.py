@@ -50,7 +50,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -587,6 +586,8 @@ def load_yaml_model(path: Path | str, model: type[M], error: type[StartupError],
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise error(f"{p}: not UTF-8 text") from None
+    import yaml  # only a --config or --web-config file needs the YAML reader (a tenth of start-up)
+
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -614,6 +615,8 @@ def load_yaml_model(path: Path | str, model: type[M], error: type[StartupError],
 
 def _line_of(node: Any, loc: tuple[Any, ...]) -> int:
     """1-based line of the YAML node at `loc` (the deepest one that exists)."""
+    import yaml
+
     line = node.start_mark.line + 1 if node is not None else 1
     for key in loc:
         if isinstance(node, yaml.MappingNode):
