@@ -39,7 +39,8 @@ def make_app(registry: CollectorRegistry, metrics: LLMMetrics, ready: Callable[[
 
     def render(encoder: Callable[[CollectorRegistry], bytes], gz: bool) -> bytes:
         body = encoder(registry)
-        return gzip.compress(body, compresslevel=5) if gz else body
+        # level 1: half the CPU of level 5 on a 1.7 MB exposition, 7 % more bytes (50 kB instead of 47)
+        return gzip.compress(body, compresslevel=1) if gz else body
 
     async def handle_metrics(request: web.Request) -> web.Response:
         # Encoding thousands of series takes tens of milliseconds: do it on a worker thread so
