@@ -33,7 +33,7 @@ def slow_event(text: str) -> tuple[str, str]:
 
 # lines built from the phrases themselves (in any case, cut, glued, past the scanned length) and noise
 piece = st.one_of(st.sampled_from(PHRASES), st.sampled_from(PHRASES).map(str.upper),
-                  st.sampled_from(PHRASES).map(lambda p: p[: len(p) // 2]), st.text(max_size=12),
+                  st.sampled_from(PHRASES).map(lambda p: p[: len(p) // 2]), st.text(max_size=12), st.text(alphabet=st.characters(codec=None), max_size=6),
                   st.sampled_from([" ", "x" * 390, "İ", "ERROR ", ": "]))
 lines = st.lists(piece, max_size=8).map("".join)
 
@@ -50,3 +50,10 @@ def test_each_phrase_alone() -> None:
         line = f"ERROR something: {p} here"
         assert classify_event(line) == slow_event(line), p
         assert classify_message(line) == slow_message(line), p
+
+
+def test_lines_re2_cannot_take() -> None:
+    """A lone surrogate (a JSON string's \\ud800) is read by the stand-in, never an error."""
+    for line in ("\ud800 out of memory", "timed out \udfff", "\ud800"):
+        assert classify_event(line) == slow_event(line)
+        assert classify_message(line) == slow_message(line)
