@@ -33,7 +33,8 @@ def slow_event(text: str) -> tuple[str, str]:
 
 # lines built from the phrases themselves (in any case, cut, glued, past the scanned length) and noise
 piece = st.one_of(st.sampled_from(PHRASES), st.sampled_from(PHRASES).map(str.upper),
-                  st.sampled_from(PHRASES).map(lambda p: p[: len(p) // 2]), st.text(max_size=12), st.text(alphabet=st.characters(codec=None), max_size=6),
+                  st.sampled_from(PHRASES).map(lambda p: p[: len(p) // 2]), st.text(max_size=12),
+                  st.text(alphabet=st.characters(codec=None), max_size=6),
                   st.sampled_from([" ", "x" * 390, "İ", "ERROR ", ": "]))
 lines = st.lists(piece, max_size=8).map("".join)
 
