@@ -366,7 +366,7 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     app = res.get("throughput", {}).get("app_json", {})
     for key, per in (("ratios", "lines/s"), ("ratios_cpu", "lines/CPU-s")):
         for ours in ("pipe", "replay"):
-            for other, want in (("mtail", 2.0), ("baseline exporter", 3.0)):
+            for other, want in (("mtail", 1.5), ("baseline exporter", 2.0)):
                 v = app.get(key, {}).get(f"llm-exporter {ours} / {other}")
                 add(f"{ours} {per} vs {other}", v, f">= {want}x", None if v is None else v >= want)
     mix = res.get("throughput", {}).get("vllm_tgi_mix", {})
@@ -387,6 +387,9 @@ def targets(res: dict[str, Any]) -> list[dict[str, Any]]:
     if "scrape" in res:
         v = res["scrape"]["ms"]["text"]
         add(f"scrape, {res['scrape']['series']} series (ms)", v, "<= 20", v <= 20)
+    if "startup" in res:
+        v = res["startup"]["seconds"]
+        add("start-up to /readyz (s)", v, "<= 0.5", v <= 0.5)
     return out
 
 
