@@ -118,3 +118,11 @@ def test_framing_around_the_limit_does_not_depend_on_the_cuts(parts: list[bytes]
     """Short limits and many CRs: the cases where a line is one byte over the limit or on it."""
     data = b"".join(parts)
     assert frame_all(chunked(data, cuts), max_len) == expected_lines(data, max_len)
+
+
+def test_the_default_limit_is_one_mebibyte_and_a_marker_keeps_200_bytes() -> None:
+    """1,048,576 bytes is a line; one more is too long, and its marker keeps its first 200 bytes."""
+    big = b"a" * (1 << 20)
+    assert frame_marked([big + b"\n"]) == ([big], 0)
+    out, n = frame_marked([b"b" * ((1 << 20) + 1) + b"\n"])
+    assert n == 1 and out == [b"b" * 200] and type(out[0]) is TooLong

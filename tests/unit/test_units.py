@@ -59,3 +59,10 @@ def test_duration_strings_are_divided_exactly(text: str, seconds: float) -> None
 def test_bare_numbers_are_divided_exactly_by_the_field_unit(text: str, div: float, seconds: float) -> None:
     """The unit implied by a name: milliseconds, nanoseconds, microseconds, minutes."""
     assert parse_duration(text, div) == seconds
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("0.0", 0.0), (" 8m44s ", 524.0), ("\t286ms\n", 0.286),
+                                               (" 1.5 ", 1.5)])
+def test_zero_and_surrounding_blanks_are_durations(text: str, seconds: float) -> None:
+    """Zero is a duration (not "no value"); blanks around a value are ignored."""
+    assert parse_duration(text) == seconds
