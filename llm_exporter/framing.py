@@ -24,12 +24,12 @@ class LineFramer:
     """Split a byte stream into lines, holding partial tails between chunks."""
 
     __slots__ = ("_head", "_max", "_pending", "_skipping")
+    _head: bytes  # the first bytes of an over-long line, set when one starts (never read before)
 
     def __init__(self, max_len: int = 1 << 20) -> None:
         self._max = max_len
         self._pending = b""
         self._skipping = False  # inside an over-long line: drop until the next newline
-        self._head = b""  # the first bytes of that line
 
     @property
     def pending(self) -> int:

@@ -126,3 +126,31 @@ def test_the_default_limit_is_one_mebibyte_and_a_marker_keeps_200_bytes() -> Non
     assert frame_marked([big + b"\n"]) == ([big], 0)
     out, n = frame_marked([b"b" * ((1 << 20) + 1) + b"\n"])
     assert n == 1 and out == [b"b" * 200] and type(out[0]) is TooLong
+
+
+def test_a_fresh_framer_holds_nothing() -> None:
+    """Before any bytes: nothing pending, and a flush hands out nothing."""
+    f = LineFramer()
+    assert f.pending == 0
+    assert f.flush() == ([], 0)
+
+
+def test_nothing_is_pending_while_an_over_long_line_is_skipped() -> None:
+    """Held bytes that grow into an over-long line are dropped with it, not kept as pending."""
+    f = LineFramer(4)
+    assert f.feed(b"ab") == ([], 0)
+    assert f.feed(b"c" * 10) == ([], 0)
+    assert f.pending == 0
+    assert f.feed(b"d\nok\n") == ([b"ab" + b"c" * 10, b"ok"], 1)  # the marker: its first bytes
+
+
+def test_a_timed_flush_leaves_the_framer_ready_for_more() -> None:
+    """A followed file's partial line goes out after the flush timeout; what comes next is framed
+    afresh (nothing left held, no over-long line still being skipped)."""
+    f = LineFramer(4)
+    assert f.feed(b"abc") == ([], 0)
+    assert f.flush() == ([b"abc"], 0)
+    assert f.feed(b"d\n") == ([b"d"], 0)
+    assert f.feed(b"x" * 10) == ([], 0)
+    assert f.flush() == ([b"x" * 10], 1)
+    assert f.feed(b"ok\n") == ([b"ok"], 0)

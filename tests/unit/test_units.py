@@ -66,3 +66,10 @@ def test_bare_numbers_are_divided_exactly_by_the_field_unit(text: str, div: floa
 def test_zero_and_surrounding_blanks_are_durations(text: str, seconds: float) -> None:
     """Zero is a duration (not "no value"); blanks around a value are ignored."""
     assert parse_duration(text) == seconds
+
+
+def test_minutes_are_multiplied_not_divided_by_a_fraction() -> None:
+    """34.09 minutes is 34.09 * 60 s exactly (34.09 / (1/60) would be 2045.4000000000003)."""
+    assert parse_duration("34.09m") == 34.09 * 60 == 2045.4
+    assert parse_duration("34.09", 1 / 60) == 2045.4
+    assert parse_duration("18.792", 1 / 60) == 18.792 * 60
