@@ -154,3 +154,11 @@ def test_a_timed_flush_leaves_the_framer_ready_for_more() -> None:
     assert f.feed(b"x" * 10) == ([], 0)
     assert f.flush() == ([b"x" * 10], 1)
     assert f.feed(b"ok\n") == ([b"ok"], 0)
+
+
+def test_several_over_long_lines_in_one_read_count_each() -> None:
+    """Three over-long lines in one read (one of them ending a skipped line): three too_long."""
+    f = LineFramer(4)
+    assert f.feed(b"s" * 9) == ([], 0)
+    lines, n = f.feed(b"s\n" + b"x" * 9 + b"\nok\n" + b"y" * 5 + b"\n")
+    assert n == 3 and lines == [b"s" * 9, b"x" * 9, b"ok", b"y" * 5]

@@ -19,3 +19,15 @@ def test_sizes(text: object, want: int) -> None:
 def test_bad_sizes_name_the_units(bad: object) -> None:
     with pytest.raises(ValueError, match="MiB"):
         parse_size(bad)
+
+
+def test_a_fraction_of_a_unit_is_whole_bytes() -> None:
+    """1.3 KiB is 1331.2 bytes: 1331 (a part of a byte is dropped), not an error."""
+    assert parse_size("1.3k") == 1331
+    assert parse_size("0.5 KiB") == 512
+
+
+def test_a_size_too_large_for_a_number_is_refused() -> None:
+    """Digits past what a float holds (infinity) are refused with a message, not a crash."""
+    with pytest.raises(ValueError, match="too large"):
+        parse_size("9" * 400 + " GiB")
