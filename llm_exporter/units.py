@@ -98,6 +98,6 @@ def parse_size(value: object) -> int:
     if m is None:
         raise ValueError(f"expected {SIZE_HELP}, got {value!r}")
     n = float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()]
-    if not n.is_integer() and n > 1 << 53:
+    if not math.isfinite(n):  # more digits than a float holds
         raise ValueError(f"too large: {value!r}")
     return int(n)

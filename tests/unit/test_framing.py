@@ -108,6 +108,7 @@ def test_a_crlf_line_of_exactly_the_limit_is_kept_however_it_is_cut() -> None:
     for chunks in ([b"abcde\r\n"], [b"abcde\r", b"\n"], [b"abcde", b"\r\n"]):
         assert frame_all(chunks, max_len=4) == ([], 1), chunks
     assert frame_all([b"abcd\r"], max_len=4) == ([b"abcd"], 0)  # at EOF: the CR is dropped too
+    assert frame_all([b"abcde\r"], max_len=4) == ([], 1)  # one over the limit without its CR, at EOF
     assert frame_all([b"abcd\rx", b"\n"], max_len=4) == ([], 1)  # a CR inside is part of the line
 
 
