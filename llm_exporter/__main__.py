@@ -1,4 +1,4 @@
-"""`python -m exporter`: the same as the `llm-exporter` command."""
+"""`python -m llm_exporter`: the same as the `llm-exporter` command."""
 
 from llm_exporter.cli import main
 

@@ -1,4 +1,4 @@
-"""One-shot subcommands: `replay FILE...` and `schema`."""
+"""One-shot subcommands: `replay FILE...`, `check-config FILE`, `schema`, `healthcheck`."""
 
 from __future__ import annotations
 
