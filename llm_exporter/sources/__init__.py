@@ -10,20 +10,18 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
-from llm_exporter.limits import Refusals
-from llm_exporter.metrics.internal import Counters
-from llm_exporter.settings import Settings
 from llm_exporter.sources.base import Source
-from llm_exporter.sources.command import CommandSource
-from llm_exporter.sources.file_tail import FileTail
-from llm_exporter.sources.http_push import Ingest
-from llm_exporter.sources.pipe import PipeSource
-from llm_exporter.state import StateStore
-from llm_exporter.worker import Worker
+
+if TYPE_CHECKING:  # the sources themselves load with build_sources: `replay` needs only LineFeed
+    from prometheus_client import CollectorRegistry
+
+    from llm_exporter.limits import Refusals
+    from llm_exporter.metrics.internal import Counters
+    from llm_exporter.settings import Settings
+    from llm_exporter.state import StateStore
+    from llm_exporter.worker import Worker
 
 log = logging.getLogger("llm_exporter")
 
@@ -38,6 +36,11 @@ def build_sources(s: Settings, worker: Worker, counters: Counters, *, registry: 
     `on_end(code)` is called, from any thread, when a source ends the run: stdin at its end when
     it is the only source (None), or the wrapped command's exit (its code).
     """
+    from llm_exporter.sources.command import CommandSource
+    from llm_exporter.sources.file_tail import FileTail
+    from llm_exporter.sources.http_push import Ingest
+    from llm_exporter.sources.pipe import PipeSource
+
     out: list[Source] = []
     if s.http_ingest:
         out.append(Ingest(worker, counters, s.http_ingest_token, s.http_ingest_max_bytes,

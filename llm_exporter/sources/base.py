@@ -10,12 +10,13 @@ source and `replay` count through it; the pipeline counts the other outcomes, th
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Protocol
 
 from llm_exporter.framing import LineFramer
 from llm_exporter.metrics.internal import SourceCounter
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 class Source(Protocol):

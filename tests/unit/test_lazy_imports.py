@@ -25,3 +25,11 @@ def test_a_config_file_still_loads_it() -> None:
                           "f.write('{}\\n'); f.close()\n"
                           "load_config(f.name); os.unlink(f.name)")
     assert "yaml" in mods
+
+
+def test_replay_does_not_load_the_http_server() -> None:
+    """`replay` reads files: the sources' HTTP and process machinery stays out of it."""
+    mods = _modules_after("import llm_exporter.commands, llm_exporter.sources")
+    assert "llm_exporter.sources.base" in mods
+    assert "aiohttp" not in mods
+    assert "llm_exporter.sources.http_push" not in mods
