@@ -113,7 +113,7 @@ class Envelope:
                     line, after_ts = self._join(stream, msg), None
                     continue
             if b"\x1b" in line or (c in b"[^#" and line[1:2] in b"0123456789[0" and _ANSI_START.match(line)):
-                line = _ANSI_BARE.sub(b"", line) if b"\x1b" not in line else _ANSI_ANY.sub(b"", line)
+                line = _strip_bare(line) if b"\x1b" not in line else _ANSI_ANY.sub(b"", line)
                 if _ANSI_START.match(line):
                     line = _ANSI_BARE.sub(b"", line)
                 continue
@@ -242,6 +242,19 @@ def _bar_after(line: bytes, i: int) -> bool:
     while i < n and line[i] == 0x20:
         i += 1
     return line[i:i + 1] == b"|"
+
+
+def _strip_bare(line: bytes) -> bytes:
+    """`line` without its ESC-less colour renderings. Around a JSON envelope only the renderings
+    outside the object come off: inside it a `\\u001b[1;36m` is the JSON text's own escape (possibly
+    of an escaped backslash, in a nested envelope), decoded and peeled in a later round."""
+    i = 0
+    while (m := _ANSI_BARE.match(line, i)) is not None:
+        i = m.end()
+    if line[i:i + 1] == b"{":
+        head, brace, tail = line.rpartition(b"}")
+        return line[i:len(head)] + brace + _ANSI_BARE.sub(b"", tail)
+    return _ANSI_BARE.sub(b"", line)
 
 
 def _after_cr(line: bytes) -> bytes:

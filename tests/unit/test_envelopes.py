@@ -261,3 +261,16 @@ def _metrics() -> object:
     from llm_exporter.metrics import LLMMetrics
 
     return LLMMetrics()
+
+
+def test_bare_colour_around_nested_docker_keeps_the_json_escapes() -> None:
+    """A coloured TGI line in docker json-file twice (a shipper's own stdout logged by docker),
+    the whole shown with its ESC bytes lost: the `\\\\u001b[1;36m` inside is the nested JSON's escape
+    of an escaped backslash, not a colour code to cut (cutting it left a lone backslash and the
+    envelopes unread). Found by hypothesis in the stack test above."""
+    line = next(k for k in KNOWN if b"735.200735ms" in k)
+    inner = orjson.dumps({"log": "\x1b[1;36m" + line.decode() + "\x1b[0m\n", "stream": "stderr",
+                          "time": "2023-01-01T00:00:00Z"})
+    outer = orjson.dumps({"log": inner.decode() + "\n", "stream": "stderr", "time": "2023-01-01T00:00:00Z"})
+    assert b"\\\\u001b[1;36m" in outer
+    assert peel(b"[1;36m" + outer + b"[0m") == peel(line)
