@@ -43,7 +43,9 @@ MAX_JOINED = 1 << 20
 
 _DIGITS = frozenset(b"0123456789")
 _ANSI_ANY = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
-_ANSI_BARE = re.compile(rb"(?:\x1b|\\u001[bB]|\\x1[bB]|\\033)?\[[0-9;]{0,16}m|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
+# an ESC-less `[m` right before `]` is a bracketed name (compose's `[m] | `), not a lost reset
+_ANSI_BARE = re.compile(rb"(?:\x1b|\\u001[bB]|\\x1[bB]|\\033)\[[0-9;]{0,16}m|\[[0-9;]{0,16}m(?!\])"
+                        rb"|(?:\^\[|#033)\[[0-9;]*[A-Za-z]")
 _ANSI_START = re.compile(rb"(?:\^\[|#033)\[|\[[0-9;]{1,16}m")
 _CRI = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d) (stdout|stderr) ([PF])(?: |$)")
 # a timestamp at the start: date, `T` or space, time, fraction, offset / Z, zone word

@@ -274,3 +274,10 @@ def test_bare_colour_around_nested_docker_keeps_the_json_escapes() -> None:
     outer = orjson.dumps({"log": inner.decode() + "\n", "stream": "stderr", "time": "2023-01-01T00:00:00Z"})
     assert b"\\\\u001b[1;36m" in outer
     assert peel(b"[1;36m" + outer + b"[0m") == peel(line)
+
+
+def test_bare_colour_around_a_compose_service_named_m() -> None:
+    """`[m] | ` is compose's prefix of a service named `m`, not an ESC-less colour reset followed by
+    `] | `: inside an ESC-less colour it still peels (found by hypothesis in the stack test)."""
+    line = b"INFO:     127.0.0.1:40042 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"
+    assert peel(b"[1;36m[m] | " + line + b"[0m") == peel(line) == line
