@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 from prometheus_client import CollectorRegistry
 
 from llm_exporter.metrics import LLMMetrics
@@ -13,8 +13,9 @@ from llm_exporter.pipeline import Pipeline
 
 _KINDS = ("unit", "process", "deploy")
 
-# No timed assertions: on a loaded machine one example may take longer than hypothesis' 200 ms.
-settings.register_profile("untimed", deadline=None)
+# No timed assertions: on a loaded machine one example may take longer than hypothesis' 200 ms, and
+# drawing the examples may take longer than its too_slow health check allows (both are wall-clock).
+settings.register_profile("untimed", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("untimed")
 
 
