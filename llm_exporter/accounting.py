@@ -82,10 +82,12 @@ def get_path(obj: Any, path: str) -> Any:
 
 
 def _text(v: Any) -> str | None:
-    """A usable identity value: a non-empty string or an integer id; anything else None."""
+    """A usable identity value: a non-empty string or an integer id; anything else None. An integer
+    outside the 64-bit range is no id: orjson reads one as a float where the schema keeps an int, and
+    both paths of the app-json reader must give the same tenant."""
     if type(v) is str:
         return v if v and v != "None" else None
-    if type(v) is int:
+    if type(v) is int and -(2**63) <= v < 2**64:
         return str(v)
     return None
 

@@ -249,15 +249,16 @@ class App:
 
     async def shutdown(self) -> None:
         log.info("stopping")
-        self.stopping = True  # /readyz answers 503 from now on
         loop = asyncio.get_running_loop()
         # no reload while stopping, and no SIGHUP's default action (terminate) once the loop is
         # closed and its handlers are gone: a SIGHUP sent to the process group as the child exits
         # must not turn our exit code into "killed by SIGHUP"
         loop.remove_signal_handler(signal.SIGHUP)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        for src in self.sources:  # stop reading; what they queued is finished below
-            await loop.run_in_executor(None, src.stop)
+        # stop reading (all at once; what they queued is finished below), then answer /readyz 503:
+        # a client that sees 503 there is sure to have its next push refused, not half counted
+        await asyncio.gather(*(loop.run_in_executor(None, src.stop) for src in self.sources))
+        self.stopping = True
         await loop.run_in_executor(None, self.worker.stop)
         if self.state is not None:  # every queued line is counted now: offsets and metrics agree
             try:

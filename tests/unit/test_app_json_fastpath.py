@@ -61,7 +61,9 @@ def test_fast_path_matches_pydantic_on_any_known_fields(obj: dict[str, Any]) -> 
                         b'{"input_tokens": 18446744073709551616, "status": "ok", "id": 1}',
                         b'{"duration": 1, "duration": "x"}', b'{"latency_ms": 5, "latency_ms": -1}',
                         b'{"model": "\\ud800", "duration": 1}', b'{"duration": 1} trailing',
-                        b'{"error": {"type": "oom"}, "status": "error"}', b'{"usage": {"prompt_tokens": 1.0}}']))
+                        b'{"error": {"type": "oom"}, "status": "error"}', b'{"usage": {"prompt_tokens": 1.0}}',
+                        b'{"completion_tokens": null, "team": -9223372036854775809}',
+                        b'{"status": "ok", "user": 18446744073709551616}']))
 def test_fast_path_matches_pydantic_on_edge_lines(line: bytes) -> None:
     """Lines orjson reads differently from pydantic (or not at all) still end the same way."""
     a = AppJsonAdapter()
