@@ -38,6 +38,28 @@ def json_object(data: bytes | str) -> dict[str, Any] | None:
     return obj if type(obj) is dict else None
 
 
+_INF: Final = float("inf")
+
+
+def nonneg(v: Any) -> float | None:
+    """A finite, non-negative number as a float, from a number or a number's text (`"12.5"`); None
+    for anything else (negative, NaN, infinite, too large for a float, not a number). The one reader
+    of the figures server lines print (token counts, milliseconds, throughputs)."""
+    if type(v) is str:
+        try:
+            f = float(v)
+        except ValueError:
+            return None
+    elif type(v) is int or type(v) is float:
+        try:
+            f = float(v)
+        except OverflowError:  # an int past the float range
+            return None
+    else:
+        return None
+    return f if 0.0 <= f < _INF else None
+
+
 class Invalid(Exception):
     """A recognised line with a bad value; the reason is a short fixed code."""
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from llm_exporter import errors
 from llm_exporter.adapters.access import http_record
-from llm_exporter.adapters.base import IGNORED, Adapter
+from llm_exporter.adapters.base import IGNORED, Adapter, nonneg
 
 _LEVEL_LETTERS = {"I": "INFO", "W": "WARNING", "E": "ERROR", "D": "DEBUG"}
 _ERA2_LEVELS = {"INFO": "INFO", "WARN": "WARNING", "ERR": "ERROR", "VERB": "DEBUG", "DEBUG": "DEBUG"}
@@ -337,9 +337,8 @@ def _log(level: str) -> list[dict[str, Any]]:
 
 
 def _num(v: Any) -> float | None:
-    if type(v) in (int, float) and v >= 0 and v == v and v != float("inf"):
-        return float(v)
-    return None
+    """A timings figure: a JSON number only (text is not a figure in llama.cpp's JSON)."""
+    return None if type(v) is str else nonneg(v)
 
 
 def _from_timings(provider: str, t: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:

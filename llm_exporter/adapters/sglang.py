@@ -20,7 +20,7 @@ from typing import Any
 
 from llm_exporter import errors
 from llm_exporter.adapters.access import access_request, inference_operation, parse_uvicorn
-from llm_exporter.adapters.base import IGNORED, Adapter
+from llm_exporter.adapters.base import IGNORED, Adapter, nonneg
 from llm_exporter.adapters.pytrace import TraceTail
 
 _RATIO_KEYS = {"token usage": "kv_cache_usage", "full token usage": "kv_cache_usage"}
@@ -43,12 +43,6 @@ _INCIDENTS = ("Scheduler hit an exception", "Received sigquit", "DataParallelCon
 _PY_LEVELS = ("[INFO] ", "[WARNING] ", "[ERROR] ", "[DEBUG] ", "[CRITICAL] ")
 
 
-def _float(v: str) -> float | None:
-    try:
-        f = float(v)
-    except ValueError:
-        return None
-    return f if f >= 0 and f != float("inf") else None
 
 
 def _int(v: str) -> int | None:
@@ -163,15 +157,15 @@ class SglangAdapter(Adapter):
             if not sep:
                 continue
             if k in _COUNT_KEYS or k in _TPS_KEYS:
-                f = _float(v)
+                f = nonneg(v)
                 if f is not None:
                     rec[_COUNT_KEYS.get(k) or _TPS_KEYS[k]] = f
             elif k in _RATIO_KEYS:
-                f = _float(v)
+                f = nonneg(v)
                 if f is not None and f <= 1.0 and (k == "token usage" or "kv_cache_usage" not in rec):
                     rec["kv_cache_usage"] = f
             elif k == "cache hit rate" and v.endswith("%"):
-                f = _float(v[:-1])
+                f = nonneg(v[:-1])
                 if f is not None and f <= 100.0:
                     rec["prefix_cache_hit"] = f / 100.0
             elif prefill and k == "#new-token":
@@ -196,11 +190,11 @@ class SglangAdapter(Adapter):
             if sep:
                 vals[k.strip()] = v.strip().rstrip(".")
         for k, f in (("#running_req", "running"), ("#remaining_req", "waiting")):
-            n = _float(vals.get(k, "x"))
+            n = nonneg(vals.get(k, "x"))
             if n is not None:
                 rec[f] = n
         hit = vals.get("tree_cache_hit_rate", "")
-        if hit.endswith("%") and (h := _float(hit[:-1])) is not None and h <= 100.0:
+        if hit.endswith("%") and (h := nonneg(hit[:-1])) is not None and h <= 100.0:
             rec["prefix_cache_hit"] = h / 100.0
         new_tok, cached = _int(vals.get("#new_token", "")), _int(vals.get("#cached_token", ""))
         if new_tok is None:

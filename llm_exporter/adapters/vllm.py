@@ -38,7 +38,7 @@ from typing import Any
 
 from llm_exporter import errors
 from llm_exporter.adapters.access import parse_uvicorn
-from llm_exporter.adapters.base import IGNORED, Adapter, json_object
+from llm_exporter.adapters.base import IGNORED, Adapter, json_object, nonneg
 from llm_exporter.pairing import OpenTable, evicted_record
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -130,12 +130,8 @@ def _pct(v: str) -> float | None:
 
 
 def _num(v: str) -> float | None:
-    v = v.strip().rstrip(".").split(" ", 1)[0]
-    try:
-        f = float(v)
-    except ValueError:
-        return None
-    return f if f >= 0 and f == f and f != float("inf") else None
+    """A figure as vLLM prints it: the first word, a sentence's closing dot dropped."""
+    return nonneg(v.strip().rstrip(".").split(" ", 1)[0])
 
 
 class VllmAdapter(Adapter):
