@@ -27,6 +27,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from llm_exporter.adapters.base import get_path as _get_path
 from llm_exporter.labels import OTHER, LabelLimiter
 
 #: one currency unit in the internal cost unit
@@ -61,24 +62,7 @@ _SECRET_STARTS = ("sk-", "sk_", "hf_", "gsk_", "xai-", "ghp_", "github_pat_", "A
 def get_path(obj: Any, path: str) -> Any:
     """The value at a dotted path (`metadata.user`), or None. A JSON-encoded object met on the way
     (LiteLLM's spend logs carry `metadata` as a string) is decoded."""
-    cur = obj
-    for part in path.split("."):
-        if type(cur) is str and cur[:1] == "{":
-            import orjson
-
-            try:
-                cur = orjson.loads(cur)
-            except orjson.JSONDecodeError:
-                return None
-        if type(cur) is dict:
-            cur = cur.get(part)
-        elif type(cur) is list and part.isdigit() and int(part) < len(cur):
-            cur = cur[int(part)]
-        else:
-            return None
-        if cur is None:
-            return None
-    return cur
+    return _get_path(obj, path, decode_text=True)
 
 
 def _text(v: Any) -> str | None:

@@ -38,6 +38,27 @@ def json_object(data: bytes | str) -> dict[str, Any] | None:
     return obj if type(obj) is dict else None
 
 
+def get_path(obj: Any, path: str, *, decode_text: bool = False) -> Any:
+    """The value at a dotted path (`usage.prompt_tokens`, `choices.0.finish_reason`), or None. With
+    `decode_text`, a JSON-encoded object met on the way (a string starting with `{`) is decoded."""
+    cur = obj
+    for part in path.split("."):
+        if decode_text and type(cur) is str and cur[:1] == "{":
+            try:
+                cur = orjson.loads(cur)
+            except orjson.JSONDecodeError:
+                return None
+        if type(cur) is dict:
+            cur = cur.get(part)
+        elif type(cur) is list and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            return None
+        if cur is None:
+            return None
+    return cur
+
+
 _INF: Final = float("inf")
 
 

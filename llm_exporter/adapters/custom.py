@@ -16,28 +16,13 @@ from typing import Any
 from llm_exporter import errors
 from llm_exporter.accounting import adapter_of, identify
 from llm_exporter.adapters.app_json import AppJsonAdapter
-from llm_exporter.adapters.base import Adapter, Invalid
+from llm_exporter.adapters.base import Adapter, Invalid, get_path
 from llm_exporter.config import UNIT_DIV, Config, Mapping
 from llm_exporter.units import parse_duration, to_seconds
 
 _CANON = {"duration": "duration_s", "queue_time": "queue_s", "inference_time": "inference_s", "ttft": "ttft_s",
           "tpot": "tpot_s"}
 MAX_VALUE = 128
-
-
-def get_path(obj: Any, path: str) -> Any:
-    """The value at a dotted path (`usage.prompt_tokens`, `choices.0.finish_reason`), or None."""
-    cur = obj
-    for part in path.split("."):
-        if type(cur) is dict:
-            cur = cur.get(part)
-        elif type(cur) is list and part.isdigit() and int(part) < len(cur):
-            cur = cur[int(part)]
-        else:
-            return None
-        if cur is None:
-            return None
-    return cur
 
 
 def _label_value(v: Any) -> str:
