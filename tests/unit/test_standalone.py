@@ -38,7 +38,8 @@ def _text(path: Path) -> str:
 
 
 def test_the_pattern_finds_what_it_must() -> None:
-    for bad in (".." + "/shared" + "/bench/x.py", "read ../" + "shared", "/work" + "/shared/x", "/work" + "/main/.tools"):
+    for bad in (".." + "/shared" + "/bench/x.py", "read ../" + "shared", "/work" + "/shared/x",
+                "/work" + "/main/.tools"):
         assert OUTSIDE.search(bad), bad
     for ok in ("a shared volume", "shared by every source", "../helm/llm-exporter/README.md"):
         assert not OUTSIDE.search(ok), ok
