@@ -354,6 +354,15 @@ class AccountingConfig(_Strict):
 MAX_RULES = 100
 
 
+def _unique_names(names: list[str], what: str, cap: int, plural: str) -> None:
+    """A named list of the config (rules, objectives): unique names, at most `cap` entries."""
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(f"{what} names must be unique: {', '.join(dup)}")
+    if len(names) > cap:
+        raise ValueError(f"at most {cap} {plural}")
+
+
 class Rule(_Strict):
     """A text-line rule: one `pattern` whose match is a finished request, or `start` and `end`
     patterns paired by their `request_id` group. Named groups are application JSON field names."""
@@ -423,23 +432,13 @@ class Config(_Strict):
     @field_validator("rules")
     @classmethod
     def _rules(cls, v: list[Rule]) -> list[Rule]:
-        names = [r.name for r in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"rule names must be unique: {', '.join(dup)}")
-        if len(v) > MAX_RULES:
-            raise ValueError(f"at most {MAX_RULES} rules")
+        _unique_names([r.name for r in v], "rule", MAX_RULES, "rules")
         return v
 
     @field_validator("slo")
     @classmethod
     def _slos(cls, v: list[Slo]) -> list[Slo]:
-        names = [s.name for s in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"slo names must be unique: {', '.join(dup)}")
-        if len(v) > MAX_SLOS:
-            raise ValueError(f"at most {MAX_SLOS} objectives")
+        _unique_names([o.name for o in v], "slo", MAX_SLOS, "objectives")
         return v
 
     def bucket_bounds(self, histogram: str, default: Sequence[float]) -> tuple[float, ...]:

@@ -57,3 +57,14 @@ def make_pki(d: Path) -> dict[str, Path]:
          [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
     leaf("client", ExtendedKeyUsageOID.CLIENT_AUTH, [x509.DNSName("client")])
     return {n: d / n for n in ("ca.crt", "server.crt", "server.key", "client.crt", "client.key")}
+
+
+#: the one basic-auth password the web-config tests hash and send
+PASSWORD = "s3cret-pw"
+
+
+def basic(user: str, pw: str) -> str:
+    """An `Authorization: Basic` header value."""
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()

@@ -172,13 +172,15 @@ class SglangAdapter(Adapter):
                 new_tok = _int(v)
             elif prefill and k == "#cached-token":
                 cached = _int(v)
-        if new_tok is None:
-            return rec
+        return rec if new_tok is None else [rec, self._prompt_tokens(new_tok, cached, engine)]
+
+    def _prompt_tokens(self, new_tok: int, cached: int | None, engine: str) -> dict[str, Any]:
+        """A prefill batch's prompt tokens: new plus those served from the prefix cache."""
         tok: dict[str, Any] = {"kind": "tokens", "provider": self.provider, "model": "", "engine": engine,
                                "prompt_tokens": new_tok + (cached or 0)}
         if cached is not None:
             tok["cached_tokens"] = cached
-        return [rec, tok]
+        return tok
 
     def _fill(self, body: str, engine: str) -> Any:
         """`new fill batch. #seq: 1. #cached_token: 478. #new_token: 254. #remaining_req: 0. #running_req:
@@ -197,13 +199,7 @@ class SglangAdapter(Adapter):
         if hit.endswith("%") and (h := nonneg(hit[:-1])) is not None and h <= 100.0:
             rec["prefix_cache_hit"] = h / 100.0
         new_tok, cached = _int(vals.get("#new_token", "")), _int(vals.get("#cached_token", ""))
-        if new_tok is None:
-            return rec
-        tok: dict[str, Any] = {"kind": "tokens", "provider": self.provider, "model": "", "engine": engine,
-                               "prompt_tokens": new_tok + (cached or 0)}
-        if cached is not None:
-            tok["cached_tokens"] = cached
-        return [rec, tok]
+        return rec if new_tok is None else [rec, self._prompt_tokens(new_tok, cached, engine)]
 
     def _close(self) -> list[dict[str, Any]]:
         cls = self.incident

@@ -5,7 +5,6 @@ low open-file limit, wrong-password floods, health under every --web-config, mal
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import resource
 import socket
@@ -25,23 +24,8 @@ from aiohttp import web
 
 from llm_exporter.webconfig import BasicAuth
 from tests.helpers import ROOT, Exporter, free_port, http_get, parse_metrics, total
-from tests.tlsutil import make_pki
-
-PASSWORD = "s3cret-pw"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def pw_hash() -> str:
-    return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
-
-
-def _basic(user: str, pw: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+from tests.tlsutil import PASSWORD
+from tests.tlsutil import basic as _basic
 
 
 def _refusals(e: Exporter, limit: str, headers: dict[str, str] | None = None) -> float:

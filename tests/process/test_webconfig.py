@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import http.client
 import socket
@@ -14,29 +13,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from llm_exporter.problems import WebConfigError
 from llm_exporter.webconfig import BasicAuth, load_web_config
 from tests.helpers import Exporter
-from tests.tlsutil import make_pki
-
-PASSWORD = "s3cret-pw"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def pw_hash() -> str:
-    return bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=6)).decode()
-
-
-def _basic(user: str, pw: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode()
+from tests.tlsutil import PASSWORD
+from tests.tlsutil import basic as _basic
 
 
 def _client_ctx(pki: dict[str, Path], cert: bool = False) -> ssl.SSLContext:
