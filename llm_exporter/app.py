@@ -221,7 +221,10 @@ class App:
         loop = self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_stop_signal)
-        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        # SIGHUP through Python's own handler (it runs on this thread and wakes the loop), not
+        # loop.add_signal_handler: removing that one resets the signal to its default action
+        # (terminate) for a moment, and a SIGHUP in that moment would end us with the wrong code
+        signal.signal(signal.SIGHUP, lambda _sig, _frame: loop.call_soon_threadsafe(self._on_sighup))
         await loop.run_in_executor(None, self.start_gpu)
         await self.start_server()
         self.check_stdin()  # after the flag, GPU and port checks, whose errors come first
@@ -240,6 +243,8 @@ class App:
 
     def _on_sighup(self) -> None:
         """Reload --config and --web-config; in wrapper mode the child gets its SIGHUP too."""
+        if self._stop.is_set():  # queued just before shutdown ignored SIGHUP: no reload while stopping
+            return
         self._reload_task = asyncio.ensure_future(self.reloader.reload("SIGHUP"))
         for src in self.sources:
             src.send_signal(signal.SIGHUP)
@@ -250,10 +255,9 @@ class App:
     async def shutdown(self) -> None:
         log.info("stopping")
         loop = asyncio.get_running_loop()
-        # no reload while stopping, and no SIGHUP's default action (terminate) once the loop is
-        # closed and its handlers are gone: a SIGHUP sent to the process group as the child exits
-        # must not turn our exit code into "killed by SIGHUP"
-        loop.remove_signal_handler(signal.SIGHUP)
+        # no reload while stopping: SIGHUP is ignored from here to exit, in one step with no
+        # moment at its default action (terminate), so a SIGHUP sent to the process group as the
+        # child exits cannot turn our exit code into "killed by SIGHUP"
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         # stop reading (all at once; what they queued is finished below), then answer /readyz 503:
         # a client that sees 503 there is sure to have its next push refused, not half counted
