@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         test = getattr(item, "obj", None)
         own = getattr(test, "_hypothesis_internal_use_settings", None)  # what @settings/@given left
         if mutating and own is not None and own.max_examples > MUTATION_MAX_EXAMPLES:
-            setattr(test, "_hypothesis_internal_use_settings", settings(own, max_examples=MUTATION_MAX_EXAMPLES))
+            test._hypothesis_internal_use_settings = settings(own, max_examples=MUTATION_MAX_EXAMPLES)
 
 
 @pytest.fixture
