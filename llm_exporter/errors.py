@@ -130,12 +130,12 @@ INCIDENT = "incident"
 class _AnyOf:
     """Finds any of some plain phrases in a line: one RE2 scan (a DFA over all the phrases, linear
     in the line) instead of a Python loop of `in` tests; Python's `re` stands in for a string RE2
-    cannot take (lone surrogates). Same answer as `any(p in t for p in phrases)`."""
+    cannot take (lone surrogates). Same answer as `any(p in t for p in phrases)` (one phrase or more)."""
 
     __slots__ = ("_re", "_re2")
 
     def __init__(self, phrases: Iterable[str]) -> None:
-        pattern = "|".join(re.escape(p) for p in sorted(set(phrases), key=len, reverse=True))
+        pattern = "|".join(map(re.escape, phrases))
         self._re2 = re2.compile(pattern)
         self._re = re.compile(pattern)
 
@@ -179,12 +179,17 @@ def classify_event(text: str) -> tuple[str, str]:
     return "", cls
 
 
+#: the most characters an exception's name (with its module path) may take, colon included
+_NAME_SCAN = 200
+
+
 def exception_name(line: str) -> str | None:
-    """`torch.OutOfMemoryError` from `torch.OutOfMemoryError: CUDA out of memory...` (else None)."""
-    head, sep, _ = line[:200].partition(":")
-    if not sep or not head or " " in head:
+    """`torch.OutOfMemoryError` from `torch.OutOfMemoryError: CUDA out of memory...`, or from a
+    traceback's last line without a message (`asyncio.exceptions.CancelledError`); else None."""
+    head = line[:_NAME_SCAN].partition(":")[0]
+    if not head or len(head) == _NAME_SCAN or " " in head:
         return None
-    last = head.rsplit(".", 1)[-1]
+    last = head.rpartition(".")[2]
     if last.endswith(("Error", "Exception", "Exit", "Interrupt")) and _IDENT.fullmatch(last):
         return head
     return None
@@ -195,7 +200,7 @@ def classify_exception(line: str) -> str:
     a known exception name first, else its message; `_OTHER` when neither says."""
     name = exception_name(line)
     if name is not None:
-        known = _KNOWN.get(name.rsplit(".", 1)[-1].lower())
+        known = _KNOWN.get(name.rpartition(".")[2].lower())
         if known is not None:
             return known
     return classify_message(line)
