@@ -156,24 +156,23 @@ class Envelope:
 
     def flush(self) -> list[bytes]:
         """Lines still held as fragments (end of stream): handed out as they are."""
-        out = [b"".join(parts) for parts in self._held.values() if parts]
+        out = [b"".join(parts) for parts in self._held.values()]
         self._held.clear()
         self._held_len.clear()
         return out
 
+    # a stream's held bytes never pass MAX_JOINED: what is held is cut to the room left
     def _hold(self, stream: bytes, part: bytes) -> None:
         size = self._held_len.get(stream, 0)
-        if size + len(part) > MAX_JOINED:
-            part = part[: max(0, MAX_JOINED - size)]
+        part = part[: MAX_JOINED - size]
         self._held.setdefault(stream, []).append(part)
         self._held_len[stream] = size + len(part)
 
     def _join(self, stream: bytes, last: bytes) -> bytes:
         parts = self._held.pop(stream, None)
-        if not parts:
+        if parts is None:
             return last
-        size = self._held_len.pop(stream, 0)
-        parts.append(last[: max(0, MAX_JOINED - size)])
+        parts.append(last[: MAX_JOINED - self._held_len.pop(stream)])
         return b"".join(parts)
 
 
@@ -276,7 +275,7 @@ def _docker_json(line: bytes) -> tuple[bytes, bytes, bool] | None:
     stream = obj.get("stream", "")
     if type(text) is not str or type(stream) is not str or ("time" not in obj and not stream):
         return None
-    raw = text.encode("utf-8", "surrogatepass")
+    raw = text.encode()  # orjson gives no lone surrogates: always encodable
     if raw[-1:] != b"\n":
         return raw, stream.encode(), False
     raw = raw[:-1]
@@ -288,15 +287,14 @@ def _docker_json(line: bytes) -> tuple[bytes, bytes, bool] | None:
 def _cloud_logging(line: bytes) -> bytes | None:
     """The payload of a Google Cloud Logging entry (`textPayload` text, or the `jsonPayload` object
     as one JSON line), or None when `line` is not one."""
-    if line.find(b'Payload"', 0, 4096) < 0:
+    if b'Payload"' not in line[:4096]:
         return None
     obj = json_object(line)
     if obj is None:
         return None
     text = obj.get("textPayload")
     if type(text) is str:
-        raw = text.encode("utf-8", "surrogatepass")
-        return raw.rstrip(b"\r\n")
+        return text.encode().rstrip(b"\r\n")
     payload = obj.get("jsonPayload")
     if type(payload) is dict and ("resource" in obj or "logName" in obj or "insertId" in obj
                                   or "timestamp" in obj or "severity" in obj):
@@ -308,7 +306,4 @@ def peel(line: bytes) -> bytes:
     """Stateless peel: the server's own line inside `line` (a CRI `P` fragment counts as whole)."""
     env = Envelope()
     out = env.peel(line)
-    if out is None:
-        held = env.flush()
-        return held[0] if held else b""
-    return out
+    return out if out is not None else env.flush()[0]  # a fragment held: the one line held
