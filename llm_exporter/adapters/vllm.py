@@ -882,9 +882,10 @@ class _Req:
 
 def _lora_name(msg: str) -> str | None:
     """The LoRA adapter of a `Received request` line: `lora_request: LoRARequest(lora_name='x', ...)`,
-    read from the right (the prompt before it is user text); None for `lora_request: None`."""
-    i = msg.rfind(", lora_request: LoRARequest(")
-    if i < 0:
+    read from the right (the prompt before it is user text); None for `lora_request: None`, also when
+    the prompt quotes a `LoRARequest(...)` of its own."""
+    i = msg.rfind(", lora_request: ")
+    if i < 0 or not msg.startswith("LoRARequest(", i + 16):
         return None
     j = msg.find("lora_name=", i + 28, i + 60)
     if j < 0:

@@ -1,0 +1,491 @@
+"""vLLM's lines one by one: what each kind of line says, read to the exact record.
+
+The stats lines are real vLLM output (tests/fixtures/samples/vllm.log and the issues cited in its
+README); request lines are built from the 0.32 lines of test_vllm_accounting.py with other ids. Every
+expected record is worked out by hand from the line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llm_exporter import errors
+from llm_exporter.adapters import vllm as v
+from llm_exporter.adapters.base import IGNORED
+from llm_exporter.adapters.vllm import VllmAdapter
+from llm_exporter.records import validate_record
+
+H = "(APIServer pid=16381) INFO 11-30 06:56:50 "
+SP = "params: SamplingParams(n=1, temperature=1.0, max_tokens=5), lora_request: None."
+LOG = {"kind": "log", "provider": "vllm", "level": "INFO"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(VllmAdapter, "clock", staticmethod(c))
+    return c
+
+
+def feed(a: VllmAdapter, *lines: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for ln in lines:
+        res = a.parse_text(ln)
+        if isinstance(res, dict):
+            res = [res]
+        if isinstance(res, list):
+            out.extend(res)
+    for r in out:
+        validate_record(r)
+    return out
+
+
+def reqs(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in recs if r["kind"] == "request"]
+
+
+def req(op: str, outcome: str = "success", error_type: str = "", **kw: Any) -> dict[str, Any]:
+    return {"kind": "request", "provider": "vllm", "operation": op, "model": "", "outcome": outcome,
+            "error_type": error_type, **kw}
+
+
+# -- the figures of a line ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("87.7%", 0.877), ("0.0%", 0.0), (" 2.0%.", 0.02), ("100%", 1.0), ("100.5%", None), ("-1.0%", None),
+    ("12.5", None), ("abc%", None), ("%", None), ("50% ", 0.5),
+])
+def test_percentages(text: str, want: float | None) -> None:
+    assert v._pct(text) == want
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("12068.8 tokens/s", 12068.8), ("18 reqs", 18.0), (" 3 reqs.", 3.0), ("0.0 tokens/s", 0.0),
+    ("7.", 7.0), ("-1 reqs", None), ("many reqs", None),
+])
+def test_figures(text: str, want: float | None) -> None:
+    assert v._num(text) == want
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("[1, 2, 3]", 3), ("  [6313]", 1), ("[]", 0), ("[ ]", 0), ("[1,2], more [3]", 2), ("1, 2]", None),
+    ("[1, 2", None), ("", None),
+])
+def test_id_lists(text: str, want: int | None) -> None:
+    assert v._count_ids(text) == want
+
+
+def test_prompt_tokens_are_read_from_the_right() -> None:
+    assert v._prompt_tokens("prompt: 'a', params: X, prompt_token_ids: [1, 2, 3], lora_request: None") == 3
+    # a prompt that quotes the field cannot fake the count: the last one is vLLM's
+    assert v._prompt_tokens("prompt: 'prompt_token_ids: [9]', prompt_token_ids: [4, 5], lora") == 2
+    assert v._prompt_tokens("prompt: 'x', params: SamplingParams(n=1), lora_request: None") is None
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("x, lora_request: LoRARequest(lora_name='sql-lora', lora_int_id=1, lora_path='/tmp/l')", "sql-lora"),
+    ('x, lora_request: LoRARequest(lora_name="dq", lora_int_id=1)', "dq"),
+    ("x, lora_request: None.", None),
+    ("x, lora_request: LoRARequest(lora_name='', lora_int_id=1)", None),
+    ("x, lora_request: LoRARequest(lora_name=sql, lora_int_id=1)", None),
+    ("x, lora_request: LoRARequest(lora_name='never-closed", None),
+    # the name must be read within the repr's first fields, not from a path much later
+    ("x, lora_request: LoRARequest(lora_int_id=1, lora_path='/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', "
+     "lora_name='late')", None),
+    # user text before the repr that looks like one is not read: the last repr is vLLM's
+    ("prompt: ', lora_request: LoRARequest(lora_name='fake')', params: X, lora_request: None.", None),
+])
+def test_lora_names(text: str, want: str | None) -> None:
+    assert v._lora_name(text) == want
+
+
+def test_lora_name_of_256_characters_or_more_is_not_read() -> None:
+    assert v._lora_name(f"x, lora_request: LoRARequest(lora_name='{'a' * 255}', lora_int_id=1)") == "a" * 255
+    assert v._lora_name(f"x, lora_request: LoRARequest(lora_name='{'a' * 256}', lora_int_id=1)") is None
+
+
+@pytest.mark.parametrize(("rid", "want"), [
+    ("cmpl-8aa8d4648611ba23-0", "cmpl-8aa8d4648611ba23"), ("cmpl-8aa8d4648611ba23-12", "cmpl-8aa8d4648611ba23"),
+    ("cmpl-8aa8d4648611ba23-x", "cmpl-8aa8d4648611ba23-x"), ("cmpl-0", "cmpl-0"), ("cmpl-a-1", "cmpl-a"),
+    ("chatcmpl-abc-0", "chatcmpl-abc-0"), ("cmpl-" + "a" * 200, "cmpl-" + "a" * 123),
+])
+def test_request_keys(rid: str, want: str) -> None:
+    assert v._key(rid) == want
+
+
+@pytest.mark.parametrize(("rid", "want"), [
+    ("chatcmpl-1", "chat"), ("chat-1", "chat"), ("cmpl-1", "text_completion"), ("resp_1", "chat"),
+    ("resp-1", "chat"), ("embd-1", "embeddings"), ("score-1", "score"), ("rerank-1", "rerank"),
+    ("pooling-1", "pooling"), ("classify-1", "classify"), ("transcribe-1", "transcription"),
+    ("translate-1", "translation"), ("tokenize-1", None), ("detokenize-1", None), ("be67046b8432", ""),
+])
+def test_operations_by_id_prefix(rid: str, want: str | None) -> None:
+    assert v._operation(rid) == want
+
+
+def test_ids_and_hex() -> None:
+    assert v._id("chat-4656e70d011f4049913ba3b1ab64a702.") == "chat-4656e70d011f4049913ba3b1ab64a702"
+    assert v._id("abc def.") == "abc"
+    assert v._id("abc. ") == "abc"
+    assert v._is_hex("809c990e") and not v._is_hex("809c990g") and not v._is_hex("809C990E")
+
+
+# -- stats lines -----------------------------------------------------------------------------------
+
+V0 = ("INFO 02-28 21:48:18 metrics.py:161] Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: "
+      "44.9 tokens/s, Running: 2 reqs, Swapped: 0 reqs, Pending: 3 reqs, GPU KV cache usage: 82.1%, "
+      "CPU KV cache usage: 0.0%")
+V1 = ("(APIServer pid=719) INFO 06-05 14:58:46 [loggers.py:271] Engine 000: Avg prompt throughput: 410.1 "
+      "tokens/s, Avg generation throughput: 0.2 tokens/s, Running: 8 reqs, Waiting: 0 reqs, GPU KV cache "
+      "usage: 16.6%, Prefix cache hit rate: 0.0%")
+AGG = ("(APIServer pid=66) INFO 09-02 08:46:23 [v1/metrics/loggers.py:271] 2 Engines Aggregated: Avg prompt "
+       "throughput: 0.0 tokens/s, Avg generation throughput: 11.5 tokens/s, Running: 0 reqs, Waiting: 0 reqs, "
+       "GPU KV cache usage: 0.0%, Prefix cache hit rate: 50.0%")
+
+
+def stats(engine: str, **kw: Any) -> dict[str, Any]:
+    return {"kind": "stats", "provider": "vllm", "model": "", "engine": engine, **kw}
+
+
+def test_v0_stats_line() -> None:
+    assert feed(VllmAdapter(), V0) == [
+        stats("", prompt_tps=0.0, generation_tps=44.9, running=2.0, swapped=0.0, waiting=3.0,
+              kv_cache_usage=0.821), LOG]
+
+
+def test_v1_engine_stats_line() -> None:
+    assert feed(VllmAdapter(), V1) == [
+        stats("0", prompt_tps=410.1, generation_tps=0.2, running=8.0, waiting=0.0, kv_cache_usage=0.166,
+              prefix_cache_hit=0.0), LOG]
+    one = V1.replace("Engine 000:", "Engine 012:")
+    assert feed(VllmAdapter(), one)[0]["engine"] == "12"
+
+
+def test_aggregated_stats_line() -> None:
+    assert feed(VllmAdapter(), AGG) == [
+        stats("all", prompt_tps=0.0, generation_tps=11.5, running=0.0, waiting=0.0, kv_cache_usage=0.0,
+              prefix_cache_hit=0.5), LOG]
+
+
+def test_lines_that_only_look_like_stats_are_logs() -> None:
+    a = VllmAdapter()
+    for msg in ("Engine x: Avg prompt throughput: 1.0 tokens/s", "Engine 000 Avg prompt throughput: 1.0",
+                "Engine 000: started", "2 Engines Aggregated: done", "3 engines up"):
+        assert feed(a, H + "[x.py:1] " + msg) == [LOG], msg
+
+
+def test_cpu_kv_cache_counts_when_the_gpu_one_is_absent() -> None:
+    line = "INFO 02-28 21:48:18 metrics.py:161] Avg prompt throughput: 1.0 tokens/s, CPU KV cache usage: 5.0%"
+    assert feed(VllmAdapter(), line)[0] == stats("", prompt_tps=1.0, kv_cache_usage=0.05)
+    line = "INFO 02-28 21:48:18 metrics.py:161] Avg prompt throughput: 1.0 tokens/s, Running 2 reqs, Other: 1"
+    assert feed(VllmAdapter(), line)[0] == stats("", prompt_tps=1.0)
+
+
+def test_v0_prefix_cache_line() -> None:
+    line = "INFO 08-20 02:39:37 metrics.py:427] Prefix cache hit rate: GPU: 12.50%, CPU: 0.00%"
+    assert feed(VllmAdapter(), line) == [stats("", prefix_cache_hit=0.125), LOG]
+    bad = "INFO 08-20 02:39:37 metrics.py:427] Prefix cache hit rate: GPU: n/a, CPU: 0.00%"
+    assert feed(VllmAdapter(), bad) == [LOG]
+
+
+def test_stats_with_traffic_and_no_request_lines_hint_once_on_the_third() -> None:
+    a = VllmAdapter()
+    idle = V0.replace("44.9 tokens/s", "0.0 tokens/s")
+    assert [r["kind"] for r in feed(a, idle, idle, idle, idle)] == ["stats", "log"] * 4
+    assert a.busy_stats == 0
+    kinds = [r["kind"] for r in feed(a, V0, V0, V0, V0)]
+    assert kinds == ["stats", "log", "stats", "log", "stats", "hint", "log", "stats", "log"]
+    assert a.busy_stats == 4
+    prompt_only = V0.replace("44.9 tokens/s", "0.0 tokens/s").replace("throughput: 0.0 tokens/s, Avg",
+                                                                       "throughput: 5.0 tokens/s, Avg", 1)
+    b = VllmAdapter()
+    feed(b, prompt_only)
+    assert b.busy_stats == 1
+
+
+def test_served_model_name_names_the_model_of_later_records() -> None:
+    a = VllmAdapter()
+    init = (H + "[core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: model='/m/tiny', "
+            "speculative_config=None, served_model_name=tiny-llama, enable_prefix_caching=True")
+    assert feed(a, init) == [LOG]
+    assert a.model == "tiny-llama"
+    assert feed(a, V0)[0]["model"] == "tiny-llama"
+    feed(a, init.replace("served_model_name=tiny-llama", "served_model_name=None"))
+    assert a.model == "tiny-llama"
+    feed(a, init.replace("served_model_name=tiny-llama, enable", "served_model_name=" + "m" * 250))
+    assert a.model == "m" * 200
+    feed(a, H + "[x.py:1] Initializing served_model_name=other")
+    assert a.model == "other"
+    feed(a, H + "[x.py:1] Loading served_model_name=third")
+    assert a.model == "other"
+
+
+def test_non_default_args_say_whether_outputs_are_logged() -> None:
+    a = VllmAdapter()
+    args = H + "[api_utils.py:286] non-default args: {'host': '127.0.0.1', 'enable_log_requests': True}"
+    assert feed(a, args) == [LOG]
+    assert not a.outputs_logged
+    feed(a, args.replace("'host'", "'enable_log_outputs': True, 'host'"))
+    assert a.outputs_logged
+    late = VllmAdapter()
+    feed(late, H + "[api_utils.py:286] non-default args: {'x': '" + "y" * 4000 + "', 'enable_log_outputs': True}")
+    assert not late.outputs_logged  # only the first 4000 characters are read
+
+
+# -- request lines ---------------------------------------------------------------------------------
+
+
+def recv(rid: str, tail: str = SP) -> str:
+    return H + f"[request_logger.py:65] Received request {rid}: {tail}"
+
+
+def gen(rid: str, tail: str) -> str:
+    return H + f"[request_logger.py:108] Generated response {rid}{tail}"
+
+
+def test_received_then_generated_is_one_request_with_its_duration(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-a209332297da4135"
+    tail = ("prompt: 'hi', params: X, prompt_token_ids: [1, 2, 3, 4], lora_request: "
+            "LoRARequest(lora_name='sql-lora', lora_int_id=1)")
+    assert reqs(feed(a, recv(rid, tail))) == []
+    clock.t += 2.5
+    out = reqs(feed(a, gen(rid, ": output: 'x y', output_token_ids: [7, 8], finish_reason: length")))
+    assert out == [req("chat", request_id=rid, input_tokens=4, adapter="sql-lora", finish_reason="length",
+                       output_tokens=2, duration_s=2.5)]
+    assert a.outputs_logged and a.id_lines
+
+
+def test_generated_without_token_ids_or_finish_reason(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-8a85c7cd1c9e9ae8"
+    feed(a, recv(rid))
+    clock.t += 1.0
+    out = reqs(feed(a, gen(rid, ": output: 'x y', finish_reason: None")))
+    assert out == [req("chat", request_id=rid, duration_s=1.0)]
+    # a second output line of the same request (n>1) counts nothing more
+    assert reqs(feed(a, gen(rid, ": output: 'z', finish_reason: stop"))) == []
+
+
+def test_generated_abort_is_an_aborted_request() -> None:
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-1"))
+    out = feed(a, gen("chatcmpl-1", ": output: '', finish_reason: abort"))
+    assert reqs(out) == [] and a.aborting  # held: a 5xx access line may follow
+    rest = a.flush()
+    assert [(r["outcome"], r.get("finish_reason")) for r in reqs(rest)] == [("aborted", "abort")]
+
+
+def test_streamed_deltas_add_their_token_ids(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-ba7c746153081a9d"
+    feed(a, recv(rid))
+    assert feed(a, gen(rid, " (streaming delta): output: '! ', output_token_ids: [6313], finish_reason: None")) \
+        == [LOG]
+    feed(a, gen(rid, " (streaming delta): output: 'a b', output_token_ids: [1, 2], finish_reason: None"))
+    clock.t += 4.0
+    out = reqs(feed(a, gen(rid, " (streaming delta): output: 'c', output_token_ids: [3], finish_reason: stop")))
+    assert out == [req("chat", request_id=rid, finish_reason="stop", output_tokens=4, duration_s=4.0)]
+    assert a.requests[rid].stream
+    done = gen(rid, " (streaming complete): output: '! a bc', output_token_ids: [6313, 1, 2, 3], "
+                    "finish_reason: streaming_complete")
+    assert reqs(feed(a, done)) == []
+
+
+def test_a_delta_of_an_unknown_id_starts_its_request(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-0c1d"
+    feed(a, gen(rid, " (streaming delta): output: 'a', output_token_ids: [5, 6], finish_reason: None"))
+    assert a._resolve(rid) == rid and a.requests[rid].out_tokens == 2
+    out = reqs(feed(a, gen(rid, " (streaming delta): output: 'b', finish_reason: length")))
+    assert out == [req("chat", request_id=rid, finish_reason="length", output_tokens=2, duration_s=0.0)]
+
+
+def test_debug_output_token_ids_lines(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-d0"
+    feed(a, recv(rid))
+    dbg = "(APIServer pid=1) DEBUG 11-30 06:56:50 [request_logger.py:120] Generated response "
+    assert reqs(feed(a, dbg + rid + " details: output_token_ids: [1, 2, 3]")) == []
+    assert a.requests[rid].out_tokens == 3
+    feed(a, dbg + rid + " (streaming delta) details: output_token_ids: [4, 5]")
+    assert a.requests[rid].out_tokens == 5
+    feed(a, dbg + rid + " (streaming complete) details: output_token_ids: [1, 2, 3, 4, 5]")
+    assert a.requests[rid].out_tokens == 5
+    feed(a, dbg + rid + " no details here")
+    out = reqs(feed(a, gen(rid, ": output: 'x', finish_reason: stop")))
+    assert out == [req("chat", request_id=rid, finish_reason="stop", output_tokens=5, duration_s=0.0)]
+
+
+def test_finished_and_aborted_lines_end_requests(clock: Clock) -> None:
+    a = VllmAdapter()
+    feed(a, recv("cmpl-f1-0"), recv("cmpl-f2-0"))
+    clock.t += 3.0
+    fin = "INFO 04-10 03:35:51 [async_llm.py:1] Finished request cmpl-f1-0."
+    assert reqs(feed(a, fin)) == [req("text_completion", request_id="cmpl-f1", duration_s=3.0)]
+    ab = "INFO 04-10 03:35:51 [async_llm_engine.py:134] Aborted request(s) cmpl-f2-0, cmpl-f3-0."
+    assert reqs(feed(a, ab)) == []
+    assert list(a.aborting) == ["cmpl-f2", "cmpl-f3"]
+    later = reqs(a.flush())
+    assert [(r["request_id"], r["outcome"], "duration_s" in r) for r in later] == \
+        [("cmpl-f2", "aborted", True), ("cmpl-f3", "aborted", False)]
+
+
+def test_an_aborted_request_is_counted_once_its_window_passes() -> None:
+    a = VllmAdapter()
+    feed(a, "INFO 12-05 09:57:05 async_llm_engine.py:180] Aborted request chat-4656e70d011f4049913ba3b1ab64a702.")
+    assert len(a.aborting) == 1
+    other = "INFO 12-05 09:57:06 x.py:1] something else"
+    assert reqs(feed(a, other, other)) == []
+    out = reqs(feed(a, other))  # three lines on: no 5xx came, the client went away
+    assert out == [req("chat", "aborted", request_id="chat-4656e70d011f4049913ba3b1ab64a702")]
+    assert not a.aborting
+
+
+def test_an_abort_then_its_500_is_one_failed_request() -> None:
+    a = VllmAdapter()
+    a.seen = True
+    feed(a, "INFO 12-05 09:57:05 async_llm_engine.py:180] Aborted request chat-46.")
+    out = feed(a, 'INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 500 Internal Server Error')
+    assert [(r["outcome"], r["error_type"]) for r in reqs(out)] == [("error", errors.OTHER)]
+    assert reqs(a.flush()) == []
+
+
+@pytest.mark.parametrize(("msg", "want"), [
+    ("Request cmpl-r1-0 aborted.", ("aborted", "")),
+    ("Request cmpl-r1-0 failed (engine dead).", ("error", "engine_dead")),
+    ("Request cmpl-r1-0 failed (bad request): This model's maximum context length is 512 tokens.",
+     ("error", "validation")),
+    ("Request cmpl-r1-0 failed (bad request): something odd.", ("error", "validation")),
+    ("Request cmpl-r1-0 failed (other): something odd.", ("error", errors.OTHER)),
+    ("Request cmpl-r1-0 failed (other): CUDA out of memory.", ("error", "oom")),
+])
+def test_request_lines_of_asyncllm(msg: str, want: tuple[str, str]) -> None:
+    a = VllmAdapter()
+    feed(a, recv("cmpl-r1-0"))
+    out = reqs(feed(a, H + "[async_llm.py:1] " + msg)) + reqs(a.flush())
+    assert [(r["outcome"], r["error_type"], r["request_id"]) for r in out] == [(*want, "cmpl-r1")]
+
+
+def test_request_details_line_gives_the_prompt_tokens() -> None:
+    a = VllmAdapter()
+    feed(a, recv("cmpl-d1-0"))
+    d = "(APIServer pid=1) DEBUG 11-30 06:56:50 [async_llm.py:1] Request cmpl-d1-0 details: prompt: 'a', "
+    assert reqs(feed(a, d + "prompt_token_ids: [1, 2, 3, 4, 5], params: X")) == []
+    assert a.requests["cmpl-d1"].in_tokens == 5
+    feed(a, d + "params: X")  # no ids: nothing changes
+    assert a.requests["cmpl-d1"].in_tokens == 5
+    assert reqs(feed(a, d.replace("cmpl-d1-0", "cmpl-zz-0") + "prompt_token_ids: [1]")) == []
+    assert reqs(feed(a, H + "[async_llm.py:1] Request cmpl-d1-0 is being processed")) == []
+
+
+def test_engine_ids_fold_into_the_serving_id() -> None:
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-9e87"))
+    assert a._resolve("chatcmpl-9e87-87ed70e1") == "chatcmpl-9e87"
+    assert a._resolve("0_chatcmpl-9e87-87ed70e1") == "chatcmpl-9e87"
+    assert a._resolve("12_chatcmpl-9e87") == "chatcmpl-9e87"
+    assert a._resolve("chatcmpl-9e87-87ed70eg") is None  # not vLLM's hex suffix
+    assert a._resolve("chatcmpl-9e87-87ed70e") is None
+    assert a._resolve("x_chatcmpl-9e87") is None
+    feed(a, recv("cmpl-b4-0"))
+    assert a._resolve("cmpl-b4-1-90ce1094") == "cmpl-b4"
+    assert a._resolve("cmpl-b4-1") == "cmpl-b4"
+    added = "INFO 11-30 06:56:50 [async_llm.py:578] Added request chatcmpl-9e87-87ed70e1."
+    assert reqs(feed(a, added)) == [] and len(a.requests) == 2
+
+
+def test_added_request_alone_starts_a_request() -> None:
+    a = VllmAdapter()
+    feed(a, "INFO 11-30 06:56:50 [async_llm.py:578] Added request chatcmpl-5.")
+    assert list(a.requests) == ["chatcmpl-5"]
+
+
+def test_received_id_is_cut_at_its_colon_or_space() -> None:
+    a = VllmAdapter()
+    feed(a, H + "[request_logger.py:65] Received request chatcmpl-77: prompt: 'x: y'")
+    feed(a, H + "[request_logger.py:65] Received request chatcmpl-78 prompt: 'x'")
+    assert list(a.requests) == ["chatcmpl-77", "chatcmpl-78"]
+
+
+def test_tokenize_requests_are_no_inference() -> None:
+    a = VllmAdapter()
+    feed(a, H + "[request_logger.py:65] Received request tokenize-86: params: None, lora_request: None.")
+    assert not a.requests and not a.id_lines
+
+
+# -- the line's frame ------------------------------------------------------------------------------
+
+
+def test_headers_with_and_without_the_bracket_and_prefixes() -> None:
+    for line in ("INFO 01-22 18:27:20 metrics.py:449] Running: 1 reqs",
+                 "INFO 01-22 18:27:20 [metrics.py:449] Running: 1 reqs",
+                 "(EngineCore_DP0 pid=9) INFO 01-22 18:27:20 [metrics.py:449] Running: 1 reqs",
+                 "(APIServer pid=1) (EngineCore pid=9) INFO 01-22 18:27:20 [metrics.py:449] Running: 1 reqs"):
+        a = VllmAdapter()
+        assert feed(a, line) == [LOG], line
+        assert a.seen
+    for line in ("INFO 01-22 18 [metrics.py:449] x", "INFO 01-22", "INFO 2024-01-22 18:27:20 x] y",
+                 "INFO 0x-22 18:27:20 x] y",
+                 "INFO 01-22T18:27:20 [x.py:1] y", "INFO 01-22 18-27-20 [x.py:1] y", "INFO 01/22 18:27:20 [x.py:1] y",
+                 "NOTICE 01-22 18:27:20 [x.py:1] y", "INFO 01-22 18:27:20 no closing bracket here",
+                 "(no pid here) INFO 01-22 18:27:20 [x.py:1] y", "(APIServer pid=1) plain words"):
+        assert VllmAdapter().parse_text(line) in (None, IGNORED), line
+    assert feed(VllmAdapter(), "INFO 01-22 18:27:20 [x.py:1]") == [LOG]
+
+
+def test_a_warning_is_one_log_record_when_the_next_record_starts() -> None:
+    a = VllmAdapter()
+    w = "WARNING 01-22 18:27:20 [x.py:1] slow tokenizer"
+    assert feed(a, w) == []
+    assert feed(a, V0)[0] == {"kind": "log", "provider": "vllm", "level": "WARNING"}
+
+
+def test_uvicorn_lines_behind_timestamps_are_access_lines() -> None:
+    a = VllmAdapter()
+    a.seen = True
+    line = '2025-01-01 10:00:00,123 uvicorn.access 127.0.0.1:1 - "POST /v1/completions HTTP/1.1" 200'
+    out = feed(a, line)
+    assert [r["kind"] for r in out] == ["http", "request"]
+    out = feed(a, 'uvicorn.access 127.0.0.1:1 - "POST /v1/embeddings HTTP/1.1" 200')
+    assert reqs(out) == [req("embeddings")]
+    assert a.parse_text("2025-01-01 10:00:00,123 other.logger hello") is None
+
+
+def test_uvicorn_own_lines_are_ignored_and_close_a_held_record() -> None:
+    a = VllmAdapter()
+    assert a.parse_text("(APIServer pid=1) INFO:     Started server process [1]") is IGNORED
+    feed(a, "ERROR 01-22 18:27:20 [x.py:1] boom")
+    out = feed(a, '(APIServer pid=1) INFO:     127.0.0.1:1 - "GET /health HTTP/1.1" 200 OK')
+    assert [r["kind"] for r in out] == ["log", "http"]
+
+
+def test_stderr_traceback_behind_a_prefix_is_one_error_record() -> None:
+    a = VllmAdapter()
+    assert feed(a, "(EngineCore pid=9) Traceback (most recent call last):") == []
+    assert feed(a, '(EngineCore pid=9)   File "x.py", line 1, in f') == []
+    assert feed(a, "(EngineCore pid=9) torch.OutOfMemoryError: CUDA out of memory.") == []
+    out = a.flush()
+    assert out[0] == {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"}
+    assert out[1] == {"kind": "server_error", "provider": "vllm", "error_type": "oom"}
+    assert a.parse_text("(EngineCore pid=9) some stray stderr") is IGNORED
+
+
+def test_json_record_behind_a_prefix() -> None:
+    a = VllmAdapter()
+    line = '(APIServer pid=3646) {"message": "' + V1.split("[loggers.py:271] ")[1] + '"}'
+    out = feed(a, line)
+    assert out[0] == stats("0", prompt_tps=410.1, generation_tps=0.2, running=8.0, waiting=0.0,
+                           kv_cache_usage=0.166, prefix_cache_hit=0.0)
+    assert a.parse_text('(APIServer pid=1) {"other": 1}') is IGNORED
