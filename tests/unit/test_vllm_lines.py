@@ -238,9 +238,13 @@ def test_non_default_args_say_whether_outputs_are_logged() -> None:
     assert not a.outputs_logged
     feed(a, args.replace("'host'", "'enable_log_outputs': True, 'host'"))
     assert a.outputs_logged
-    late = VllmAdapter()
-    feed(late, H + "[api_utils.py:286] non-default args: {'x': '" + "y" * 4000 + "', 'enable_log_outputs': True}")
-    assert not late.outputs_logged  # only the first 4000 characters are read
+    # only the message's first 4000 characters are read: the flag's last character at 3999, then at 4000
+    head = "non-default args: {'x': '"
+    flag = "', 'enable_log_outputs': True"
+    for n, seen in ((4000, True), (4001, False)):
+        late = VllmAdapter()
+        feed(late, H + "[api_utils.py:286] " + head + "y" * (n - len(head) - len(flag)) + flag + "}")
+        assert late.outputs_logged is seen, n
 
 
 # -- request lines ---------------------------------------------------------------------------------
@@ -489,3 +493,121 @@ def test_json_record_behind_a_prefix() -> None:
     assert out[0] == stats("0", prompt_tps=410.1, generation_tps=0.2, running=8.0, waiting=0.0,
                            kv_cache_usage=0.166, prefix_cache_hit=0.0)
     assert a.parse_text('(APIServer pid=1) {"other": 1}') is IGNORED
+
+
+# -- access lines and the requests they pair with ----------------------------------------------------
+
+
+def acc(code: int, path: str = "/v1/completions") -> str:
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}[code]
+    return f'INFO:     127.0.0.1:35022 - "POST {path} HTTP/1.1" {code} {reason}'
+
+
+def started() -> VllmAdapter:
+    a = VllmAdapter()
+    feed(a, H + "[api_server.py:1] vLLM API server version 0.32.0")
+    return a
+
+
+def test_access_line_ends_the_request_vllm_prints_no_end_line_for() -> None:
+    a = started()
+    feed(a, recv("cmpl-a1-0"), recv("cmpl-a2-0"))
+    assert reqs(feed(a, acc(200))) == [req("text_completion", request_id="cmpl-a1")]  # the oldest first
+    assert a.requests["cmpl-a1"].by_access and a.requests["cmpl-a1"].state == v._DONE
+    assert reqs(feed(a, acc(200))) == [req("text_completion", request_id="cmpl-a2")]
+    assert reqs(feed(a, acc(200))) == [req("text_completion")]  # one with no id line: no request_id
+
+
+def test_access_lines_with_no_request_tracked() -> None:
+    a = started()
+    assert reqs(feed(a, acc(500))) == [req("text_completion", "error", errors.OTHER)]
+    assert reqs(feed(a, acc(404))) == [req("text_completion", "error", "not_found")]
+    assert a.orphan is None  # an error opens no stream
+    assert reqs(feed(a, acc(200, "/v1/embeddings"))) == [req("embeddings")]
+    assert a.orphan == ("embeddings", a.lines)
+    kinds = [r["kind"] for r in feed(a, acc(200, "/health"))]
+    assert kinds == ["http"]
+
+
+def test_access_only_hint_comes_once_on_the_third_request() -> None:
+    a = started()
+    hints = [r for ln in [acc(200)] * 5 for r in feed(a, ln) if r["kind"] == "hint"]
+    assert hints == [{"kind": "hint", "provider": "vllm", "hint": "vllm_access_log_only"}]
+    assert a.access_only == 5 and a.hinted
+    b = started()
+    feed(b, recv("cmpl-h-0"))
+    assert not [r for ln in [acc(200)] * 5 for r in feed(b, ln) if r["kind"] == "hint"]
+    assert b.access_only == 0
+
+
+def test_a_log_that_begins_inside_a_stream_counts_it_once() -> None:
+    """The stream's access line (2xx, counted) comes just before the first line of its request."""
+    a = started()
+    assert len(reqs(feed(a, acc(200, "/v1/chat/completions")))) == 1
+    feed(a, recv("chatcmpl-s1"))
+    assert a.requests["chatcmpl-s1"].state == v._DONE and a.requests["chatcmpl-s1"].by_access
+    out = feed(a, gen("chatcmpl-s1", " (streaming delta): output: 'x', finish_reason: stop"))
+    assert reqs(out) == [] and a.orphan is None
+    # further away than two lines, the next request is a new one
+    b = started()
+    feed(b, acc(200, "/v1/chat/completions"), V0, V0, recv("chatcmpl-s2"))
+    assert b.requests["chatcmpl-s2"].state == v._OPEN
+
+
+def test_access_lines_before_any_vllm_line_are_claimed_once_one_names_the_server() -> None:
+    a = VllmAdapter()
+    out = feed(a, acc(200), acc(400, "/v1/chat/completions"))
+    assert [r["kind"] for r in out] == ["http", "http"]  # not yet known to be vLLM's
+    assert len(a.unknown) == 2
+    claimed = feed(a, V0)
+    assert reqs(claimed) == [req("text_completion"), req("chat", "error", "validation")]
+    assert a.unknown == [] and a.shared["server"] == "vllm"
+    b = VllmAdapter()
+    for _ in range(v.MAX_UNKNOWN + 5):
+        b.parse_text(acc(200))
+    assert len(b.unknown) == v.MAX_UNKNOWN
+
+
+def test_failed_request_with_its_error_access_line_is_counted_once(clock: Clock) -> None:
+    a = started()
+    feed(a, recv("cmpl-e1-0"))
+    out = feed(a, H + "[async_llm.py:1] Request cmpl-e1-0 failed (bad request): max_tokens must be < 512.")
+    assert reqs(out) == [req("text_completion", "error", "validation", request_id="cmpl-e1", duration_s=0.0)]
+    assert reqs(feed(a, acc(400))) == []  # its own access line: counted already
+    assert a.requests["cmpl-e1"].state == v._DONE
+    assert reqs(feed(a, acc(400))) == [req("text_completion", "error", "validation")]  # another request
+
+
+def test_ended_requests_paired_with_their_access_lines_are_remembered_boundedly() -> None:
+    a = started()
+    for i in range(70):
+        rid = f"chatcmpl-p{i}"
+        feed(a, recv(rid), gen(rid, ": output: 'x', finish_reason: stop"), acc(200, "/v1/chat/completions"))
+    p = a.paired_ended["chat"]
+    assert len(p) == 64 and next(iter(p)) == "chatcmpl-p6" and next(reversed(p)) == "chatcmpl-p69"
+    assert all(a.requests[f"chatcmpl-p{i}"].state == v._DONE for i in range(70))
+
+
+def test_a_stream_waits_for_its_end_line_when_outputs_are_logged(clock: Clock) -> None:
+    a = started()
+    a.outputs_logged = True
+    feed(a, recv("chatcmpl-w1"))
+    assert reqs(feed(a, acc(200, "/v1/chat/completions"))) == []
+    assert a.requests["chatcmpl-w1"].state == v._WAIT and a.requests["chatcmpl-w1"].waiting_since == 100.0
+    clock.t += 2.0
+    out = reqs(feed(a, gen("chatcmpl-w1", " (streaming delta): output: 'x', finish_reason: stop")))
+    assert out == [req("chat", request_id="chatcmpl-w1", finish_reason="stop", duration_s=2.0)]
+    # one whose end line never comes is counted after the grace time, at the next flush
+    feed(a, recv("chatcmpl-w2"), acc(200, "/v1/chat/completions"))
+    clock.t += v.STREAM_GRACE - 1
+    assert reqs(a.flush()) == []
+    clock.t += 1
+    assert reqs(a.flush()) == [req("chat", request_id="chatcmpl-w2")]
+    assert reqs(a.flush()) == []
+
+
+def test_the_newest_open_chat_takes_a_stream_access_line() -> None:
+    a = started()
+    a.outputs_logged = True
+    feed(a, recv("chatcmpl-n1"), recv("chatcmpl-n2"), acc(200, "/v1/chat/completions"))
+    assert a.requests["chatcmpl-n2"].state == v._WAIT and a.requests["chatcmpl-n1"].state == v._OPEN
