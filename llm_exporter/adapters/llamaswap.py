@@ -79,14 +79,13 @@ class LlamaSwapAdapter(Adapter):
         if len(parts) < 3 or not parts[-1].startswith("HTTP/"):
             return None
         method, path, code = parts[0], " ".join(parts[1:-1]), m.group(1)
-        dur_text = rest.rsplit(" ", 1)[-1].strip()
-        dur = parse_duration(dur_text)
+        dur = parse_duration(rest.rpartition(" ")[2])  # the last field (the line comes stripped)
         if dur is None:
             raise Invalid("bad_duration")
         out: list[dict[str, Any]] = [http_record(self.provider, method, path, code, dur)]
         op = inference_operation(method, path)
         if op is not None:
-            counted = self.shared.get("engine_counted", 0)
+            counted = self.shared.get("engine_counted")
             if counted and int(code) < 400:
                 self.shared["engine_counted"] = counted - 1  # its engine's line came first and counted it
             else:
