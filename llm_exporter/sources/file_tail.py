@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import errno
 import glob
 import logging
+import math
 import os
 import select
 import stat
@@ -41,7 +41,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -76,7 +76,7 @@ class _Inotify:
     @classmethod
     def open(cls) -> _Inotify | None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
+            libc = ctypes.CDLL(None)
             fd = int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
         except (OSError, AttributeError):
             return None
@@ -99,9 +99,7 @@ class _Inotify:
                 buf = os.read(self.fd, 1 << 16)
             except BlockingIOError:
                 return masks
-            except OSError as e:
-                if e.errno == errno.EINTR:
-                    continue
+            except OSError:  # (EINTR is retried by os.read itself)
                 return masks | _IN_Q_OVERFLOW
             i = 0
             while i + _EVENT.size <= len(buf):
@@ -128,23 +126,57 @@ class _Stream:
         "path",
         "rotated",
         "sent",
-        "seq",
         "sid",
     )
 
-    def __init__(self, path: str, fd: int, st: os.stat_result, seq: int, feed: LineFeed) -> None:
+    def __init__(self, path: str, fd: int, st: os.stat_result, feed: LineFeed, fp: bytes, offset: int) -> None:
         self.path = path
         self.fd = fd
         self.dev, self.ino = st.st_dev, st.st_ino
         self.key = f"{st.st_dev}:{st.st_ino}"
         self.sid = f"file:{self.key}"
-        self.seq = seq
-        self.offset = 0  # read so far
-        self.sent = 0  # end of the last complete line handed to the parser
-        self.fp = b""
+        self.offset = offset  # read so far
+        self.sent = offset  # end of the last complete line handed to the parser
+        self.fp = fp  # the file's first bytes (up to FP_LEN) as last read
         self.feed = feed  # frames; counts once the lines are applied (see `_commit_fn`)
         self.grew = time.monotonic()
         self.rotated = False
+
+
+class _Saved(NamedTuple):
+    """One file of the last checkpoint: where it was, how far it was counted, its first bytes."""
+
+    dev: int
+    ino: int
+    path: str
+    offset: int
+    fp: bytes
+
+
+def _saved_entries(files: Any) -> dict[str, _Saved] | None:
+    """The usable entries of the last checkpoint's `files` section (None: nothing saved).
+
+    What `snapshot()` did not write (a damaged or hand-edited state file) is dropped with one
+    warning: such a file is then read like one never seen.
+    """
+    if files is None:
+        return None
+    if not isinstance(files, dict):
+        log.warning("state file: its files section is not a mapping; no file offset is restored")
+        return None
+    out: dict[str, _Saved] = {}
+    for key, entry in files.items():
+        try:
+            dev, ino = (int(x) for x in key.split(":"))
+            path, offset, fp = entry["path"], entry["offset"], bytes.fromhex(entry["fp"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if isinstance(path, str) and type(offset) is int and offset >= 0:
+            out[key] = _Saved(dev, ino, path, offset, fp)
+    if len(out) < len(files):
+        log.warning("state file: %d of its %d file entries are malformed and ignored (those files are read "
+                    "as new)", len(files) - len(out), len(files))
+    return out
 
 
 def _dir_patterns(pattern: str) -> list[str]:
@@ -180,12 +212,11 @@ class FileTail:
         self._count: SourceCounter | None = None
         self._start = start
         self._max_line = max_line
-        self._saved = saved  # the "files" section of the last checkpoint, None without --state-dir
+        self._saved = _saved_entries(saved)  # the last checkpoint's files (None: nothing saved)
         self._rescan, self._poll = rescan, poll
         self._partial_after, self._drain_after = partial_after, drain_after
         self._streams: dict[tuple[int, int], _Stream] = {}
         self._applied: dict[str, dict[str, Any]] = {}  # written by the pipeline thread, under the lock
-        self._seq = 0
         self._first_scan = True
         self._not_regular: set[str] = set()  # paths said once to be skipped (not a regular file)
         self._stop = threading.Event()
@@ -222,7 +253,7 @@ class FileTail:
 
     def _run(self) -> None:
         ino = self._inotify
-        last_full = 0.0
+        last_full = -math.inf  # the first pass is a full scan
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -239,7 +270,7 @@ class FileTail:
                     self._flush_partials()
                 except OSError as e:  # a file vanished or failed mid-read: the next pass retries
                     log.warning("file source: %s; retrying", e)
-                    last_full = 0.0  # rescan next time
+                    last_full = -math.inf  # rescan next time
                 self.attached = True
                 self._wait(ino, self._next_timeout(last_full))
         except Exception:  # a bug here must not take the daemon down silently
@@ -296,12 +327,12 @@ class FileTail:
                 s.path = found
                 self._name(s)
         self._read_all()  # old files first: finish what was rotated before reading its successor
+        if self._first_scan:
+            self._resume_rotated(matches)
         for ident, path in matches.items():
             if ident not in self._streams:
                 self._open(path, ident)
-        if self._first_scan:
-            self._first_scan = False
-            self._resume_rotated(matches)
+        self._first_scan = False
         self._read_all()
         self._close_drained()
         if self._inotify is not None:
@@ -320,21 +351,17 @@ class FileTail:
             os.close(fd)
             return None
         self._not_regular.discard(path)
-        self._seq += 1
-        s = _Stream(path, fd, st, self._seq, self._new_feed())
-        s.fp = os.pread(fd, FP_LEN, 0)
+        fp = os.pread(fd, FP_LEN, 0)
         offset = 0
-        saved = (self._saved or {}).get(s.key)
+        saved = (self._saved or {}).get(f"{st.st_dev}:{st.st_ino}")
         if saved is not None:
-            fp = bytes.fromhex(str(saved.get("fp", "")))
-            off = int(saved.get("offset", 0))
-            if s.fp[: len(fp)] == fp and st.st_size >= off:
-                offset = off
+            if fp[: len(saved.fp)] == saved.fp and st.st_size >= saved.offset:
+                offset = saved.offset
             else:
                 log.info("%s was replaced since the last run: reading it from the start", path)
         elif self._first_scan and self._saved is None and self._start == "end":
             offset = _last_line_end(fd, st.st_size)
-        s.offset = s.sent = offset
+        s = _Stream(path, fd, st, self._new_feed(), fp, offset)
         self._streams[ident] = s
         self._name(s)
         log.info("following %s", path, extra={"fields": {"path": path, "offset": offset}})
@@ -367,27 +394,24 @@ class FileTail:
         self._worker.pipeline.stream_names[s.sid] = s.path
 
     def _resume_rotated(self, matches: dict[tuple[int, int], str]) -> None:
-        """Files from the last run that were rotated out of the globs while we were down: finish them."""
-        for key, entry in (self._saved or {}).items():
-            try:
-                dev, ino = (int(x) for x in key.split(":"))
-                directory = os.path.dirname(str(entry["path"])) or "."
-            except (ValueError, KeyError, TypeError):
-                continue
-            if (dev, ino) in matches or (dev, ino) in self._streams:
+        """Files from the last run that were rotated out of the globs while we were down: finish them
+        (opened before the files that replaced them, so they are read first)."""
+        for saved in (self._saved or {}).values():
+            ident = (saved.dev, saved.ino)
+            if ident in matches or ident in self._streams:  # (a first scan retried after an error)
                 continue
             try:
-                with os.scandir(directory) as it:
-                    found = next((e.path for e in it if e.inode() == ino and e.is_file()), None)
+                with os.scandir(os.path.dirname(saved.path) or ".") as it:
+                    found = next((e.path for e in it if e.inode() == saved.ino and e.is_file()), None)
             except OSError:
                 continue
-            if found is not None and os.stat(found).st_dev == dev:
-                s = self._open(found, (dev, ino))
+            if found is not None and os.stat(found).st_dev == saved.dev:
+                s = self._open(found, ident)
                 if s is not None:
                     s.rotated = True
 
     def _read_all(self) -> None:
-        for s in sorted(self._streams.values(), key=lambda x: x.seq):
+        for s in self._streams.values():  # in the order they were opened
             if self._stop.is_set():
                 return
             self._read(s)
@@ -403,17 +427,12 @@ class FileTail:
             chunk = os.pread(s.fd, min(CHUNK, size - s.offset), s.offset)
             if not chunk:
                 break
-            if len(s.fp) < FP_LEN or s.offset < FP_LEN:
-                head = os.pread(s.fd, FP_LEN, 0)
-                if head[: len(s.fp)] != s.fp:
-                    self._truncated(s, "was rewritten")
-                    size = os.fstat(s.fd).st_size
-                    continue
-                s.fp = head
-            elif os.pread(s.fd, FP_LEN, 0) != s.fp:
+            head = os.pread(s.fd, FP_LEN, 0)  # a short fingerprint (a young file) grows as the file does
+            if head[: len(s.fp)] != s.fp:
                 self._truncated(s, "was rewritten")
                 size = os.fstat(s.fd).st_size
                 continue
+            s.fp = head
             s.offset += len(chunk)
             s.grew = time.monotonic()
             lines, too_long = s.feed.frame(chunk)
@@ -428,7 +447,7 @@ class FileTail:
         s.feed = self._new_feed()
         s.offset = s.sent = 0
         s.fp = os.pread(s.fd, FP_LEN, 0)
-        self._worker.put(SOURCE, [], commit=self._commit_fn(s, 0, 0, 0), stream=s.sid)
+        self._worker.put(SOURCE, [], commit=self._commit_fn(s, 0), stream=s.sid)
 
     def _send(self, s: _Stream, lines: list[bytes], too_long: int, end: int) -> None:
         if end == s.sent and not lines and not too_long:
@@ -437,7 +456,7 @@ class FileTail:
         s.sent = end
         self._worker.put(SOURCE, lines, commit=self._commit_fn(s, end, nbytes, too_long), stream=s.sid)
 
-    def _commit_fn(self, s: _Stream, end: int, nbytes: int, too_long: int) -> Callable[[], None]:
+    def _commit_fn(self, s: _Stream, end: int, nbytes: int = 0, too_long: int = 0) -> Callable[[], None]:
         applied, feed = self._applied, s.feed
         key, path, fp = s.key, s.path, s.fp.hex()
 
