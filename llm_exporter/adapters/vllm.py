@@ -316,7 +316,7 @@ class VllmAdapter(Adapter):
         if exc and not level:
             level = "ERROR"
         out = self._close()
-        recs = self._message(level or "INFO", msg)
+        recs = self._message(msg)
         if recs is None:
             if not (sure or exc):
                 return out or None
@@ -341,7 +341,7 @@ class VllmAdapter(Adapter):
             self.pending = _Pending(key, level, msg)
             self.pending.add(msg)
             return out
-        recs = self._message(level, msg) or []
+        recs = self._message(msg) or []
         recs.append({"kind": "log", "provider": self.provider, "level": level})
         return out + recs if out else recs
 
@@ -373,11 +373,13 @@ class VllmAdapter(Adapter):
         if cls == errors.OTHER:
             cls = errors.classify_exception(p.first.strip())
         log["error_type"] = cls
-        scope, first_cls = errors.classify_event(p.first)
+        scope = errors.classify_event(p.first)[0]
         if p.incident and scope != errors.REQUEST:
-            # the engine's own process failed: a server incident, never a failed request
+            # the engine's own process failed: a server incident, never a failed request. With no
+            # class from its lines, it is "engine_dead" (an incident line's own class, oom or
+            # timeout, is the one classify_exception found above)
             if cls == errors.OTHER:
-                cls = log["error_type"] = first_cls if first_cls != errors.OTHER else "engine_dead"
+                cls = log["error_type"] = "engine_dead"
             self.error_class, self.error_class_at = cls, self.lines
             return [log, {"kind": "server_error", "provider": self.provider, "error_type": cls}]
         if cls != errors.OTHER:
@@ -386,7 +388,7 @@ class VllmAdapter(Adapter):
             self.error_class, self.error_class_at = cls, self.lines
         return [log]
 
-    def _message(self, level: str, msg: str) -> list[dict[str, Any]] | None:
+    def _message(self, msg: str) -> list[dict[str, Any]] | None:
         """Records carried by one message (None: not a message vLLM is known to write)."""
         c = msg[:1]
         if c == "R":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from llm_exporter import errors
@@ -561,6 +562,7 @@ def test_access_lines_before_any_vllm_line_are_claimed_once_one_names_the_server
     assert len(a.unknown) == 2
     claimed = feed(a, V0)
     assert reqs(claimed) == [req("text_completion"), req("chat", "error", "validation")]
+    assert [r["kind"] for r in claimed] == ["request", "request", "stats", "log"]  # their http records came
     assert a.unknown == [] and a.shared["server"] == "vllm"
     b = VllmAdapter()
     for _ in range(v.MAX_UNKNOWN + 5):
@@ -611,3 +613,116 @@ def test_the_newest_open_chat_takes_a_stream_access_line() -> None:
     a.outputs_logged = True
     feed(a, recv("chatcmpl-n1"), recv("chatcmpl-n2"), acc(200, "/v1/chat/completions"))
     assert a.requests["chatcmpl-n2"].state == v._WAIT and a.requests["chatcmpl-n1"].state == v._OPEN
+
+
+# -- error records and JSON logging ------------------------------------------------------------------
+
+ERR = "(APIServer pid=1) ERROR 11-30 06:56:50 [serving_chat.py:1] "
+CORE = "(EngineCore_DP0 pid=9) ERROR 11-30 06:56:50 [core.py:1] "
+
+
+def test_an_engine_process_error_is_a_server_incident() -> None:
+    a = started()
+    assert feed(a, CORE + "EngineCore encountered a fatal error.", CORE + "Traceback (most recent call last):",
+                CORE + '  File "core.py", line 1, in run', CORE + "ValueError: boom") == []
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "engine_dead"},
+                         {"kind": "server_error", "provider": "vllm", "error_type": "engine_dead"}]
+
+
+def test_an_engine_process_error_takes_the_class_its_first_line_says() -> None:
+    a = started()
+    feed(a, CORE + "EngineCore failed to start: deadline exceeded", CORE + "RuntimeError: gave up")
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "timeout"},
+                         {"kind": "server_error", "provider": "vllm", "error_type": "timeout"}]
+
+
+def test_an_engine_process_oom_keeps_its_class() -> None:
+    a = started()
+    feed(a, CORE + "EngineCore encountered a fatal error.", CORE + "torch.OutOfMemoryError: CUDA out of memory.")
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"},
+                         {"kind": "server_error", "provider": "vllm", "error_type": "oom"}]
+
+
+def test_a_request_error_record_gives_its_class_to_the_next_failed_access_line() -> None:
+    a = started()
+    feed(a, ERR + "Error in chat completion", ERR + "torch.OutOfMemoryError: CUDA out of memory.")
+    out = feed(a, acc(500, "/v1/chat/completions"))
+    assert out[0] == {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"}
+    assert reqs(out) == [req("chat", "error", "oom")]
+    # the class is used once; the next 500 says only "server error"
+    assert reqs(feed(a, acc(500, "/v1/chat/completions"))) == [req("chat", "error", errors.OTHER)]
+    # a class that is older than ERROR_CLASS_LINES lines is not used
+    feed(a, ERR + "torch.OutOfMemoryError: CUDA out of memory.", V0)
+    for _ in range(v.ERROR_CLASS_LINES):
+        feed(a, V0)
+    assert reqs(feed(a, acc(500, "/v1/chat/completions"))) == [req("chat", "error", errors.OTHER)]
+    # a 4xx keeps its own class
+    feed(a, ERR + "torch.OutOfMemoryError: CUDA out of memory.", V0)
+    assert reqs(feed(a, acc(400, "/v1/chat/completions"))) == [req("chat", "error", "validation")]
+
+
+def test_a_request_error_with_no_known_class_is_one_error_log() -> None:
+    a = started()
+    feed(a, ERR + "something went wrong", V0)
+    assert a.error_class == ""
+    assert feed(a, ERR + "ValueError: prompt too long for the model's maximum context length", V0)[0] == \
+        {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "validation"}
+
+
+def j(**kw: Any) -> dict[str, Any]:
+    return {"asctime": "2025-05-19 10:13:31,418", "name": "vllm.entrypoints", **kw}
+
+
+def jfeed(a: VllmAdapter, obj: dict[str, Any]) -> Any:
+    return a.parse_json(orjson.dumps(obj), obj)
+
+
+def test_json_records_levels() -> None:
+    a = VllmAdapter()
+    msg = V1.split("[loggers.py:271] ")[1]
+    out = jfeed(a, j(levelname="INFO", message=msg))
+    assert out[0]["kind"] == "stats" and out[1:] == [LOG]
+    assert jfeed(a, j(levelname="warning", message="slow")) == [{"kind": "log", "provider": "vllm",
+                                                                 "level": "WARNING"}]
+    assert jfeed(a, j(levelname="NOTICE", message="x")) == []
+    assert jfeed(a, j(message="x")) == []
+    other = {"levelname": "INFO", "message": "x", "name": "myapp"}
+    assert jfeed(a, other) is None  # a record that is not vLLM's
+    # only logging fields (vLLM's formatter, no logger name): vLLM's when its message is one vLLM writes
+    assert jfeed(a, {"levelname": "INFO", "message": "x"}) is None
+    assert jfeed(a, {"levelname": "INFO", "message": msg})[0]["kind"] == "stats"
+    assert jfeed(a, {"levelname": "INFO", "message": 3}) is None
+    assert a.parse_json(b"{}", None) is None
+
+
+def test_json_record_with_a_traceback_is_one_error_record() -> None:
+    a = VllmAdapter()
+    exc = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+           "torch.OutOfMemoryError: CUDA out of memory.")
+    assert jfeed(a, j(levelname="ERROR", message="Error in chat completion", exc_info=exc)) == \
+        [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"}]
+    # no level but a traceback: an error
+    assert jfeed(a, j(message="Error in chat completion", exc_info=exc)) == \
+        [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"}]
+    # a traceback at INFO is no error record
+    assert jfeed(a, j(levelname="INFO", message="x", exc_info=exc)) == [LOG]
+    # only the traceback's last 20 lines are read
+    deep = "torch.OutOfMemoryError: CUDA out of memory.\n" + "\n".join(["  File \"x.py\", line 1"] * 20)
+    assert jfeed(a, j(levelname="ERROR", message="worker failed", exc_info=deep))[0]["error_type"] == errors.OTHER
+    deep19 = "torch.OutOfMemoryError: CUDA out of memory.\n" + "\n".join(["  File \"x.py\", line 1"] * 19)
+    assert jfeed(a, j(levelname="ERROR", message="worker failed", exc_info=deep19))[0]["error_type"] == "oom"
+
+
+def test_json_uvicorn_records() -> None:
+    a = VllmAdapter()
+    acc_obj = {"levelname": "INFO", "name": "uvicorn.access",
+               "message": '127.0.0.1:35022 - "POST /v1/completions HTTP/1.1" 200'}
+    out = jfeed(a, {**acc_obj, "vllm_process_name": "APIServer"})
+    assert [r["kind"] for r in out] == ["http", "request"]
+    assert jfeed(a, {"levelname": "INFO", "name": "uvicorn.error", "message": "Started server process"}) \
+        is IGNORED
+    assert jfeed(a, {**acc_obj, "message": "not an access line"}) is IGNORED
+    b = VllmAdapter()
+    assert jfeed(b, acc_obj)["provider"] == ""  # nothing says it is vLLM's yet: an http record alone
+    assert len(b.unknown) == 1
+    assert jfeed(b, {**acc_obj, "extra_field": 1}) is None  # another app's uvicorn record
