@@ -531,7 +531,7 @@ class VllmAdapter(Adapter):
             if fr in ("None", "", "streaming_complete"):
                 return []
             ntok = None  # the request's running total
-        elif fr in ("None", "", "streaming_complete"):
+        elif fr in ("None", "streaming_complete"):
             fr = ""
         outcome = "aborted" if fr == "abort" else "success"
         streaming = delta or rid_part[len(rid):].startswith(" (streaming complete)")

@@ -726,3 +726,67 @@ def test_json_uvicorn_records() -> None:
     assert jfeed(b, acc_obj)["provider"] == ""  # nothing says it is vLLM's yet: an http record alone
     assert len(b.unknown) == 1
     assert jfeed(b, {**acc_obj, "extra_field": 1}) is None  # another app's uvicorn record
+
+
+# -- output lines read from the right ----------------------------------------------------------------
+
+
+def test_output_text_cannot_fake_the_finish_reason_or_the_token_ids(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-f1"
+    feed(a, recv(rid))
+    fake = (": output: 'x, output_token_ids: [1], finish_reason: abort', output_token_ids: [5, 6, 7], "
+            "finish_reason: stop")
+    assert reqs(feed(a, gen(rid, fake))) == [req("chat", request_id=rid, finish_reason="stop", output_tokens=3,
+                                                duration_s=0.0)]
+
+
+def test_token_ids_only_when_the_line_ends_with_them(clock: Clock) -> None:
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-f2"))
+    out = reqs(feed(a, gen("chatcmpl-f2", ": output: 'x', output_token_ids: [5, 6], finish_reason: stop")))
+    assert out[0]["output_tokens"] == 2
+    feed(a, recv("chatcmpl-f3"))
+    out = reqs(feed(a, gen("chatcmpl-f3", ": output: 'x', output_token_ids: 5, finish_reason: stop")))
+    assert "output_tokens" not in out[0]
+
+
+def test_streaming_complete_alone_ends_the_request(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-c1"
+    feed(a, recv(rid))
+    done = gen(rid, " (streaming complete): output: 'ab', output_token_ids: [1, 2], "
+                    "finish_reason: streaming_complete")
+    assert reqs(feed(a, done)) == [req("chat", request_id=rid, output_tokens=2, duration_s=0.0)]
+    assert a.requests[rid].stream
+
+
+def test_a_delta_without_a_finish_reason_ends_nothing(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-c2"
+    feed(a, recv(rid))
+    for fr in ("", "None", "streaming_complete"):
+        line = gen(rid, f" (streaming delta): output: 'a', output_token_ids: [1], finish_reason: {fr}")
+        assert reqs(feed(a, line)) == []
+    assert a.requests[rid].out_tokens == 3 and a.requests[rid].state == v._OPEN
+    # on an output line that is no delta, an empty or None reason ends the request without one
+    assert reqs(feed(a, gen(rid, ": output: 'a', finish_reason: None"))) == \
+        [req("chat", request_id=rid, output_tokens=3, duration_s=0.0)]
+
+
+def test_output_lines_of_unknown_shape_end_nothing() -> None:
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-c3"))
+    assert reqs(feed(a, gen("chatcmpl-c3", ": output: 'a'"))) == []
+    assert a.requests["chatcmpl-c3"].state == v._OPEN
+    assert a.outputs_logged  # still: vLLM logs outputs
+
+
+def test_an_end_line_for_an_unknown_id_counts_it_and_marks_id_lines() -> None:
+    a = started()
+    out = reqs(feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request cmpl-u9-0."))
+    assert out == [req("text_completion", request_id="cmpl-u9")]
+    assert a.id_lines
+    assert reqs(feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request cmpl-u9-0.")) == []
+    assert reqs(feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request tokenize-1.")) == []
+    assert reqs(feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request .")) == []
