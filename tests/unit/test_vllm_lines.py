@@ -790,3 +790,24 @@ def test_an_end_line_for_an_unknown_id_counts_it_and_marks_id_lines() -> None:
     assert reqs(feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request cmpl-u9-0.")) == []
     assert reqs(feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request tokenize-1.")) == []
     assert reqs(feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request .")) == []
+
+
+def test_a_full_table_drops_the_oldest_and_counts_a_waiting_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(v, "MAX_TRACKED", 3)
+    a = started()
+    a.outputs_logged = True
+    x = "chatcmpl-x1"
+    feed(a, recv(x, "prompt: 'p', prompt_token_ids: [1, 2], lora_request: LoRARequest(lora_name='l1', lora_int_id=1)"))
+    feed(a, acc(200, "/v1/chat/completions"))
+    assert a.requests[x].state == v._WAIT
+    feed(a, recv("cmpl-y1-0"), recv("cmpl-y2-0"))
+    out = feed(a, recv("cmpl-y3-0"))
+    assert [r for r in out if r["kind"] in ("request", "evicted")] == [
+        req("chat", request_id=x, input_tokens=2, adapter="l1"), {"kind": "evicted", "provider": "vllm", "n": 1}]
+    assert x not in a.requests and x not in a.waiting["chat"] and a.evicted == 1
+    out = feed(a, recv("cmpl-y4-0"))  # an open request is dropped uncounted: its access line counts it
+    assert [r for r in out if r["kind"] in ("request", "evicted")] == [{"kind": "evicted", "provider": "vllm", "n": 1}]
+    assert "cmpl-y1" not in a.unpaired["text_completion"] and a.evicted == 2
+    # an end line for an id not tracked starts one, and what that drops comes with the line
+    out = feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request cmpl-z1-0.")
+    assert [r["kind"] for r in out if r["kind"] in ("request", "evicted")] == ["request", "evicted"]
