@@ -213,12 +213,13 @@ class Pipeline:
                     if outcome == "record":
                         self._safe_apply(_incidents_once(st, result if type(result) is list else [result]), now)
                 for a in st.chain:
-                    try:
-                        held_records = a.flush()
+                    try:  # checked like a line's records: whole, or not at all when a value is bad
+                        outcome, held_records = _checked(("record", a.flush()))
                     except Exception:  # an adapter bug must not stop the daemon
                         self._log_adapter_error(a)
                         continue
-                    self._safe_apply(_incidents_once(st, held_records), now)
+                    if outcome == "record":
+                        self._safe_apply(_incidents_once(st, held_records), now)
 
     def _safe_apply(self, records: list[dict[str, Any]], now: float) -> bool:
         """Apply records; False (logged once) when one cannot be applied."""
@@ -283,7 +284,7 @@ class Pipeline:
 def _add_labels(result: Any, labels: dict[str, str]) -> None:
     """Put a stream's workload labels (`--file-labels`) on its request records."""
     for r in result if type(result) is list else (result,):
-        if type(r) is dict and r.get("kind") == "request":
+        if r["kind"] == "request":  # records: checked dicts with a kind (`_checked`)
             ex = r.get("extra_labels")
             r["extra_labels"] = {**ex, **labels} if ex else labels
 
@@ -298,10 +299,13 @@ def _link(st: _SourceState) -> None:
 
 def _checked(res: tuple[str, Any]) -> tuple[str, Any]:
     """A line's records, all of them applicable, or `invalid` with the first problem: a line is
-    applied whole or not at all (label values are made safe on the way)."""
+    applied whole or not at all (label values are made safe on the way). What is no record at all
+    (no dict, or no kind) is an adapter's bug: TypeError."""
     outcome, recs = res
     if outcome == "record":
         for r in recs if type(recs) is list else (recs,):
+            if type(r) is not dict or "kind" not in r:
+                raise TypeError(f"an adapter handed out {type(r).__name__}, not a record")
             why = problem(r)
             if why is not None:
                 return "invalid", why
