@@ -12,8 +12,9 @@ that goes away shows as `aborting completion request due to client closing the c
 to its GIN line (before or after it): the pair is one `aborted` request. Older Ollama ran llama.cpp's
 server as its runner and its timing blocks appear in the same stream: they are the same requests
 and are not counted again (Ollama is the stream's front door). `error loading llama server`, a
-runner that terminated, and a Go crash dump (`SIGSEGV: ...` and the goroutine dump after it) are
-server incidents; the dump's lines belong to the crash.
+runner that terminated, and a Go crash dump (`SIGSEGV: ...`, or on Windows `Exception 0xc0000005
+...`, and the goroutine dump after it) are server incidents; the dump's lines (frames, registers of
+amd64 and arm64) belong to the crash.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ INFERENCE_PATHS = {
 }
 _SLOG_LEVELS = {"DEBUG": "DEBUG", "INFO": "INFO", "WARN": "WARNING", "ERROR": "ERROR"}
 _ABORT = "aborting completion request due to client closing the connection"
-_CRASH = ("SIGSEGV:", "SIGABRT:", "SIGBUS:", "SIGILL:", "SIGFPE:", "fatal error:", "panic:", "unexpected fault")
-_REGISTERS = frozenset({"rax", "rbx", "rcx", "rdx", "rdi", "rsi", "rbp", "rsp", "r8", "r9", "r10", "r11", "r12",
-                        "r13", "r14", "r15", "rip", "rflags", "cs", "fs", "gs", "pc", "lr", "sp", "fault", "trap",
-                        "err", "addr", "oldmask", "x0"})
+#: a Go crash's first line; `Exception 0x...` is the Windows one (the exception code and addresses)
+_CRASH = ("SIGSEGV:", "SIGABRT:", "SIGBUS:", "SIGILL:", "SIGFPE:", "fatal error:", "panic:", "unexpected fault",
+          "Exception 0x")
+#: register names of a Go crash dump besides `r0`..`r29` (amd64's r8-r15, arm64's r0-r29)
+_REGISTERS = frozenset({"rax", "rbx", "rcx", "rdx", "rdi", "rsi", "rbp", "rsp", "rip", "rflags", "cs", "fs", "gs",
+                        "pc", "lr", "sp", "fault", "trap", "err", "addr", "oldmask", "x0"})
 #: how many lines an unmatched GIN line or abort line waits for its other half
 PAIR_WINDOW = 20
 
@@ -63,7 +66,8 @@ def _go_dump_line(text: str) -> bool:
     if _go_frame(text) or text.startswith(("PC=", "signal arrived", "...additional frames", "goroutine ")):
         return True
     head, sep, val = text.partition(" ")
-    return bool(sep) and head in _REGISTERS and val.strip().startswith("0x")
+    register = head in _REGISTERS or (head[:1] == "r" and head[1:].isdigit())
+    return bool(sep) and register and val.lstrip().startswith("0x")
 
 
 class OllamaAdapter(Adapter):
@@ -158,7 +162,7 @@ class OllamaAdapter(Adapter):
             return log
         if level != "ERROR":
             return log
-        scope, cls = errors.classify_event(text[i + 1:] if (i := text.find(" msg=")) > 0 else text)
+        scope, cls = errors.classify_event(text[text.find(" msg=") + 1:])  # the message on (all: no msg=)
         log["error_type"] = cls
         if scope == errors.INCIDENT:
             return [log, {"kind": "server_error", "provider": self.provider, "error_type": cls}]
@@ -186,7 +190,7 @@ class OllamaAdapter(Adapter):
         if op is None:
             return recs
         rec = access_request(self.provider, op, code, dur)
-        counted = self.shared.get("engine_counted", 0)
+        counted = self.shared.get("engine_counted")
         if counted and rec["outcome"] == "success":
             self.shared["engine_counted"] = counted - 1  # its runner's timing block came first and counted it
             return recs
