@@ -17,7 +17,6 @@ the same result.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar, NamedTuple
 
 from pydantic import Field, TypeAdapter, ValidationError
@@ -250,23 +249,15 @@ def make_plan(keys: frozenset[str]) -> _Plan:
                  status, _first(keys, ("level", "levelname")), error, finish, identity)
 
 
-_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
-
-
-def text_fields(groups: dict[str, str | None]) -> dict[str, Any]:
-    """Named values cut from a text line, typed as a JSON line would carry them: a count that is all
-    digits becomes an int, a duration that is a plain number a float (a string such as "735ms" is
-    left for the duration parser), an HTTP status code an int; anything else stays a string (so a
-    count of "12k" is refused as the same JSON value would be). Groups that did not match are left out."""
+def text_fields(groups: dict[str, Any]) -> dict[str, Any]:
+    """Named values cut from a text line (the groups that matched), typed as a JSON line would carry
+    them: a count that is all digits becomes an int, an HTTP status code an int; anything else stays
+    as it is (so a count of "12k" is refused as the same JSON value would be). A duration stays a
+    string: the duration parser reads "735.2" in the name's unit exactly as the number 735.2."""
     out: dict[str, Any] = {}
     for k, v in groups.items():
-        if v is None:
-            continue
-        kind = _KINDS.get(k)
-        if kind == _COUNT:
+        if _KINDS.get(k) == _COUNT:
             out[k] = int(v) if v.isascii() and v.isdigit() else v
-        elif kind == _DURATION:
-            out[k] = float(v) if _NUMBER.fullmatch(v) else v
         elif k == "status" and v.isascii() and v.isdigit():
             out[k] = int(v)
         else:
@@ -337,13 +328,14 @@ class AppJsonAdapter(Adapter):
     def read_fields(self, fields: dict[str, Any], provider: str) -> dict[str, Any]:
         """A request record from named values that are not a JSON line (a text rule's groups, as
         `text_fields` typed them), judged exactly as the same names in a JSON line: the same schema,
-        plan and build. Always a request (the rule said so); `Invalid` names the first bad field."""
+        plan and build, the tenant and LoRA adapter included (a `team` or `lora` group names them as
+        the JSON field does). Always a request (the rule said so); `Invalid` names the first bad field."""
         try:
             d = APP_LINE.validate_python(fields)
         except ValidationError as e:
             first = e.errors(include_url=False, include_context=False, include_input=False)[0]
             raise Invalid(f"bad_value: {first['loc'][0]}") from None
-        rec = self.build(d, self._plan(d))
+        rec = self.build(d, self._plan(d), d)
         rec["provider"] = provider
         return rec
 
@@ -460,7 +452,7 @@ def _describe(name: str) -> str:
             "api_key": "an API key: with accounting.hash_keys, the tenant is its salted hash; never shown",
             "user_api_key": "an API key: with accounting.hash_keys, the tenant is its salted hash; never shown",
             "adapter": "LoRA adapter: llm_adapter", "lora": "LoRA adapter: llm_adapter",
-            "lora_name": "LoRA adapter: llm_adapter", "adapter_id": "LoRA adapter: llm_adapter"}.get(name, "")
+            "lora_name": "LoRA adapter: llm_adapter", "adapter_id": "LoRA adapter: llm_adapter"}[name]
 
 
 def line_schema() -> dict[str, Any]:

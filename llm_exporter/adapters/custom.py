@@ -34,13 +34,14 @@ def _label_value(v: Any) -> str:
 
 
 def _number(v: Any) -> float | None:
+    """A JSON number as a float (not a bool; None for an int too large for a float). Callers check
+    what they make of it (scaled, or in seconds) is finite."""
     if type(v) not in (int, float):
         return None
     try:
-        f = float(v)
+        return float(v)
     except OverflowError:
         return None
-    return f if math.isfinite(f) else None
 
 
 class CustomJsonAdapter(Adapter):
@@ -56,13 +57,12 @@ class CustomJsonAdapter(Adapter):
     provider = "app"
 
     def __init__(self, config: Any = None, tail: bool = False) -> None:
-        super().__init__(config)
-        self.cfg: Config | None = config if isinstance(config, Config) else None
+        super().__init__(config)  # a `Config`, or None (`--format custom-json` with no file: nothing to do)
         self.tail = tail
         self.app = AppJsonAdapter(config)
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
-        cfg = self.cfg
+        cfg: Config | None = self.config
         if cfg is None or obj is None:
             return None
         if self.tail:
@@ -72,22 +72,16 @@ class CustomJsonAdapter(Adapter):
                 rec = self._mapped(m, obj)
                 if rec is not None:
                     return [rec, *self._metrics(m.metrics + cfg.metrics, obj, rec)]
-        res = self.app.parse_json(line, obj)
-        if res is None:
+        rec = self.app.parse_json(line, obj)  # one request record, or None
+        if rec is None:
             return None  # perhaps a server's line: the rest of the chain, then the tail, decide
-        recs = res if type(res) is list else [res]
-        out: list[dict[str, Any]] = []
-        for r in recs:
-            if r.get("kind") == "request" and cfg.extra_labels:
-                r["extra_labels"] = {n: _label_value(get_path(obj, p)) for n, p in cfg.extra_labels.items()}
-            out.append(r)
-            if r.get("kind") == "request":
-                out.extend(self._metrics(cfg.metrics, obj, r))
-        return out
+        if cfg.extra_labels:
+            rec["extra_labels"] = {n: _label_value(get_path(obj, p)) for n, p in cfg.extra_labels.items()}
+        return [rec, *self._metrics(cfg.metrics, obj, rec)]
 
     def _mapped(self, m: Mapping, obj: dict[str, Any]) -> dict[str, Any] | None:
         rec: dict[str, Any] = {"kind": "request", "provider": m.provider, "operation": "", "model": "",
-                               "outcome": "success", "error_type": ""}
+                               "error_type": ""}
         found = False
         outcome_v: Any = None
         for canon, spec in m.fields.items():
@@ -100,7 +94,7 @@ class CustomJsonAdapter(Adapter):
                 if type(v) is str:
                     s = parse_duration(v, div)
                 else:
-                    n = _number(v) if type(v) is not bool else None
+                    n = _number(v)
                     s = to_seconds(n, div) if n is not None else None
                 if s is None or s < 0 or not math.isfinite(s):
                     raise Invalid("bad_duration")
@@ -126,7 +120,7 @@ class CustomJsonAdapter(Adapter):
         rec["outcome"], rec["error_type"] = errors.outcome_of(outcome_v, rec["error_type"])
         if m.extra_labels:
             rec["extra_labels"] = {n: _label_value(get_path(obj, p)) for n, p in m.extra_labels.items()}
-        acc = self.cfg.accounting if self.cfg is not None else None
+        acc = self.config.accounting
         rec["tenant"], rec["tenant_key"] = identify(obj, acc.tenant if acc is not None else ())
         if (a := adapter_of(obj)) is not None:
             rec["adapter"] = a

@@ -5,7 +5,8 @@ left alone).
 A `Traceback (most recent call last):` (or uvicorn's `ERROR:    Exception in ASGI application`,
 an exception group's `+ Exception Group Traceback`, logging's `--- Logging error ---`) starts one
 record; its `File "..."` lines, the source line after each, `^^^^` markers, chained-exception
-headers and the final `Name: message` line belong to it. Lines reach adapters with their
+headers and the final `Name: message` line (or a bare `Name`, an exception raised with no
+message, as `asyncio.exceptions.CancelledError` is) belong to it. Lines reach adapters with their
 indentation stripped, so a source line is known by its place (right after a `File` line), not by
 its indent. The record is one ERROR log record of the stream's server (as far as the stream has
 said which), classified by its exception lines; when they say the engine itself failed (an
@@ -49,6 +50,8 @@ class TraceTail:
         elif self.source:
             self.source = False
         elif not (not text or text.startswith(_CONT) or text.startswith(_STARTS)):
+            if ":" not in text:  # a bare name: raised with no message (`asyncio.exceptions.CancelledError`)
+                text += ":"
             if errors.exception_name(text) is None:
                 return False
             self._note(text)
@@ -66,10 +69,6 @@ class TraceTail:
             self.cls = cls
         if scope == errors.INCIDENT or cls == "engine_dead":
             self.scope = errors.INCIDENT
-
-
-def starts_traceback(text: str) -> bool:
-    return text.startswith(_STARTS)
 
 
 class PyTraceAdapter(Adapter):

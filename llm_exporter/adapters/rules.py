@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from llm_exporter.adapters.app_json import AppJsonAdapter
-from llm_exporter.adapters.app_json import text_fields as _typed
+from llm_exporter.adapters.app_json import AppJsonAdapter, text_fields
 from llm_exporter.adapters.base import Adapter, Invalid
 from llm_exporter.pairing import OpenTable, elapsed, evicted_record, timestamp
 from llm_exporter.rules import ID_GROUP, TS_GROUP, compile_pattern
@@ -154,12 +153,3 @@ class RulesAdapter(Adapter):
                 else:
                     fields["duration"] = max(0.0, self.clock() - start.received)
         return self._request(rule, fields)
-
-
-def text_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Group strings typed as JSON values (a paired duration is already a float)."""
-    secs = fields.pop("duration", None) if type(fields.get("duration")) is float else None
-    out = _typed(fields)
-    if secs is not None:
-        out["duration"] = secs
-    return out

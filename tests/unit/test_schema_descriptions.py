@@ -1,0 +1,169 @@
+"""What `llm-exporter schema` tells a user: a valid JSON Schema (2020-12) that accepts every line the
+application-JSON reader reads and refuses what the reader refuses for its type, and for each field a
+description whose unit is the unit the reader applies and whose words are the documented ones."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
+
+from llm_exporter import commands
+from llm_exporter.adapters.app_json import AppJsonAdapter, line_schema
+from llm_exporter.adapters.base import Invalid
+
+
+def printed_schema(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert commands.run("schema", []) == 0
+    out: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return out
+
+
+def read(obj: Any) -> Any:
+    line = json.dumps(obj).encode()
+    return AppJsonAdapter().parse_json(line, obj if isinstance(obj, dict) else None)
+
+
+# -- the schema as a schema -------------------------------------------------------------------------
+
+READ_LINES: list[dict[str, Any]] = [  # each one a request to the reader (checked below)
+    {"duration": 1.5, "prompt": "never read", "my_own_field": [1, {"x": None}]},
+    {"latency_ms": 812, "model": "m", "status": 200, "request_id": 17},
+    {"ttft": "735.2ms", "usage": {"prompt_tokens": 3, "completion_tokens": 4,
+                                  "prompt_tokens_details": {"cached_tokens": 1}}},
+    {"usage": {"input_tokens": 2, "output_tokens": 5, "input_tokens_details": {"cached_tokens": 0}},
+     "object": "response", "choices": [{"finish_reason": "stop"}]},
+    {"error": {"type": "invalid_request_error", "code": 400}, "id": "r1"},
+    {"error": {"code": "rate_limit"}, "status": "error", "trace_id": "t"},
+    {"exception": "TimeoutError", "level": "ERROR", "levelname": "ERROR"},
+    {"status": "ok", "request_id": "r2", "tenant": "blue", "metadata": {"team": "x"}, "lora": "sql"},
+]
+REFUSED_LINES: list[Any] = [  # the reader calls these invalid; the schema refuses them too
+    {"duration": -1.5},
+    {"input_tokens": -3, "duration": 1.0},
+    {"output_tokens": "12", "duration": 1.0},
+    {"duration": True},
+    {"usage": {"prompt_tokens": -1}},
+    {"usage": {"prompt_tokens_details": {"cached_tokens": -2}, "prompt_tokens": 1}},
+    {"model": 7, "duration": 1.0},
+    {"error": {"type": 5}},
+    {"choices": [{"finish_reason": 3}], "usage": {"prompt_tokens": 1}},
+]
+
+
+def test_the_schema_is_a_2020_12_json_schema_of_an_object(capsys: pytest.CaptureFixture[str]) -> None:
+    schema = printed_schema(capsys)
+    assert validator_for(schema, default=None) is Draft202012Validator  # says which draft it is
+    Draft202012Validator.check_schema(schema)
+    v = Draft202012Validator(schema)
+    for not_an_object in ([], "duration=1.5", 1.5, None):
+        assert not v.is_valid(not_an_object)
+    assert schema["title"] == "Application JSON request line"
+    assert schema["additionalProperties"] is True  # any other field is ignored, said explicitly
+    # the names come with what they feed: no generated per-property titles ("Duration Ms") beside them
+    assert all("title" not in p and p["description"] for p in schema["properties"].values())
+
+
+@pytest.mark.parametrize("obj", READ_LINES)
+def test_every_line_the_reader_reads_is_valid(capsys: pytest.CaptureFixture[str], obj: dict[str, Any]) -> None:
+    rec = read(obj)
+    assert rec is not None and rec["kind"] == "request"
+    assert Draft202012Validator(printed_schema(capsys)).is_valid(obj)
+
+
+@pytest.mark.parametrize("obj", REFUSED_LINES)
+def test_a_bad_value_is_refused_by_the_reader_and_the_schema(capsys: pytest.CaptureFixture[str],
+                                                            obj: dict[str, Any]) -> None:
+    with pytest.raises(Invalid):
+        read(obj)
+    assert not Draft202012Validator(printed_schema(capsys)).is_valid(obj)
+
+
+def test_the_description_states_when_a_line_is_a_request() -> None:
+    assert line_schema()["description"] == (
+        "One JSON object per line and per request, as an application logs it. Every field is optional and any "
+        "other field is ignored (prompt and output text is never read). Among names for the same thing the "
+        "first listed wins. A line counts as a request when it has a duration, a token count, usage, an error, "
+        "a finish reason, or a status together with a request id; otherwise it is `unparsed`. A known field "
+        "with a bad value (negative, wrong type) makes the line `invalid`.")
+    # and it is so: a status alone is not a request, with a request id it is; a bad value is invalid
+    assert read({"status": "ok"}) is None
+    assert read({"status": "ok", "request_id": "r"})["outcome"] == "success"
+    with pytest.raises(Invalid):
+        read({"status": "ok", "request_id": "r", "duration": -1})
+
+
+# -- each field's description -----------------------------------------------------------------------
+
+# base name -> (record field, what the description says it is)
+DURATION_BASES = {
+    **dict.fromkeys(("duration", "latency", "total_time", "response_time", "elapsed"),
+                    ("duration_s", "request duration, end to end")),
+    "queue_time": ("queue_s", "time waiting before inference"),
+    "inference_time": ("inference_s", "inference time (prefill and decode)"),
+    **dict.fromkeys(("ttft", "time_to_first_token", "first_token_latency"), ("ttft_s", "time to the first token")),
+    **dict.fromkeys(("tpot", "time_per_output_token", "time_per_token"),
+                    ("tpot_s", "time per output token after the first")),
+}
+# name suffix -> (the unit as the description words it, units per second)
+SUFFIX_UNITS = {
+    "": ('seconds, or a duration string such as "735.2ms" or "8m44s"', 1.0),
+    "_s": ("seconds", 1.0), "_sec": ("seconds", 1.0), "_secs": ("seconds", 1.0), "_seconds": ("seconds", 1.0),
+    "_ms": ("milliseconds", 1e3), "_millis": ("milliseconds", 1e3),
+    "_us": ("microseconds", 1e6), "_ns": ("nanoseconds", 1e9),
+}
+TOKENS = {**dict.fromkeys(("input_tokens", "prompt_tokens", "tokens_in"), "input_tokens"),
+          **dict.fromkeys(("output_tokens", "completion_tokens", "generated_tokens", "tokens_out"), "output_tokens")}
+API_KEY = "an API key: with accounting.hash_keys, the tenant is its salted hash; never shown"
+LORA = "LoRA adapter: llm_adapter"
+OTHER_FIELDS = {
+    **dict.fromkeys(("request_id", "id", "trace_id"), "request id (an exemplar, never a label)"),
+    **dict.fromkeys(("model", "model_name", "service"), "model: gen_ai_request_model"),
+    **dict.fromkeys(("operation", "task_type", "task"),
+                    "operation: gen_ai_operation_name (chat, text_completion, ...)"),
+    **dict.fromkeys(("path", "endpoint"), "HTTP path the operation is taken from (/v1/chat/completions: chat)"),
+    **dict.fromkeys(("finish_reason", "done_reason", "stop_reason"), "finish reason (stop, length, ...)"),
+    "level": "log level: ERROR marks a failed request",
+    "levelname": "log level (Python logging)",
+    "status": "outcome: success/ok, error/failed, aborted, or an HTTP status code",
+    "error_type": "error type (a short class name; folded into oom, timeout, validation, ... when known)",
+    "error": "error: a type string, or an object with type and code",
+    "exception": "exception name: the request failed",
+    "usage": "OpenAI usage object: prompt_tokens/input_tokens, completion_tokens/output_tokens",
+    "object": "OpenAI object type (chat.completion, text_completion, embedding): the operation",
+    "choices": "OpenAI choices: with usage, the first one's finish_reason",
+    "tenant": "tenant: who made the request (llm_tenant_* metrics; bounded, never a secret)",
+    "team": "tenant, when no `tenant` field",
+    "user": "tenant (the OpenAI request's `user`), when no tenant or team",
+    "metadata": "an object whose tenant, team or user names the tenant",
+    "api_key": API_KEY, "user_api_key": API_KEY,
+    "adapter": LORA, "lora": LORA, "lora_name": LORA, "adapter_id": LORA,
+}
+
+
+def test_every_field_is_described_with_its_meaning_and_unit() -> None:
+    props = line_schema()["properties"]
+    want = {b + s: f"{meaning}, in {unit}" for b, (_, meaning) in DURATION_BASES.items()
+            for s, (unit, _) in SUFFIX_UNITS.items()}
+    want |= {n: f"{canon.replace('_', ' ')} of the request" for n, canon in TOKENS.items()}
+    want |= OTHER_FIELDS
+    assert {n: p["description"] for n, p in props.items()} == want
+
+
+@pytest.mark.parametrize("suffix", list(SUFFIX_UNITS))
+def test_the_unit_a_description_states_is_the_unit_the_reader_applies(suffix: str) -> None:
+    props = line_schema()["properties"]
+    for base, (field, _) in DURATION_BASES.items():
+        unit, per_second = SUFFIX_UNITS[suffix]
+        assert props[base + suffix]["description"].endswith(f", in {unit}")
+        assert read({base + suffix: 1500})[field] == 1500 / per_second, base + suffix
+
+
+def test_token_names_feed_the_count_their_description_names() -> None:
+    props = line_schema()["properties"]
+    for name, field in TOKENS.items():
+        assert props[name]["description"] == f"{field.replace('_', ' ')} of the request"
+        assert read({name: 7})[field] == 7
