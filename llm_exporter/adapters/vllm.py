@@ -413,7 +413,9 @@ class VllmAdapter(Adapter):
         if c == "G" and msg.startswith("Generated response "):
             return self._generated(msg)
         if c == "F" and msg.startswith("Finished request "):
-            r = self._end(_id(msg[17:]), "success", None, None)
+            # V0's end line, printed before a non-streamed response's access line and after a
+            # stream's: it says nothing of which access line was its own
+            r = self._end(_id(msg[17:]), "success", None, None, stream=None)
             return [r] if r is not None else []
         if c == "n" and msg.startswith("non-default args: "):
             if "'enable_log_outputs': True" in msg[:4000]:
@@ -635,9 +637,10 @@ class VllmAdapter(Adapter):
                 return
 
     def _end(self, rid: str, outcome: str, finish: str | None, ntok: int | None,
-             error_type: str = "", refused: bool = False, stream: bool = False) -> dict[str, Any] | None:
+             error_type: str = "", refused: bool = False, stream: bool | None = False) -> dict[str, Any] | None:
         """A line that ends request `rid` (output, abort, failure): its record, once per request.
-        `refused`: it failed before any response began; `stream`: a streaming output line."""
+        `refused`: it failed before any response began; `stream`: a streaming output line (None:
+        the line does not say, as V0's `Finished request`)."""
         if not rid:
             return None
         key = self._resolve(rid)
@@ -657,7 +660,7 @@ class VllmAdapter(Adapter):
             # a 2xx access line was paired with it. Was it its own? Not when it was refused, nor
             # when a non-streamed output ends it now (that access line follows its output); maybe
             # not when it failed or was aborted with no streaming line seen
-            sure = refused or (outcome == "success" and not stream)
+            sure = refused or (outcome == "success" and stream is False)
             if sure or (outcome != "success" and not r.stream):
                 moved, self.carry = self._reassign_access(key, r, keep=not sure)
                 if moved or sure:

@@ -1,0 +1,344 @@
+"""vLLM: access lines paired with the requests their id lines track, in the orders concurrent requests
+really print them.
+
+Each scenario is a handful of concurrent requests whose lines are interleaved the way vLLM writes them
+(a non-streamed response's access line after its output line, a stream's right after its start, V0's
+`Finished request` after a stream's access line); the expected records are worked out by hand from
+the requests sent. Line shapes are those of test_vllm_accounting.py (vLLM 0.32) and, for V0, of
+vllm-project/vllm#2752 (`INFO 02-05 04:53:20 async_llm_engine.py:111] Finished request cmpl-...`,
+after the streams' `POST /v1/chat/completions HTTP/1.1" 200 OK`). Where the table's state is asserted,
+it is what decides how a later line is counted (a request still open takes the next access line, one
+waiting for its end line is counted by it or after the grace time).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llm_exporter import errors
+from llm_exporter.adapters import vllm as v
+from llm_exporter.adapters.vllm import VllmAdapter
+from llm_exporter.records import validate_record
+
+H = "(APIServer pid=16381) INFO 11-30 06:56:50 "
+ARGS = (H + "[api_utils.py:286] non-default args: {'enable_log_outputs': True, 'host': '127.0.0.1', "
+        "'enable_log_requests': True}")
+SP = "params: SamplingParams(n=1, temperature=1.0, max_tokens=5), lora_request: None."
+CHAT = "/v1/chat/completions"
+#: V0 (vLLM before 0.8, requests logged by default)
+V0 = "INFO 02-05 04:53:20 async_llm_engine.py:"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    c = Clock()
+    monkeypatch.setattr(VllmAdapter, "clock", staticmethod(c))
+    return c
+
+
+def feed(a: VllmAdapter, *lines: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for ln in lines:
+        res = a.parse_text(ln)
+        if isinstance(res, dict):
+            res = [res]
+        if isinstance(res, list):
+            out.extend(res)
+    for r in out:
+        validate_record(r)
+    return out
+
+
+def reqs(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in recs if r["kind"] == "request"]
+
+
+def brief(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """(request id, outcome, error class, finish reason, duration) of each request record."""
+    return [(r.get("request_id", ""), r["outcome"], r["error_type"], r.get("finish_reason"), r.get("duration_s"))
+            for r in reqs(recs)]
+
+
+def acc(code: int, path: str = "/v1/completions") -> str:
+    reason = {200: "OK", 400: "Bad Request", 500: "Internal Server Error"}[code]
+    return f'INFO:     127.0.0.1:35022 - "POST {path} HTTP/1.1" {code} {reason}'
+
+
+def recv(rid: str) -> str:
+    return H + f"[request_logger.py:65] Received request {rid}: {SP}"
+
+
+def gen(rid: str, tail: str = ": output: 'x y', finish_reason: length") -> str:
+    return H + f"[request_logger.py:108] Generated response {rid}{tail}"
+
+
+def delta(rid: str, reason: str = "None") -> str:
+    return gen(rid, f" (streaming delta): output: 'a', finish_reason: {reason}")
+
+
+def done(rid: str) -> str:
+    return gen(rid, " (streaming complete): output: 'ab', finish_reason: streaming_complete")
+
+
+def line(rid: str, what: str) -> str:
+    return H + f"[async_llm.py:800] Request {rid} {what}"
+
+
+def state(a: VllmAdapter, *keys: str) -> list[int]:
+    return [a.requests[k].state for k in keys]
+
+
+# -- V0: `Finished request` says nothing of which access line was its own ----------------------------
+
+
+def v0_recv(rid: str) -> str:
+    return (V0 + f"529] Received request {rid}: prompt: 'hi', params: SamplingParams(n=1, max_tokens=5), "
+            "prompt_token_ids: [1, 2, 3], lora_request: None.")
+
+
+def v0_fin(rid: str) -> str:
+    return V0 + f"111] Finished request {rid}."
+
+
+def test_v0_stream_finished_after_its_access_line_is_counted_once(clock: Clock) -> None:
+    """A V0 stream: its access line is printed when the response starts, `Finished request` when the
+    last token is out. One request, counted at its access line (which ends it, as V0 logs no output)."""
+    a = VllmAdapter()
+    out = feed(a, v0_recv("chat-s1"), V0 + "173] Added request chat-s1.", acc(200, CHAT))
+    clock.t += 2.0
+    out += feed(a, v0_fin("chat-s1"))
+    assert brief(out) == [("chat-s1", "success", "", None, None)]
+    assert reqs(a.flush()) == []
+
+
+def test_v0_concurrent_stream_and_non_streamed_request_are_two(clock: Clock) -> None:
+    """A non-streamed chat A and a stream B, B's access line (its start) before A's output is done:
+    recv A, recv B, B's 200, A finished, A's 200, B finished. Truth: two successes. The first access
+    line pairs with the oldest open request (A): details swap, the count does not."""
+    a = VllmAdapter()
+    out = feed(a, v0_recv("chat-a"), v0_recv("chat-b"), acc(200, CHAT), v0_fin("chat-a"), acc(200, CHAT),
+               v0_fin("chat-b"))
+    assert brief(out) == [("chat-a", "success", "", None, None), ("chat-b", "success", "", None, None)]
+    # the non-streamed order (output, then its access line) keeps its duration
+    clock.t += 1.5
+    out = feed(a, v0_recv("chat-c"))
+    clock.t += 1.5
+    out += feed(a, v0_fin("chat-c"), acc(200, CHAT))
+    assert brief(out) == [("chat-c", "success", "", None, 1.5)]
+    assert reqs(a.flush()) == []
+
+
+# -- a refused request gives back the stream's access line it was paired with -------------------------
+
+
+def test_a_refused_request_hands_the_2xx_it_was_paired_with_to_the_stream(clock: Clock) -> None:
+    """Outputs logged. Stream A and request B start; A's 200 comes (paired with the newest open request,
+    B); B is refused (`failed (bad request)`) and its 400 follows; A streams and ends. Truth: A success
+    `stop`, B error `validation`; A's end line counts it, no stream is left waiting."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-a1"), recv("chatcmpl-b1"))
+    assert reqs(feed(a, acc(200, CHAT))) == []
+    assert state(a, "chatcmpl-a1", "chatcmpl-b1") == [v._OPEN, v._WAIT]
+    clock.t += 1.0
+    out = feed(a, line("chatcmpl-b1", "failed (bad request): max_tokens must be at least 1, got 0."))
+    assert brief(out) == [("chatcmpl-b1", "error", "validation", None, 1.0)]
+    # the 200 was A's: A now waits for its end line
+    assert state(a, "chatcmpl-a1", "chatcmpl-b1") == [v._WAIT, v._ENDED]
+    assert reqs(feed(a, acc(400, CHAT))) == []
+    assert state(a, "chatcmpl-b1") == [v._DONE]
+    clock.t += 1.0
+    out = feed(a, delta("chatcmpl-a1"), delta("chatcmpl-a1", "stop"), done("chatcmpl-a1"))
+    assert brief(out) == [("chatcmpl-a1", "success", "", "stop", 2.0)]
+    clock.t += v.STREAM_GRACE
+    assert reqs(a.flush()) == []
+    assert not a.waiting["chat"] and not a.unpaired["chat"]
+
+
+def test_a_stream_failing_after_its_200_is_one_error(clock: Clock) -> None:
+    """Outputs logged. Stream A's 200 comes, then the engine dies (`failed (engine dead)`) before any
+    output; later a request refused before vLLM logs it gets its 400 (no id line). Truth: two errors,
+    `engine_dead` and `validation`, no success."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-d1"), acc(200, CHAT))
+    out = feed(a, line("chatcmpl-d1", "failed (engine dead)."))
+    assert brief(out) == [("chatcmpl-d1", "error", "engine_dead", None, 0.0)]
+    assert state(a, "chatcmpl-d1") == [v._DONE]
+    out = feed(a, acc(400, CHAT))
+    assert brief(out) == [("", "error", "validation", None, None)]
+    assert reqs(a.flush()) == []
+
+
+# -- a stream's first output line takes back its access line ------------------------------------------
+
+
+def test_a_streams_first_output_takes_the_earliest_access_line_another_request_holds(clock: Clock) -> None:
+    """Outputs logged. Streams a, b, c start; a's and b's 200s come (paired with the newest open
+    requests: c, then b). a's first delta shows the first 200 was a's: c gives it back and is open
+    again, so c's own 200 is c's. Truth: three successes, each with its own finish reason."""
+    a = VllmAdapter()
+    ka, kb, kc = "chatcmpl-a", "chatcmpl-b", "chatcmpl-c"
+    feed(a, ARGS, recv(ka), recv(kb), recv(kc), acc(200, CHAT), acc(200, CHAT))
+    assert state(a, ka, kb, kc) == [v._OPEN, v._WAIT, v._WAIT]
+    assert reqs(feed(a, delta(ka))) == []
+    assert state(a, ka, kb, kc) == [v._WAIT, v._WAIT, v._OPEN]
+    feed(a, acc(200, CHAT))
+    assert state(a, ka, kb, kc) == [v._WAIT, v._WAIT, v._WAIT]
+    clock.t += 3.0
+    out = feed(a, delta(kb, "stop"), delta(ka, "length"), delta(kc, "stop"), done(ka), done(kb), done(kc))
+    assert brief(out) == [(kb, "success", "", "stop", 3.0), (ka, "success", "", "length", 3.0),
+                          (kc, "success", "", "stop", 3.0)]
+    clock.t += v.STREAM_GRACE
+    assert reqs(a.flush()) == []
+
+
+def test_a_long_non_streamed_request_given_back_its_access_line_is_not_counted_early(clock: Clock) -> None:
+    """Outputs logged. Stream a and a long non-streamed request b start; a's 200 goes to b (the newest);
+    a's first delta takes it back. b is then open, not a stream past its grace time: when the exporter
+    goes idle long after, b is not counted without its finish reason; its own output line counts it."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-a"), recv("chatcmpl-b"), acc(200, CHAT), delta("chatcmpl-a"))
+    out = feed(a, delta("chatcmpl-a", "stop"))
+    assert brief(out) == [("chatcmpl-a", "success", "", "stop", 0.0)]
+    clock.t += v.STREAM_GRACE + 10
+    assert reqs(a.flush()) == []
+    out = feed(a, gen("chatcmpl-b"), acc(200, CHAT))
+    assert brief(out) == [("chatcmpl-b", "success", "", "length", v.STREAM_GRACE + 10)]
+    assert reqs(a.flush()) == []
+
+
+def test_a_streams_first_output_takes_back_an_access_line_an_ended_request_took(clock: Clock) -> None:
+    """Outputs logged. Non-streamed a and stream b start; a's output line ends a; b's 200 comes (paired
+    with a, ended and awaiting its access line); b's first delta shows it was b's: a awaits its own
+    again, which comes next. Truth: two successes."""
+    a = VllmAdapter()
+    out = feed(a, ARGS, recv("chatcmpl-a"), recv("chatcmpl-b"), gen("chatcmpl-a"), acc(200, CHAT))
+    assert brief(out) == [("chatcmpl-a", "success", "", "length", 0.0)]
+    assert state(a, "chatcmpl-a", "chatcmpl-b") == [v._DONE, v._OPEN]
+    feed(a, delta("chatcmpl-b"))
+    assert state(a, "chatcmpl-a", "chatcmpl-b") == [v._ENDED, v._WAIT]
+    assert reqs(feed(a, acc(200, CHAT))) == []
+    assert state(a, "chatcmpl-a") == [v._DONE]
+    out = feed(a, delta("chatcmpl-b", "stop"), done("chatcmpl-b"))
+    assert brief(out) == [("chatcmpl-b", "success", "", "stop", 0.0)]
+    clock.t += v.STREAM_GRACE
+    assert reqs(a.flush()) == []
+
+
+# -- outputs not logged: the access line ends a request; a later abort moves it --------------------------
+
+
+def test_an_abort_moves_the_access_line_to_the_request_it_belonged_to(clock: Clock) -> None:
+    """--enable-log-requests alone. Completion a (not streamed) and stream b start; b's 200 comes and
+    ends the oldest open request (a, counted); then a's client goes away (`Request a aborted.`, the
+    engine's `Aborted request(s)`): the 200 was b's, and a is one aborted request. A third request c
+    then pairs with its own 200. Truth: b and c successes, a aborted."""
+    a = VllmAdapter()
+    out = feed(a, recv("cmpl-a-0"), recv("cmpl-b-0"), acc(200))
+    assert brief(out) == [("cmpl-a", "success", "", None, None)]  # b's, carrying a's details
+    assert state(a, "cmpl-a", "cmpl-b") == [v._DONE, v._OPEN]
+    clock.t += 2.0
+    out = feed(a, line("cmpl-a-0", "aborted."), H + "[async_llm.py:922] Aborted request(s) cmpl-a-0-1a2b3c4d.")
+    assert reqs(out) == []
+    assert state(a, "cmpl-a", "cmpl-b") == [v._ENDED, v._DONE]
+    out = feed(a, recv("cmpl-c-0"), acc(200))
+    # a's abort is held three lines (a 500 may follow), then counted
+    assert brief(out) == [("cmpl-c", "success", "", None, None), ("cmpl-a", "aborted", "", None, 2.0)]
+    assert reqs(a.flush()) == []
+
+
+def test_an_abort_of_a_stream_counted_at_its_200_counts_nothing_more() -> None:
+    """--enable-log-requests alone: a stream whose client goes away after its 200 is already counted as
+    a success (the known limit); its abort lines count nothing more."""
+    a = VllmAdapter()
+    out = feed(a, recv("chatcmpl-s"), acc(200, CHAT), line("chatcmpl-s", "aborted."))
+    assert brief(out) == [("chatcmpl-s", "success", "", None, None)]
+    assert reqs(a.flush()) == []
+
+
+# -- aborts and the 5xx that may follow them ------------------------------------------------------------
+
+FOREIGN = "some other program's output"
+
+
+def test_a_500_within_three_lines_of_an_abort_is_that_request_failing(clock: Clock) -> None:
+    """vLLM before 0.8 aborts a request the engine failed, then answers 500. Lines of another program
+    between them still count as lines."""
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-f"))
+    out = feed(a, line("chatcmpl-f", "aborted."), FOREIGN, FOREIGN, acc(500, CHAT))
+    assert brief(out) == [("chatcmpl-f", "error", errors.OTHER, None, 0.0)]
+    b = VllmAdapter()
+    feed(b, recv("chatcmpl-g"))
+    out = feed(b, line("chatcmpl-g", "aborted."), FOREIGN, FOREIGN, FOREIGN, acc(500, CHAT))
+    assert brief(out) == [("", "error", errors.OTHER, None, None), ("chatcmpl-g", "aborted", "", None, 0.0)]
+
+
+def test_a_held_abort_comes_with_the_next_line_that_carries_records(clock: Clock) -> None:
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-h"), line("chatcmpl-h", "aborted."), FOREIGN, FOREIGN)
+    assert a.parse_text(FOREIGN) is None  # its window passed, but a line of nothing carries nothing
+    assert a.parse_text("(APIServer pid=1) INFO:     Shutting down") == "ignored"
+    assert brief(feed(a, H + "[x.py:1] next")) == [("chatcmpl-h", "aborted", "", None, 0.0)]
+
+
+def test_a_2xx_passes_over_an_aborted_request_to_the_ended_one() -> None:
+    """Outputs logged. Stream a's client goes away before its response (no access line); b's output
+    line ends b and its 200 follows. Truth: a aborted, b success."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-a"), recv("chatcmpl-b"))
+    out = feed(a, line("chatcmpl-a", "aborted."), gen("chatcmpl-b"), acc(200, CHAT))
+    assert [(r["request_id"], r["outcome"]) for r in reqs(out)] == [("chatcmpl-b", "success")]
+    out = feed(a, H + "[x.py:1] next") + a.flush()
+    assert [(r["request_id"], r["outcome"]) for r in reqs(out)] == [("chatcmpl-a", "aborted")]
+
+
+# -- the engine's ids --------------------------------------------------------------------------------
+
+
+def test_engine_suffixes_fold_into_short_and_indexed_ids() -> None:
+    a = VllmAdapter()
+    feed(a, recv("r"), recv("chatcmpl-9e87"))  # `r`: a client's own X-Request-Id
+    assert a._resolve("r-87ed70e1") == "r"
+    assert a._resolve("-87ed70e1") is None
+    assert a._resolve("chatcmpl-9e87x87ed70e1") is None  # hex at the end, but no `-` before it
+    assert a._resolve("12345_chatcmpl-9e87-87ed70e1") == "chatcmpl-9e87"
+    assert a._resolve("123456_chatcmpl-9e87") is None  # an index is read within the first 6 characters
+    assert a._resolve("_chatcmpl-9e87") is None
+
+
+# -- records of several lines --------------------------------------------------------------------------
+
+
+def test_an_api_server_error_whose_traceback_says_the_engine_died_is_an_incident() -> None:
+    err = "(APIServer pid=1) ERROR 11-30 06:56:50 [serving_chat.py:1] "
+    a = VllmAdapter()
+    feed(a, err + "Error in chat completion", err + "Traceback (most recent call last):",
+         err + '  File "serving_chat.py", line 1, in create', err + "vllm.v1.engine.exceptions.EngineDeadError: "
+         "EngineCore encountered an issue. See stack trace (above) for the root cause.")
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "engine_dead"},
+                         {"kind": "server_error", "provider": "vllm", "error_type": "engine_dead"}]
+    b = VllmAdapter()
+    feed(b, err + "Error in chat completion", err + "Traceback (most recent call last):", err + "RuntimeError: boom")
+    assert b.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": errors.OTHER}]
+
+
+# -- the bounded table ----------------------------------------------------------------------------------
+
+
+def test_each_end_line_of_an_untracked_id_brings_what_it_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(v, "MAX_TRACKED", 2)
+    a = VllmAdapter()
+    kinds = [[r["kind"] for r in feed(a, V0 + f"111] Finished request cmpl-u{i}-0.")] for i in range(4)]
+    assert kinds == [["request", "log"], ["request", "log"], ["request", "log", "evicted"],
+                     ["request", "log", "evicted"]]
+    assert a.evicted == 2
