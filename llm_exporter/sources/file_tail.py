@@ -339,8 +339,10 @@ class FileTail:
             self._inotify.forget_missing()
 
     def _open(self, path: str, ident: tuple[int, int]) -> _Stream | None:
-        try:  # never blocks: a FIFO swapped in after the scan's stat is refused below
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        # never blocks: a FIFO swapped in after the scan's stat is refused below (and, like every
+        # descriptor os.open makes, it is not inherited by a child process)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as e:
             if path not in self._not_regular:
                 self._not_regular.add(path)
@@ -425,8 +427,8 @@ class FileTail:
             self._truncated(s, "shrank")
         while s.offset < size and not self._stop.is_set():
             chunk = os.pread(s.fd, min(CHUNK, size - s.offset), s.offset)
-            if not chunk:
-                break
+            if not chunk:  # shrank since the fstat: the next pass sees it
+                return
             head = os.pread(s.fd, FP_LEN, 0)  # a short fingerprint (a young file) grows as the file does
             if head[: len(s.fp)] != s.fp:
                 self._truncated(s, "was rewritten")
@@ -439,7 +441,7 @@ class FileTail:
             self._send(s, lines, too_long, s.offset - s.feed.pending)
 
     def _new_feed(self) -> LineFeed:
-        assert self._count is not None, "started"
+        assert self._count is not None  # set by start()
         return LineFeed(self._count, self._max_line)
 
     def _truncated(self, s: _Stream, how: str) -> None:

@@ -289,7 +289,11 @@ def test_appends_are_read_and_a_partial_line_waits_for_its_newline_or_five_quiet
     assert parts.nbytes() == len(line(0))
     assert parts.snapshot(tail)[key(log)]["offset"] == len(line(0))
 
-    append(log, line(1)[10:] + line(2)[:-1])  # line 2 without its newline
+    batches = parts.feed.batches
+    append(log, line(1)[10:20])  # the partial line grows, still no newline: nothing to hand on
+    full_pass(tail)
+    assert parts.feed.batches == batches
+    append(log, line(1)[20:] + line(2)[:-1])  # line 2 without its newline
     clock.t += 3
     full_pass(tail)
     batches = parts.feed.batches
@@ -403,6 +407,7 @@ def test_rename_rotation_finishes_the_old_file_first_and_closes_it_five_quiet_se
     assert first_key not in parts.snapshot(tail)
     assert first not in parts.feed.pipeline.stream_names
     assert set(parts.feed.pipeline._sources) == {second}
+    assert parts.feed.sources == {"file"}
     assert f"finished {log} (rotated away)" in source_logs(caplog)
 
     # a rename that stays inside the globs: same file, new name, nothing read twice
@@ -450,6 +455,7 @@ def test_deleted_files_are_finished_and_closed_so_their_space_is_freed(
     assert open_on(tmp_path) == []
     assert parts.snapshot(tail) == {}
     assert parts.feed.pipeline._sources == {}
+    assert parts.feed.sources == {"file"}
     assert parts.count("record") == 2
 
 
@@ -475,16 +481,28 @@ def test_copytruncate_and_rewrites_are_read_again_from_the_start(
     # rewritten in place, longer than what was read: the fingerprint says start over
     with open(log, "r+b") as f:
         f.write(body(40, 41, 42))
-    full_pass(tail)
+    tail._read_all()  # the pass an inotify "modified" event brings: it reads the new content too
     parts.feed.settle()
     assert parts.feed.got[s] == lines(0, 1, 2, 3, 40, 41, 42)
-    assert parts.count("record") == 7
+    assert (parts.count("record"), parts.count("too_long")) == (7, 0)
     assert parts.nbytes() == len(body(0, 1, 2, 3, 40, 41, 42))
     assert parts.snapshot(tail)[k] == {"path": str(log), "offset": len(body(40, 41, 42)),
                                        "fp": body(40, 41, 42)[:64].hex()}
     assert [m for m in source_logs(caplog) if "from the start" in m] == [
         f"{log} shrank: reading it again from the start",
         f"{log} was rewritten: reading it again from the start"]
+
+    # truncated before a line of it was read (--file-start end skipped what it held)
+    quiet = tmp_path / "quiet.log"
+    quiet.write_bytes(body(50))
+    other = parts.stepped([quiet])
+    full_pass(other)
+    os.truncate(quiet, 0)
+    full_pass(other)
+    assert parts.snapshot(other) == {key(quiet): {"path": str(quiet), "offset": 0, "fp": ""}}
+    assert parts.feed.sources == {"file"}
+    assert {src for src, _ in parts.metrics.internal.lines} == {"file"}
+    assert set(parts.feed.pipeline._sources) == {s, sid(quiet)}
 
 
 def test_a_young_file_is_checked_by_the_bytes_it_had(tmp_path: Path, parts: Parts) -> None:
@@ -520,14 +538,19 @@ def test_a_restart_resumes_every_file_where_its_counted_lines_ended(
     Path("gone.log").write_bytes(body(8))
     (tmp_path / "sub").mkdir()
     Path("sub/lost.log").write_bytes(body(9))
-    first = parts.stepped(["*.log", "sub/*.log"], start="beginning")
+    (tmp_path / "sub2").mkdir()
+    Path("sub2/b.log").write_bytes(body(15))
+    first = parts.stepped(["*.log", "sub/*.log", "sub2/*.log"], start="beginning")
     full_pass(first)
     saved = parts.snapshot(first)
     assert sorted(v["path"] for v in saved.values()) == ["app.log", "gone.log", "grow.log", "keep.log",
-                                                        "sub/lost.log", "swap.log"]
+                                                        "sub/lost.log", "sub2/b.log", "swap.log"]
     rotated_key, rotated = key(Path("app.log")), sid(Path("app.log"))
+    rotated2_key, rotated2 = key(Path("sub2/b.log")), sid(Path("sub2/b.log"))
     parts.shut(first)
 
+    os.rename("sub2/b.log", "sub2/b.log.1")  # rotated while we were down, not in the working directory
+    append(Path("sub2/b.log.1"), body(16))
     os.rename("app.log", "app.log.1")  # rotated while we were down
     append(Path("app.log.1"), line(2)[20:] + body(3))
     Path("app.log").write_bytes(body(20, 21))
@@ -536,33 +559,38 @@ def test_a_restart_resumes_every_file_where_its_counted_lines_ended(
         f.write(body(70, 71))
     os.unlink("gone.log")
     shutil.rmtree("sub")
+    rotated_last = {k: saved[k] for k in (rotated2_key, rotated_key)}
     saved = {"not:a:key": {"path": "x", "offset": 0, "fp": ""}, "1:2": {"path": "x", "offset": "9", "fp": ""},
              "3:4": {"path": "x", "offset": 0, "fp": "zz"}, "5:6": ["not", "an", "entry"],
-             "7:8": {"offset": 0, "fp": ""}, **saved}
+             "7:8": {"offset": 0, "fp": ""}, "9:10": {"path": "old/gone.log", "offset": 0, "fp": ""},
+             **{k: v for k, v in sorted(saved.items(), key=lambda kv: str(kv[1]["path"])) if k not in rotated_last},
+             **rotated_last}
     caplog.clear()
-    second = parts.stepped(["*.log", "sub/*.log"], saved=saved, drain_after=0)
+    second = parts.stepped(["*.log", "sub/*.log", "sub2/*.log"], saved=saved, drain_after=0)
     before = {k: list(v) for k, v in parts.feed.got.items()}
     full_pass(second)
     parts.feed.settle()
     new = {k: v[len(before.get(k, [])):] for k, v in parts.feed.got.items() if v != before.get(k)}
-    assert new == {rotated: lines(2, 3), sid(Path("app.log")): lines(20, 21), sid(Path("grow.log")): lines(30),
-                   sid(Path("swap.log")): lines(70, 71)}
-    assert parts.feed.order[-4:-2] == [rotated, sid(Path("app.log"))]
+    assert new == {rotated: lines(2, 3), rotated2: lines(16), sid(Path("app.log")): lines(20, 21),
+                   sid(Path("grow.log")): lines(30), sid(Path("swap.log")): lines(70, 71)}
+    assert parts.feed.order[-5:-2] == [rotated2, rotated, sid(Path("app.log"))]
     after = parts.snapshot(second)
-    assert rotated_key not in after  # finished (quiet for drain_after=0 s) and forgotten
+    assert rotated_key not in after and rotated2_key not in after  # finished (quiet for 0 s), forgotten
     assert open_on(tmp_path) == sorted(str(tmp_path / n) for n in ("app.log", "grow.log", "keep.log", "swap.log"))
-    assert parts.count("record") == 14
+    assert parts.count("record") == 16
     logs = source_logs(caplog)
-    assert "state file: 5 of its 11 file entries are malformed and ignored (those files are read as new)" in logs
+    assert "state file: 5 of its 13 file entries are malformed and ignored (those files are read as new)" in logs
     assert "swap.log was replaced since the last run: reading it from the start" in logs
     assert [m for m in logs if m.startswith("following")] == [
-        "following ./app.log.1", "following app.log", "following grow.log", "following keep.log",
-        "following swap.log"]
+        "following sub2/b.log.1", "following ./app.log.1", "following app.log", "following grow.log",
+        "following keep.log", "following swap.log"]
 
 
 def test_a_files_section_that_is_not_a_mapping_restores_nothing(
         tmp_path: Path, parts: Parts, caplog: pytest.LogCaptureFixture) -> None:
-    """A damaged state file's files section is said once and ignored: --file-start applies."""
+    """A damaged state file's files section is said once and ignored: --file-start applies. A state
+    that knows no file (all of them finished) says nothing, and a file it does not know, present at
+    start-up, is read from its start: it appeared while we were down."""
     log = tmp_path / "app.log"
     log.write_bytes(body(0))
     tail = parts.stepped([log], saved=["not", "a", "mapping"])
@@ -571,8 +599,17 @@ def test_a_files_section_that_is_not_a_mapping_restores_nothing(
     full_pass(tail)
     parts.feed.settle()
     assert parts.feed.got[sid(log)] == lines(1)
-    assert "state file: its files section is not a mapping; no file offset is restored" in \
-        source_logs(caplog, logging.WARNING)
+    assert source_logs(caplog, logging.WARNING) == [
+        "state file: its files section is not a mapping; no file offset is restored"]
+    parts.shut(tail)
+    caplog.clear()
+    other = tmp_path / "other.log"
+    other.write_bytes(body(5))
+    tail = parts.stepped([other], saved={})
+    full_pass(tail)
+    parts.feed.settle()
+    assert parts.feed.got[sid(other)] == lines(5)
+    assert source_logs(caplog, logging.WARNING) == []
 
 
 # -- globs --------------------------------------------------------------------------------------
@@ -699,13 +736,14 @@ def test_inotify_wakes_the_follower_for_appends_new_files_and_renames(
     """With the clock standing still (no rescan ever due), inotify alone brings appends, new files in
     the globs' directories (a relative glob's is the working directory) and rename rotation; a new
     directory under a wildcard waits for the rescan; stop() ends the thread and closes everything."""
-    cwd, d1, d2 = tmp_path / "cwd", tmp_path / "d1", tmp_path / "d2"
-    for d in (cwd, d1, d2):
+    logs = tmp_path / "logs"
+    cwd, d1, d2 = tmp_path / "cwd", logs / "d1", logs / "d2"
+    for d in (cwd, logs, d1, d2):
         d.mkdir()
     monkeypatch.chdir(cwd)
     (d1 / "app.log").write_bytes(body(0))
     fds_before = open_fds()
-    tail = parts.threaded(["top.log", tmp_path / "*" / "app.log"], start="beginning", rescan=3600)
+    tail = parts.threaded(["top.log", logs / "*" / "app.log"], start="beginning", rescan=3600)
     assert tail.attached is False
     tail.start()
     feed = parts.feed
@@ -716,7 +754,7 @@ def test_inotify_wakes_the_follower_for_appends_new_files_and_renames(
         return lambda: got.get(s) == want
 
     wait_until(has(d1 / "app.log", lines(0)), "the file there at start")
-    assert tail.attached is True
+    wait_until(lambda: tail.attached, "attached after its first pass")
     (thread,) = [t for t in threading.enumerate() if t.name == "source-file"]
     assert thread.daemon
     assert tail._inotify is not None
@@ -732,14 +770,15 @@ def test_inotify_wakes_the_follower_for_appends_new_files_and_renames(
     os.rename(d1 / "app.log", d1 / "app.log.1")
     (d1 / "app.log").write_bytes(body(4))
     wait_until(has(d1 / "app.log", lines(4)), "the file that replaced a renamed one")
-    (tmp_path / "d3").mkdir()
-    (tmp_path / "d3" / "app.log").write_bytes(body(5))  # under the wildcard, in a directory not watched
+    (logs / "d3").mkdir()
+    (logs / "d3" / "app.log").write_bytes(body(5))  # under the wildcard, in a directory not watched
     append(d2 / "app.log", body(6))
     wait_until(has(d2 / "app.log", lines(2, 6)), "an append after the new directory")
     feed.settle()
     assert got[old] == lines(0, 1)
-    assert sid(tmp_path / "d3" / "app.log") not in got  # found by the next rescan, not before
-    assert tail.glob_files == {"top.log": 1, str(tmp_path / "*" / "app.log"): 2}
+    assert sid(logs / "d3" / "app.log") not in got  # found by the next rescan, not before
+    assert tail.glob_files == {"top.log": 1, str(logs / "*" / "app.log"): 2}
+    assert parts.nbytes() == len(body(0, 1, 2, 3, 4, 6))
     tail.stop()
     assert not thread.is_alive()
     assert open_on(tmp_path) == []
@@ -831,6 +870,26 @@ def test_a_failed_pass_is_retried_as_a_full_scan_and_a_bug_is_logged_not_fatal(
     assert len(calls) == 3
 
 
+def test_stop_returns_even_when_the_follower_is_stuck_behind_a_full_queue(tmp_path: Path) -> None:
+    """A stop gives the follower 5 s to end; one blocked handing lines to a parser that takes none
+    does not hold the daemon's shutdown (it ends once the queue moves)."""
+    metrics = LLMMetrics()
+    worker = Worker(Pipeline(metrics), max_chunks=1)  # not started yet: nothing takes from the queue
+    log = tmp_path / "app.log"
+    log.write_bytes(b"".join(line(k) for k in range(3000)))  # more than one 64 KiB chunk
+    tail = FileTail([str(log)], worker, metrics.source, start="beginning", use_inotify=False)
+    tail.start()
+    wait_until(lambda: worker._q.full(), "the queue full")
+    tail.stop()
+    assert tail._thread.is_alive()  # still blocked: stop() returned without it
+    worker.start()
+    tail._thread.join(20)
+    assert not tail._thread.is_alive()
+    worker.stop(timeout=20)
+    os.close(tail._wake_r)
+    os.close(tail._wake_w)
+
+
 # -- inotify itself -----------------------------------------------------------------------------
 
 def test_inotify_reports_the_union_of_pending_events(tmp_path: Path) -> None:
@@ -852,6 +911,10 @@ def test_inotify_reports_the_union_of_pending_events(tmp_path: Path) -> None:
         os.mkfifo(d / "f")
         os.unlink(d / "f")
         assert ino.drain() == file_tail._IN_CREATE | file_tail._IN_DELETE
+        (tmp_path / "empty").mkdir()
+        ino.watch(str(tmp_path / "empty"))
+        (tmp_path / "empty").rmdir()  # events without a name: the directory's own end, then its watch's
+        assert ino.drain() == file_tail._IN_DELETE_SELF | 0x8000  # (IN_IGNORED)
         ino.watch(str(tmp_path / "missing"))  # not there: not watched, tried again next time
         (tmp_path / "missing").mkdir()
         ino.watch(str(tmp_path / "missing"))
