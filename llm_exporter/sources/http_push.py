@@ -51,12 +51,13 @@ class BadBody(ValueError):
 def object_line(obj: dict[str, Any], raw: bytes | None = None) -> bytes:
     """The log line an object stands for: a shipper's wrapped line, else the object's own text
     (`raw`, as sent; re-serialised only when there is none)."""
+    # a JSON array's lone surrogate escape (`"\\ud800"`, accepted by `json`) stays as it was sent
     log = obj.get("log")
     if type(log) is str:
-        return log.rstrip("\r\n").encode()
+        return log.rstrip("\r\n").encode("utf-8", "backslashreplace")
     msg = obj.get("message")
     if type(msg) is str and "source_type" in obj:
-        return msg.rstrip("\r\n").encode()
+        return msg.rstrip("\r\n").encode("utf-8", "backslashreplace")
     if raw is not None:
         return raw
     # orjson's result keeps a buffer of several KiB even for `{}`: copy it to its own size
@@ -81,6 +82,11 @@ def _ndjson(body: bytes) -> Iterator[tuple[int, bytes]]:
             yield n, raw
 
 
+def _byte(text: str, i: int) -> int:
+    """The byte offset in the body of character `i` of its text (an error message's position)."""
+    return len(text[:i].encode("utf-8"))
+
+
 def _array(text: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """(index, text, object) of each element of a JSON array, one element decoded at a time."""
     i = len(text) - len(text.lstrip(_WS)) + 1  # past "["
@@ -95,7 +101,7 @@ def _array(text: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
         try:
             obj, end = _DECODER.raw_decode(text, i)
         except ValueError as e:
-            raise BadBody(f"not a JSON array: {str(e).split(':')[0]} at byte {i}") from None
+            raise BadBody(f"not a JSON array: {str(e).split(':')[0]} at byte {_byte(text, i)}") from None
         if type(obj) is not dict:
             raise BadBody(f"element {k} is not a JSON object")
         yield k, text[i:end], obj
@@ -109,9 +115,9 @@ def _array(text: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
         if i < size and text[i] == "]":
             i += 1
             break
-        raise BadBody(f"not a JSON array: expected ',' or ']' at byte {i}")
+        raise BadBody(f"not a JSON array: expected ',' or ']' at byte {_byte(text, i)}")
     if text[i:].strip(_WS):
-        raise BadBody(f"not a JSON array: extra data at byte {i}")
+        raise BadBody(f"not a JSON array: extra data at byte {_byte(text, i)}")
 
 
 class Body:
@@ -128,8 +134,8 @@ class Body:
         self.max_line = max_line
         self.batch = batch
         self.too_long = 0
-        start = body.lstrip()[:1]
-        self.shape = "empty" if not start else ("array" if start == b"[" else "ndjson")
+        # an empty or blank body is NDJSON without lines
+        self.shape = "array" if body.lstrip()[:1] == b"[" else "ndjson"
         self._text: str | None = None
         self._single: bytes | None = None
 
@@ -141,7 +147,7 @@ class Body:
                 raise BadBody(f"not a JSON array: not UTF-8 at byte {e.start}") from None
             for _ in _array(self._text):
                 pass
-        elif self.shape == "ndjson":
+        else:
             first = True
             for n, raw in _ndjson(self.body):
                 if len(raw) > self.max_line:
@@ -159,13 +165,12 @@ class Body:
                     raise BadBody(f"line {n}: not a JSON object")
 
     def _single_object(self) -> bytes:
-        """A pretty-printed single object is accepted too."""
+        """A pretty-printed single object is accepted too (the body starts with `{`: JSON that
+        parses is an object)."""
         try:
             obj = orjson.loads(self.body)
         except orjson.JSONDecodeError as e:
             raise BadBody(f"neither NDJSON nor a JSON array: {e.msg} at byte {e.pos}") from None
-        if type(obj) is not dict:
-            raise BadBody("not a JSON object")
         return object_line(obj)
 
     def _lines(self) -> Iterator[bytes]:
@@ -183,18 +188,17 @@ class Body:
                     self.too_long += 1
                 else:
                     yield line
-        elif self.shape == "ndjson":
+        else:
             for _n, raw in _ndjson(self.body):
                 if len(raw) > mx:
                     self.too_long += 1
                     continue
-                line = raw
                 if _WRAPPERS[0] in raw or _WRAPPERS[1] in raw:  # perhaps a shipper's wrapper
-                    line = object_line(orjson.loads(raw), raw)
-                    if len(line) > mx:
-                        self.too_long += 1
-                        continue
-                yield line
+                    # a wrapped line is never longer than its object's text (JSON escapes only
+                    # shrink when decoded): judged by the text's length above
+                    yield object_line(orjson.loads(raw), raw)
+                else:
+                    yield raw
 
     def batches(self) -> Iterator[list[bytes]]:
         out: list[bytes] = []
@@ -214,8 +218,8 @@ def body_lines(body: bytes, max_line: int = 1 << 20) -> list[bytes]:
     return [line for batch in b.batches() for line in batch]
 
 
-def _reply(status: int, reason: str = "", close: bool = False) -> web.Response:
-    resp = web.Response(status=status, text=reason + "\n" if reason else None)
+def _reply(status: int, reason: str, close: bool = False) -> web.Response:
+    resp = web.Response(status=status, text=reason + "\n")
     if status == 401:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="llm-exporter"'
     if close:
@@ -244,7 +248,7 @@ class Ingest:
         self._max = max_bytes
         self._stopping = False
         # a body is split by `Body` (NDJSON or a JSON array), not framed: the feed only counts
-        self._feed = LineFeed(counters(SOURCE), max_line)
+        self._feed = LineFeed(counters(SOURCE))
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         """Nothing to start: pushes arrive through `routes()` once the server serves them."""
