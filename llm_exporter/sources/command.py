@@ -80,7 +80,7 @@ class CommandSource:
 
     def __init__(self, argv: list[str], worker: Worker, counters: Counters, *, passthrough: bool = True,
                  max_line: int = 1 << 20, on_exit: Callable[[int], None] | None = None,
-                 drain_timeout: float = 2.0, kill_after: float = 30.0,
+                 drain_timeout: float = 2.0, kill_after: float,
                  on_kill: Callable[[], None] | None = None) -> None:
         self.argv = list(argv)
         self._worker = worker
@@ -96,7 +96,6 @@ class CommandSource:
         self.pipes: list[PipeSource] = []
         self._files: list[IO[bytes]] = []
         self.attached = False
-        self.code: int | None = None
 
     def pids(self) -> set[int] | None:
         """The child's process tree now (None before it started; empty once it is gone)."""
@@ -160,11 +159,13 @@ class CommandSource:
         rc = self.proc.wait()
         if self._kill_timer is not None:
             self._kill_timer.cancel()
-        self.code = exit_code(rc)
-        for src in self.pipes:
-            if not src.done.wait(self._drain_timeout):
+        code = exit_code(rc)
+        for src, f in zip(self.pipes, self._files, strict=True):
+            if src.done.wait(self._drain_timeout):
+                f.close()  # read to its end; one still open is left to its reader
+            else:
                 log.warning("child exited but its %s is still open (a grandchild?); not waiting for it",
                             src.name)
-        log.info("child exited", extra={"fields": {"pid": self.proc.pid, "code": self.code}})
+        log.info("child exited", extra={"fields": {"pid": self.proc.pid, "code": code}})
         if self._on_exit is not None:
-            self._on_exit(self.code)
+            self._on_exit(code)

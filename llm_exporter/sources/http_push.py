@@ -233,9 +233,9 @@ class Ingest:
     name = SOURCE
     attached = True
 
-    def __init__(self, worker: Worker, counters: Counters, token: str | None, max_bytes: int,
-                 read_timeout: float = 60.0, refusals: Refusals | None = None, max_line: int = 1 << 20,
-                 concurrency: int = 4) -> None:
+    def __init__(self, worker: Worker, counters: Counters, token: str | None, max_bytes: int, *,
+                 read_timeout: float, concurrency: int, refusals: Refusals | None = None,
+                 max_line: int = 1 << 20) -> None:
         self._worker = worker
         self._max_line = max_line
         # pushes read and parsed at once (each holds its body); more wait their turn. Parsing runs
@@ -283,7 +283,8 @@ class Ingest:
         refused = self._refuse(request)
         if refused is not None:
             return refused
-        if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        # called only for a request with an Expect header (aiohttp's `_handle`)
+        if request.version >= (1, 1) and request.headers["Expect"].lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             request.writer.output_size = 0  # the response proper has not started
         return None

@@ -335,7 +335,7 @@ async def test_a_push_is_parsed_off_the_event_loop() -> None:
 
     metrics = LLMMetrics()
     worker = Worker(Pipeline(metrics))
-    ingest = http_push.Ingest(worker, metrics.source, None, 1 << 20)
+    ingest = http_push.Ingest(worker, metrics.source, None, 1 << 20, read_timeout=60.0, concurrency=4)
     app = web.Application()
     app.add_routes(ingest.routes())
     with pytest.MonkeyPatch.context() as mp:
