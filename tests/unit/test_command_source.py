@@ -7,6 +7,7 @@ worked out by hand.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ import pytest
 from llm_exporter.metrics import LLMMetrics
 from llm_exporter.pipeline import Pipeline
 from llm_exporter.problems import StartupError
-from llm_exporter.sources.command import CommandSource, exit_code, process_tree
+from llm_exporter.sources.command import FORWARDED, CommandSource, exit_code, process_tree
 from llm_exporter.worker import Worker
 
 #: a guard against a hang only (a child that never ends); nothing is timed
@@ -208,6 +209,31 @@ def test_a_signal_reaches_the_child_which_decides_when_we_stop(sig: int) -> None
     assert run.wait() == 0
     assert b"got %d" % sig in run.rec.lines["stdout"]
     assert run.kills == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_sent_to_us_is_forwarded_to_the_child(sig: int) -> None:
+    """With the event loop given, SIGTERM and SIGINT to our own process go to the child, which
+    dies of it (128+N); nothing reaches the handler the loop replaced."""
+    loop = asyncio.get_running_loop()
+    reached: list[int] = []
+    saved = {s: signal.getsignal(s) for s in FORWARDED}
+    for s in FORWARDED:
+        signal.signal(s, lambda n, _f: reached.append(n))  # where a signal the loop did not take lands
+    run = Run(READY + "time.sleep(60)")
+    try:
+        run.src.start(loop)
+        await loop.run_in_executor(None, run.rec.seen, "stdout", b"ready")
+        os.kill(os.getpid(), sig)
+        code = await loop.run_in_executor(None, run.wait)
+    finally:
+        for s in FORWARDED:
+            loop.remove_signal_handler(s)
+            signal.signal(s, saved[s])
+        if run.src.proc is not None and run.src.proc.poll() is None:
+            run.src.proc.kill()
+    assert code == 128 + sig
+    assert reached == []
 
 
 def test_only_a_stop_signal_starts_the_grace_timer_and_only_while_the_child_runs() -> None:
