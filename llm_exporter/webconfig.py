@@ -32,6 +32,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import ssl
 import threading
 from collections import OrderedDict
@@ -62,6 +63,9 @@ CACHE_SIZE = 100
 AUTH_THREADS = 2
 #: paths that answer without credentials: they tell nothing but "alive" / "ready"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+#: a bcrypt hash as htpasswd and the bcrypt libraries write it: variant, cost 04-31, 53 characters of
+#: salt and digest in bcrypt's base64 alphabet
+_BCRYPT = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
 class TLSServerConfig(BaseModel):
@@ -98,20 +102,24 @@ class WebConfigFile(BaseModel):
     @classmethod
     def _hashes(cls, v: dict[str, str]) -> dict[str, str]:
         for user, h in v.items():
-            if not h.startswith(("$2a$", "$2b$", "$2y$")) or len(h) != 60:
+            if not _BCRYPT.fullmatch(h):
                 raise ValueError(f"user {user!r}: not a bcrypt hash (plaintext passwords are refused)")
         return v
 
 
 class BasicAuth:
-    """Checks `Authorization: Basic` against bcrypt hashes, caching successful checks."""
+    """Checks `Authorization: Basic` against bcrypt hashes, caching successful checks.
+
+    `users` maps names to bcrypt hashes of the form `WebConfigFile` accepts.
+    """
 
     def __init__(self, users: dict[str, str], cache_size: int = CACHE_SIZE, max_pending: int = 32,
                  refusals: Refusals | None = None) -> None:
         self._users = {u: h.encode() for u, h in users.items()}
-        # a hash to burn the same time on an unknown user as on a wrong password
-        cost = min((int(h[4:6]) for h in users.values() if h[4:6].isdigit()), default=10)
-        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=max(4, min(cost, 31))))
+        # a hash to burn the same time on an unknown user as on a wrong password: the cheapest
+        # user's cost (`$2b$NN$`); with no users there is no password check to match
+        cost = min((int(h[4:6]) for h in users.values()), default=4)
+        self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(rounds=cost))
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._cache_size = cache_size
@@ -150,9 +158,10 @@ class BasicAuth:
         return ok
 
     def close(self) -> None:
+        """Replaced by a reload: the pool's threads end once the checks already handed to them are
+        answered (by these users: the requests came before the reload). Never waits for them."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._pool.shutdown(wait=False)
 
     async def verify(self, header: str | None) -> bool:
         """Whether an Authorization header carries a known user and the right password."""
@@ -195,7 +204,6 @@ class WebConfig:
         settings other than the certificate and key stay as they were started."""
         if self.ssl_context is not None and new.cert_files is not None:
             self.ssl_context.load_cert_chain(*new.cert_files)
-            self.cert_files = new.cert_files
         old, self.auth = self.auth, new.auth
         self.headers = new.headers
         if old is not None and old is not new.auth:
@@ -231,8 +239,8 @@ class WebConfig:
 
 
 def _path(p: str, base: Path) -> str:
-    q = Path(p)
-    return str(q if q.is_absolute() else base / q)
+    """`p` relative to the web-config file's folder `base` (an absolute `p` stays as it is)."""
+    return str(base / p)
 
 
 def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
@@ -246,7 +254,7 @@ def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
     try:
         ctx.load_cert_chain(path(tls.cert_file), path(tls.key_file))
     except (OSError, ssl.SSLError) as e:
-        raise WebConfigError(f"cert_file/key_file: {getattr(e, 'strerror', None) or e}") from None
+        raise WebConfigError(f"cert_file/key_file: {e.strerror or e}") from None
     mode = tls.client_auth_type or ("RequireAndVerifyClientCert" if tls.client_ca_file else "NoClientCert")
     if mode in ("RequestClientCert", "RequireAnyClientCert"):
         raise WebConfigError(f"client_auth_type {mode}: unverified client certificates are not supported; "
@@ -257,7 +265,7 @@ def _ssl_context(tls: TLSServerConfig, base: Path) -> ssl.SSLContext:
         try:
             ctx.load_verify_locations(cafile=path(tls.client_ca_file))
         except (OSError, ssl.SSLError) as e:
-            raise WebConfigError(f"client_ca_file: {getattr(e, 'strerror', None) or e}") from None
+            raise WebConfigError(f"client_ca_file: {e.strerror or e}") from None
         ctx.verify_mode = ssl.CERT_REQUIRED if mode == "RequireAndVerifyClientCert" else ssl.CERT_OPTIONAL
     ignored = [k for k in _IGNORED_TLS_KEYS if getattr(tls, k) is not None]
     if ignored:

@@ -13,7 +13,6 @@ dropping. A pipe's buffer is enlarged to 1 MiB and, after a read that emptied it
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
 import logging
 import os
@@ -67,9 +66,7 @@ class PipeSource:
         self._fd_in = fd_in
         self._fd_out = fd_out
         self._worker = worker
-        self._counters = counters
-        self._max_line = max_line
-        self._feed: LineFeed | None = None
+        self._feed = LineFeed(counters(name), max_line)  # its series exist (at 0) from now on
         self._on_eof = on_eof
         self._thread = threading.Thread(target=self._run, name=f"source-{name}", daemon=True)
         self.attached = False
@@ -84,7 +81,6 @@ class PipeSource:
             self._parsing = False
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self._feed = LineFeed(self._counters(self.name), self._max_line)
         self._thread.start()
         self.attached = True
 
@@ -94,25 +90,19 @@ class PipeSource:
     def send_signal(self, sig: int) -> None:
         """Nothing to hand a signal to."""
 
-    def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
     def _run(self) -> None:
         name, worker, feed = self.name, self._worker, self._feed
-        assert feed is not None, "started"
         try:
             regular = stat.S_ISREG(os.fstat(self._fd_in).st_mode)
-        except OSError:
+        except OSError:  # not open: the first read fails as well and ends the source
             regular = False
         submit = worker.put if regular else worker.offer
         linger = LINGER if enlarge_pipe(self._fd_in) else 0.0
         try:
             while True:
                 try:
-                    chunk = os.read(self._fd_in, READ)
+                    chunk = os.read(self._fd_in, READ)  # EINTR is retried by Python itself (PEP 475)
                 except OSError as e:
-                    if e.errno == errno.EINTR:
-                        continue
                     log.error("reading %s failed: %s", name, e)
                     break
                 if not chunk:
