@@ -40,16 +40,24 @@ REQUEST_SPANS = {
     "HTTP request": "",
 }
 _TIMING = re.compile(r'(\w+)="([^"]*)"')
+#: a request span inside a wrapper span (`HTTP request{...}:generate{...}`): its name, whole
+_INNER_SPAN = re.compile(r":(chat_completions|completions|generate_stream|generate|compat_generate)(?=[{:]|$)")
+#: how far into a wrapper span's chain the request span inside it is looked for
+INNER_SCAN = 2000
 MAX_BLOCK_LINES = 200
+#: how the launcher's `Args` line starts (the Debug print of its arguments; `model_id` comes first)
+_ARGS = 'Args { model_id: "'
+#: the longest model id read from it (a longer one is cut or not a model id: left unread)
+MAX_MODEL_ID = 255
 
 
 class _Block:
     """A record whose continuation lines may still come."""
 
-    __slots__ = ("error", "level", "lines", "operation", "text")
+    __slots__ = ("error", "lines", "operation", "text")
 
-    def __init__(self, level: str, text: str, error: bool, operation: str | None) -> None:
-        self.level, self.text, self.error, self.operation = level, text, error, operation
+    def __init__(self, text: str, error: bool, operation: str | None) -> None:
+        self.text, self.error, self.operation = text, error, operation
         self.lines = 1
 
 
@@ -123,11 +131,11 @@ class TgiAdapter(Adapter):
         op = _request_operation(spans)
         if level == "INFO" and msg == "Success":
             return [*out, self._success(spans, op or ""), *_log(level)]
-        if target == "text_generation_launcher" and msg.startswith("Args {"):
+        if target == "text_generation_launcher":
             self._model_from_args(msg)
         if level != "INFO" or target == "text_generation_launcher":
             # only these go on over unprefixed lines (tracebacks, prompts, shard messages)
-            self.block = _Block(level, msg, level == "ERROR", op)
+            self.block = _Block(msg, level == "ERROR", op)
         if level == "ERROR":
             return out  # handed out when its last line has been seen
         return out + _log(level)
@@ -153,7 +161,7 @@ class TgiAdapter(Adapter):
             v = fields.get(name)
             if v is None:
                 continue
-            s = parse_duration(v) if type(v) is str else None
+            s = parse_duration(v)
             if s is None or not any(ch.isalpha() for ch in v):
                 raise Invalid("bad_duration")
             rec[canon] = s
@@ -165,11 +173,12 @@ class TgiAdapter(Adapter):
         return rec
 
     def _model_from_args(self, msg: str) -> None:
-        i = msg.find('model_id: "', 0, 200)
-        if i >= 0:
-            j = msg.find('"', i + 11, i + 11 + 256)
-            if j > 0:
-                self.model = msg[i + 11: j]
+        """The model of the launcher's `Args { model_id: "...", ... }` line (other lines: nothing)."""
+        if not msg.startswith(_ARGS):
+            return
+        name, quote, _ = msg[len(_ARGS): len(_ARGS) + MAX_MODEL_ID + 1].partition('"')
+        if quote:
+            self.model = name
 
     def _close(self) -> list[dict[str, Any]]:
         b = self.block
@@ -211,7 +220,7 @@ class TgiAdapter(Adapter):
             if type(params) is str and (adapter := _adapter_id(params, len(params))):
                 rec["adapter"] = adapter
             return [*out, rec, *_log(level)]
-        if target == "text_generation_launcher" and msg.startswith("Args {"):
+        if target == "text_generation_launcher":
             self._model_from_args(msg)
         if level == "ERROR":
             return [*out, *_error_records(self.provider, self.model, msg, op)]
@@ -222,7 +231,7 @@ def _adapter_id(text: str, end: int) -> str | None:
     """The LoRA adapter of a request's parameters: `adapter_id: Some("org/name") }` must close the
     `GenerateParameters` that ends at `end` (it is its last field; the stop strings and grammar
     before it are user text, so nothing earlier is matched)."""
-    seg = text[max(0, end - 400): end].rstrip()
+    seg = text[max(0, end - 400): end]
     if not seg.endswith('") }'):
         return None
     i = seg.rfind('adapter_id: Some("')
@@ -239,37 +248,14 @@ def _log(level: str) -> list[dict[str, Any]]:
 def _request_operation(spans: str) -> str | None:
     """The operation of a request span chain (`generate_stream{...}:async_stream:...`), or None
     when the line is not logged inside a request (batch-level spans, launcher lines)."""
-    if not spans:
-        return None
-    name = spans[:_name_end(spans, 0)]
-    if name not in REQUEST_SPANS:
-        return None
-    if REQUEST_SPANS[name] and name != "compat_generate":
-        return REQUEST_SPANS[name]
-    # a wrapper span: the next request span inside it names the operation
-    window = spans[len(name): len(name) + 2000]
-    best, op = len(window), REQUEST_SPANS[name]
-    for inner, iop in REQUEST_SPANS.items():
-        if not iop:
-            continue
-        k = window.find(":" + inner)
-        while k >= 0:
-            e = k + 1 + len(inner)
-            if e == len(window) or window[e] in "{:":
-                if k < best:
-                    best, op = k, iop
-                break
-            k = window.find(":" + inner, e)
+    name = spans.partition("{")[0].partition(":")[0]
+    op = REQUEST_SPANS.get(name)
+    if op == "":
+        # a wrapper span: the first request span inside it names the operation
+        m = _INNER_SPAN.search(spans, len(name), len(name) + INNER_SCAN)
+        if m is not None:
+            return REQUEST_SPANS[m[1]]
     return op
-
-
-def _name_end(spans: str, start: int) -> int:
-    j = len(spans)
-    for ch in ("{", ":"):
-        k = spans.find(ch, start, start + 64)
-        if 0 <= k < j:
-            j = k
-    return j
 
 
 def _json_operation(obj: dict[str, Any]) -> str | None:
