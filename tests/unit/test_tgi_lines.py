@@ -102,7 +102,7 @@ ARGS_TAIL = ", revision: None, validation_workers: 2, sharded: None, num_shard: 
     # a revision set: the next quoted value is not part of the model id
     ('Args { model_id: "/model", revision: Some("v1.0"), validation_workers: 2', "/model"),
     ('Args { model_id: "google/flan-t5-small", revision: Some("main")', "google/flan-t5-small"),
-    ('Args { model_id: ""' + ARGS_TAIL, ""),
+    ('Args { model_id: "", revision: Some("main")', ""),
     # a line cut inside the model id (a log viewer's width): no model
     ('Args { model_id: "/mod', ""),
     # the longest model id read is 255 characters; a longer one is left unread
@@ -253,13 +253,17 @@ def test_the_request_span_is_looked_for_in_the_first_2000_characters_after_a_wra
     assert rec["operation"] == operation
 
 
-def test_an_error_at_the_end_of_a_wrapper_chain_belongs_to_its_request_span() -> None:
+@pytest.mark.parametrize(("chain", "operation"), [
+    ("vertex_compatibility:chat_completions", "chat"),
+    ("sagemaker_compatibility:compat_generate{default_return_full_text=true}", "text_completion"),
+])
+def test_an_error_at_the_end_of_a_wrapper_chain_belongs_to_its_request_span(chain: str, operation: str) -> None:
     """`vertex_compatibility:chat_completions: target: message`: the chain ends at the request span."""
     a = TgiAdapter()
-    assert out(a, f"{TS} ERROR vertex_compatibility:chat_completions: text_generation_router::infer: "
-                  "router/src/infer.rs:1: no permits available") == []
+    assert out(a, f"{TS} ERROR {chain}: text_generation_router::infer: router/src/infer.rs:1: "
+                  "no permits available") == []
     [rec] = requests(a.flush())
-    assert (rec["operation"], rec["outcome"], rec["error_type"]) == ("chat", "error", "overloaded")
+    assert (rec["operation"], rec["outcome"], rec["error_type"]) == (operation, "error", "overloaded")
 
 
 def json_error(**extra: Any) -> tuple[bytes, dict[str, Any]]:
