@@ -475,5 +475,5 @@ def line_schema() -> dict[str, Any]:
         "type": "object",
         "properties": props,
         "additionalProperties": True,
-        "$defs": schema.get("$defs", {}),
+        "$defs": schema["$defs"],  # the usage, details, error and choice objects
     }

@@ -115,6 +115,7 @@ def test_lines_with_a_value_of_the_wrong_type(line: dict[str, Any], record: Any)
     ("/generate_stream/", "text_completion"),
     ("/v1/messages?beta=true", "chat"),
     ("/health", ""),
+    ("/api/chatX", ""),  # only the slash is taken off the end
     ("/v1/models?x=/v1/chat/completions", ""),
 ])
 def test_operation_from_a_path_with_a_query_or_a_trailing_slash(path: str, operation: str) -> None:

@@ -170,3 +170,20 @@ def test_the_tail_turns_unclaimed_json_lines_into_custom_metrics(tmp_path: Path)
          "labels": {"gen_ai_provider_name": "app", "gen_ai_request_model": ""}}]
     assert tail.parse_json(b"", {"message": "no numbers here"}) is None
     assert CustomJsonAdapter(None).parse_json(b'{"duration": 1}', {"duration": 1}) is None  # no file: no work
+
+
+@pytest.mark.parametrize(("error", "outcome", "error_type"), [
+    ("TimeoutError", "error", "timeout"),
+    ({"type": "invalid_request_error", "message": "bad"}, "error", "validation"),  # an error object: its type
+    ({"code": 503, "message": "busy"}, "error", "_OTHER"),  # else its code
+    ({"message": "no type, no code"}, "success", ""),
+    (True, "error", "_OTHER"),  # failed, no class named
+    (False, "success", ""),  # `"error": false` is no error
+    (None, "success", ""),
+    ("", "success", ""),
+    ([], "success", ""),
+])
+def test_a_mapped_error_field_of_any_json_type(adapter: CustomJsonAdapter, error: Any, outcome: str,
+                                               error_type: str) -> None:
+    rec = parse(adapter, call(timing={"total": 1}, result={"error": error}))[0]
+    assert (rec["outcome"], rec["error_type"]) == (outcome, error_type)

@@ -92,9 +92,17 @@ def test_labels_tenant_and_adapter_come_from_groups(tmp_path: Path) -> None:
     # `team` before `user`, as in a JSON line; the LoRA adapter by its group
     assert (rec["tenant"], rec["tenant_key"], rec["adapter"], rec["extra_labels"]) == (
         "red", None, "sql-lora", {"tier": "gold"})
-    rec = a.parse_text("done id=r2 took 250ms")  # optional groups that did not match: no tenant, empty label
+    rec = a.parse_text("done id=r2 took 250ms")  # no tenant or adapter group matched: none
+    assert "adapter" not in rec and rec.get("tenant") is None
+
+
+def test_groups_that_did_not_match_are_left_out_and_their_label_is_empty(tmp_path: Path) -> None:
+    a, _ = adapter(config(tmp_path))
+    rec = a.parse_text("done id=r2 took 250ms")
     assert (rec["duration_s"], rec["extra_labels"]) == (0.25, {"tier": ""})
-    assert "input_tokens" not in rec and "adapter" not in rec and rec.get("tenant") is None
+    assert "input_tokens" not in rec
+    rec = a.parse_text("done id=r3 in=12 took 1s")
+    assert (rec["input_tokens"], rec["extra_labels"]) == (12, {"tier": ""})
 
 
 def test_the_config_tenant_path_is_looked_at_first(tmp_path: Path) -> None:
@@ -164,3 +172,15 @@ def test_an_end_with_no_start_is_a_request_without_duration(tmp_path: Path) -> N
     a, _ = adapter(config(tmp_path))
     rec = a.parse_text("end id=zz out=4")
     assert rec["output_tokens"] == 4 and "duration_s" not in rec
+
+
+def test_an_end_line_with_an_empty_id_closes_no_open_request(tmp_path: Path) -> None:
+    p = tmp_path / "e.yaml"
+    p.write_text("rules:\n  - name: ids\n    start: '^s (?P<request_id>\\w*)$'\n"
+                 "    end: '^e (?P<request_id>\\w*) out=(?P<output_tokens>\\d+)$'\n")
+    a, clock = adapter(load_config(p), now=1.0)
+    assert a.parse_text("s XXXX") == [] and a.parse_text("s ") == []  # an empty id opens nothing
+    clock.now = 4.0
+    rec = a.parse_text("e  out=2")
+    assert rec["output_tokens"] == 2 and "duration_s" not in rec
+    assert a.parse_text("e XXXX out=1")["duration_s"] == 3.0  # the open one is still there
