@@ -29,6 +29,7 @@ door (Ollama, llama-swap) in the same stream: that front door's access line is t
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -50,6 +51,8 @@ _CLI_MARKS = ("llama_perf_sampler_print:", "common_perf_print:", "Interrupted by
               "== Running in interactive mode. ==", "main: interactive mode on", "sampler seed:",
               "generate: n_ctx =", "main: prompt:", "> EOF by user")
 MAX_TASKS = 4096
+#: the elapsed-time stamp of newer builds' lines, `m.ss.mmm.uuu ` (common/log.cpp: "%d.%02d.%03d.%03d ")
+_ELAPSED = re.compile(r"\d+\.\d\d\.\d\d\d\.\d\d\d ")
 
 
 def _timing(text: str) -> tuple[str, float | None, int | None] | None:
@@ -86,8 +89,7 @@ def _timing(text: str) -> tuple[str, float | None, int | None] | None:
 
 def _elapsed(s: str) -> bool:
     """Whether `s` starts with llama.cpp's elapsed-time stamp `m.ss.mmm.uuu `."""
-    sp = s.find(" ", 0, 20)
-    return sp > 0 and s[:1].isdigit() and s.count(".", 0, sp) == 3
+    return _ELAPSED.match(s) is not None
 
 
 class _Block:
@@ -157,13 +159,13 @@ class LlamacppAdapter(Adapter):
             else:
                 return None
         if s[:1].isdigit():  # elapsed time `1.37.495.377 I `
-            sp = s.find(" ", 0, 20)
-            if sp < 0 or s.count(".", 0, sp) != 3 or s[sp + 2: sp + 3] != " ":
+            m = _ELAPSED.match(s)
+            if m is None or s[m.end() + 1: m.end() + 2] != " ":
                 return None
-            level = _LEVEL_LETTERS.get(s[sp + 1], "")
+            level = _LEVEL_LETTERS.get(s[m.end()], "")
             if not level:
                 return None
-            s = s[sp + 3:].lstrip()
+            s = s[m.end() + 2:].lstrip()
             if s.startswith("cmn "):
                 s = s[4:].lstrip()
             res = self._server_line(s, level)
@@ -196,7 +198,7 @@ class LlamacppAdapter(Adapter):
     def _server_line(self, s: str, level: str) -> Any:
         if s.startswith("slot print_timing:"):
             parts = s.split("|", 2)
-            task = parts[1].strip() if len(parts) > 1 else ""
+            task = parts[1].strip().removeprefix("task ") if len(parts) > 1 else ""  # `task 388`: as send_error's
             content = parts[2].strip() if len(parts) > 2 else ""
             if not content:
                 out = self._close()
@@ -208,7 +210,7 @@ class LlamacppAdapter(Adapter):
             res = self._timing_text(s, None, level)
             if res is not None:
                 return res
-        if s.startswith(("srv ", "que ")):
+        if s.startswith("srv "):  # send_error and cancel lines are the server's (SRV_ERR, SRV_WRN)
             res = self._task_event(s, level)
             if res is not None:
                 return res
@@ -228,29 +230,23 @@ class LlamacppAdapter(Adapter):
         if t is None:
             return None
         kind, ms, n = t
-        b = self.block
         out: list[dict[str, Any]] = []
         if kind == "other":
-            if b is not None and b.total_ms is None and text.startswith("graphs reused"):
-                out = self._close()  # newest builds end the block with this line
-            elif text.startswith("load time") and task == "lib":
-                out = self._close()
-                self.block = _Block("lib")
+            if text.startswith(("graphs reused", "load time")):
+                out = self._close()  # `graphs reused` ends a newest build's block; `load time` starts the library's
             return out + _log(level)
-        if b is None or (task is not None and task != b.task and task != "lib"):
-            out = self._close()
+        b = self.block
+        if b is not None and ((task is not None and task != b.task) or (kind == "prompt" and b.prompt_ms is not None)
+                              or (kind == "eval" and b.eval_ms is not None)):
+            out = self._close()  # another task's line, or a second prompt or eval line: the block before is done
+            b = None
+        if b is None:
             b = self.block = _Block(task or "")
         if kind == "prompt":
-            if b.prompt_ms is not None:
-                out += self._close()
-                b = self.block = _Block(task or "")
             b.prompt_ms, b.prompt_n = ms, n
         elif kind == "eval":
-            if b.eval_ms is not None:
-                out += self._close()
-                b = self.block = _Block(task or "")
             b.eval_ms, b.eval_n = ms, n
-        else:
+        elif kind == "total":
             b.total_ms = ms
             out += self._close()
         return out + _log(level)
