@@ -526,7 +526,7 @@ class VllmAdapter(Adapter):
             if ntok is not None and r is not None:  # newer versions log no token ids: then no count at all
                 r.out_tokens = (r.out_tokens or 0) + ntok
             elif ntok is not None and fr in ("None", "", "streaming_complete"):
-                self._received(rid)
+                self.spill.extend(self._received(rid))  # what starting it drops comes with the line
                 key = self._resolve(rid)
                 if key is not None:
                     self.requests[key].out_tokens = ntok
@@ -574,8 +574,8 @@ class VllmAdapter(Adapter):
         """A request id's first line (`Received request`, `Added request`): remember it."""
         key = _key(rid)
         op = _operation(key)
-        if op is None:
-            return []  # /tokenize and the like: not an inference request
+        if op is None or not key:
+            return []  # /tokenize and the like: not an inference request (nor a line with no id)
         first = not self.id_lines
         self.id_lines = True
         if self._resolve(rid) is not None:

@@ -342,3 +342,175 @@ def test_each_end_line_of_an_untracked_id_brings_what_it_drops(monkeypatch: pyte
     assert kinds == [["request", "log"], ["request", "log"], ["request", "log", "evicted"],
                      ["request", "log", "evicted"]]
     assert a.evicted == 2
+
+
+def test_two_refused_requests_and_a_stream(clock: Clock) -> None:
+    """Outputs logged. Stream a, requests b and c start; c is refused at once; a's 200 comes (paired
+    with the newest open request, b); b is refused: the 200 goes back to a, not to c (c, refused
+    before that 200, awaits its own 400). Truth: a success, b and c `validation` errors."""
+    a = VllmAdapter()
+    out = feed(a, ARGS, recv("chatcmpl-a"), recv("chatcmpl-b"), recv("chatcmpl-c"),
+               line("chatcmpl-c", "failed (bad request): prompt is too long."), acc(200, CHAT),
+               line("chatcmpl-b", "failed (bad request): prompt is too long."))
+    assert brief(out) == [("chatcmpl-c", "error", "validation", None, 0.0),
+                          ("chatcmpl-b", "error", "validation", None, 0.0)]
+    assert state(a, "chatcmpl-a", "chatcmpl-b", "chatcmpl-c") == [v._WAIT, v._ENDED, v._ENDED]
+    assert reqs(feed(a, acc(400, CHAT), acc(400, CHAT))) == []
+    out = feed(a, delta("chatcmpl-a", "stop"), done("chatcmpl-a"))
+    assert brief(out) == [("chatcmpl-a", "success", "", "stop", 0.0)]
+    assert reqs(a.flush()) == []
+
+
+def test_a_refused_request_counted_at_a_2xx_of_a_request_with_no_id_line(clock: Clock) -> None:
+    """Request logging on, outputs not: b starts; a 200 comes of a request whose own lines came before
+    the log began (it ends b, the only open request, counted); then b is refused and its 400 follows.
+    Truth: one success (that earlier request, carrying b's id) and b's `validation` error by its own
+    line, with its duration."""
+    a = VllmAdapter()
+    out = feed(a, recv("chatcmpl-b"), acc(200, CHAT))
+    assert brief(out) == [("chatcmpl-b", "success", "", None, None)]
+    clock.t += 0.5
+    out = feed(a, line("chatcmpl-b", "failed (bad request): max_tokens must be at least 1, got 0."))
+    assert brief(out) == [("chatcmpl-b", "error", "validation", None, 0.5)]
+    assert reqs(feed(a, acc(400, CHAT))) == []
+    assert reqs(a.flush()) == []
+
+
+def test_a_non_streamed_output_gives_back_the_2xx_that_came_before_it(clock: Clock) -> None:
+    """Outputs logged. Stream a and non-streamed b start; a's 200 comes (paired with the newest open
+    request, b); b's output line (a response's access line follows its output) shows that 200 was
+    not b's: a waits for its end line, b for its own 200. Truth: two successes."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-a"), recv("chatcmpl-b"), acc(200, CHAT))
+    assert state(a, "chatcmpl-a", "chatcmpl-b") == [v._OPEN, v._WAIT]
+    out = feed(a, gen("chatcmpl-b"))
+    assert brief(out) == [("chatcmpl-b", "success", "", "length", 0.0)]
+    assert state(a, "chatcmpl-a", "chatcmpl-b") == [v._WAIT, v._ENDED]
+    assert reqs(feed(a, acc(200, CHAT))) == []
+    out = feed(a, delta("chatcmpl-a", "stop"), done("chatcmpl-a"))
+    assert brief(out) == [("chatcmpl-a", "success", "", "stop", 0.0)]
+    assert reqs(a.flush()) == []
+
+
+def test_two_clients_going_away_before_their_responses(clock: Clock) -> None:
+    """--enable-log-requests alone. Completions a, b, c start; b's 200 (a stream) comes and ends the
+    oldest open request, a; then a's and c's clients go away before any response. Each abort hands
+    the 200 on to a request still open. Truth: b success, a and c aborted."""
+    a = VllmAdapter()
+    out = feed(a, recv("cmpl-a-0"), recv("cmpl-b-0"), recv("cmpl-c-0"), acc(200),
+               line("cmpl-a-0", "aborted."), line("cmpl-c-0", "aborted."))
+    assert brief(out) == [("cmpl-a", "success", "", None, None)]
+    assert state(a, "cmpl-a", "cmpl-b", "cmpl-c") == [v._ENDED, v._DONE, v._ENDED]
+    out = feed(a, *[H + "[x.py:1] next"] * 3)
+    assert brief(out) == [("cmpl-a", "aborted", "", None, 0.0), ("cmpl-c", "aborted", "", None, 0.0)]
+    assert reqs(a.flush()) == []
+
+
+def test_the_engines_abort_line_after_the_abort_was_counted_counts_nothing(clock: Clock) -> None:
+    """--enable-log-requests alone. Completions a, b, c start; c's 200 ends a; a's client goes away
+    (`Request a aborted.`), other lines pass (a is counted aborted), then the engine's own `Aborted
+    request(s) a-suffix.` comes; b's 200 last. Truth: b and c successes, a aborted once."""
+    a = VllmAdapter()
+    out = feed(a, recv("cmpl-a-0"), recv("cmpl-b-0"), recv("cmpl-c-0"), acc(200), line("cmpl-a-0", "aborted."),
+               *[H + "[x.py:1] next"] * 3, H + "[async_llm.py:922] Aborted request(s) cmpl-a-0-1a2b3c4d.",
+               acc(200))
+    assert brief(out) == [("cmpl-a", "success", "", None, None), ("cmpl-a", "aborted", "", None, 0.0),
+                          ("cmpl-b", "success", "", None, None)]
+    assert reqs(a.flush()) == []
+
+
+def test_a_2xx_held_by_a_refused_request_with_nothing_open_is_a_request_of_its_own(clock: Clock) -> None:
+    """Outputs logged. b starts; a 200 comes of a request whose lines came before the log began (paired
+    with b, the only open one, to wait for its end line); b is refused, or b's non-streamed output
+    shows the 200 came before it: that 200 was a request with no id line, counted then."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-b"), acc(200, CHAT))
+    out = feed(a, line("chatcmpl-b", "failed (bad request): prompt is too long."))
+    assert brief(out) == [("", "success", "", None, None), ("chatcmpl-b", "error", "validation", None, 0.0)]
+    assert reqs(feed(a, acc(400, CHAT))) == []
+    c = VllmAdapter()
+    feed(c, ARGS, recv("chatcmpl-c"), acc(200, CHAT))
+    out = feed(c, gen("chatcmpl-c"))
+    assert brief(out) == [("chatcmpl-c", "success", "", "length", 0.0), ("", "success", "", None, None)]
+    assert reqs(feed(c, acc(200, CHAT))) == []
+    assert reqs(a.flush() + c.flush()) == []
+
+
+def test_a_streams_first_output_takes_no_access_line_older_than_its_start() -> None:
+    """Outputs logged. Stream k starts and its 200 comes; then non-streamed b and stream r start, b's
+    output line ends b, and r's 200 comes (paired with b, ended). r's first delta takes back the 200
+    b holds, not k's, which came before r began."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-k"), acc(200, CHAT), recv("chatcmpl-b"), recv("chatcmpl-r"), gen("chatcmpl-b"),
+         acc(200, CHAT))
+    assert state(a, "chatcmpl-k", "chatcmpl-b", "chatcmpl-r") == [v._WAIT, v._DONE, v._OPEN]
+    feed(a, delta("chatcmpl-r"))
+    assert state(a, "chatcmpl-k", "chatcmpl-b", "chatcmpl-r") == [v._WAIT, v._ENDED, v._WAIT]
+
+
+def test_a_stream_that_showed_its_output_keeps_the_access_line_it_holds() -> None:
+    """Outputs logged. Streams r, m, k start; r's 200 (paired with k, the newest) and k's 200 (paired
+    with m) come; k's first delta (k waits already); then r's: r takes back the 200 m holds, not
+    the one k holds (k's own output showed it is a stream)."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-r"), recv("chatcmpl-m"), recv("chatcmpl-k"), acc(200, CHAT), acc(200, CHAT))
+    assert state(a, "chatcmpl-r", "chatcmpl-m", "chatcmpl-k") == [v._OPEN, v._WAIT, v._WAIT]
+    feed(a, delta("chatcmpl-k"), delta("chatcmpl-r"))
+    assert state(a, "chatcmpl-r", "chatcmpl-m", "chatcmpl-k") == [v._WAIT, v._OPEN, v._WAIT]
+
+
+def test_a_log_that_begins_inside_a_stream_looks_two_lines_back() -> None:
+    """The first request line two lines after a 2xx is that stream's own (counted at its 2xx)."""
+    a = VllmAdapter()
+    a.seen = True
+    feed(a, acc(200, CHAT), H + "[x.py:1] next", recv("chatcmpl-s"))
+    assert state(a, "chatcmpl-s") == [v._DONE]
+
+
+def test_client_ids_with_underscores_fold_with_their_index() -> None:
+    a = VllmAdapter()
+    feed(a, recv("a_b"))  # a client's own X-Request-Id
+    assert a._resolve("0_a_b-87ed70e1") == "a_b"
+
+
+def test_an_empty_request_id_is_not_tracked() -> None:
+    a = VllmAdapter()
+    feed(a, H + "[request_logger.py:65] Received request : " + SP)
+    assert not a.requests
+
+
+def test_an_abort_then_its_503_takes_the_status_class(clock: Clock) -> None:
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-o"))
+    out = feed(a, line("chatcmpl-o", "aborted."),
+               'INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 503 Service Unavailable')
+    assert brief(out) == [("chatcmpl-o", "error", "overloaded", None, 0.0)]
+
+
+def test_an_error_records_class_reaches_a_500_up_to_200_lines_later() -> None:
+    """Counted from the line the record closed on, however far into the log."""
+    err = "(APIServer pid=1) ERROR 11-30 06:56:50 [serving_chat.py:1] torch.OutOfMemoryError: CUDA out of memory."
+    filler = H + "[x.py:1] next"
+    for gap, want in ((200, "oom"), (201, errors.OTHER)):
+        a = VllmAdapter()
+        feed(a, *[filler] * 150, err, filler)
+        at = a.error_class_at
+        assert at == 152
+        feed(a, *[filler] * (gap - 1))
+        out = feed(a, acc(500, CHAT))
+        assert a.lines - at == gap
+        assert brief(out) == [("", "error", want, None, None)]
+
+
+def test_a_delta_of_an_untracked_id_brings_what_it_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full table: the first delta of an id not tracked (its `Received request` line came before the
+    log began) starts it, and the waiting stream it drops is counted with that line."""
+    monkeypatch.setattr(v, "MAX_TRACKED", 2)
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-x"), acc(200, CHAT), recv("chatcmpl-y"))
+    assert state(a, "chatcmpl-x") == [v._WAIT]
+    out = feed(a, gen("chatcmpl-u", " (streaming delta): output: 'a', output_token_ids: [5], finish_reason: None"))
+    assert [r for r in out if r["kind"] in ("request", "evicted")] == [
+        {"kind": "request", "provider": "vllm", "operation": "chat", "model": "", "outcome": "success",
+         "error_type": "", "request_id": "chatcmpl-x"}, {"kind": "evicted", "provider": "vllm", "n": 1}]
+    assert a.requests["chatcmpl-u"].out_tokens == 1
