@@ -134,13 +134,13 @@ class Body:
         self.max_line = max_line
         self.batch = batch
         self.too_long = 0
-        # an empty or blank body is NDJSON without lines
-        self.shape = "array" if body.lstrip()[:1] == b"[" else "ndjson"
+        # a JSON array, else NDJSON (an empty or blank body is NDJSON without lines)
+        self.array = body.lstrip()[:1] == b"["
         self._text: str | None = None
         self._single: bytes | None = None
 
     def check(self) -> None:
-        if self.shape == "array":
+        if self.array:
             try:
                 self._text = self.body.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -180,7 +180,7 @@ class Body:
                 self.too_long += 1
             else:
                 yield self._single
-        elif self.shape == "array":
+        elif self.array:
             assert self._text is not None
             for _k, text, obj in _array(self._text):
                 line = object_line(obj, text.encode())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import queue
 import threading
 from collections.abc import AsyncIterator
@@ -117,7 +118,8 @@ async def test_a_push_is_queued_as_http_lines_and_its_bytes_counted() -> None:
         assert p.rec.lines() == TGI[2:]
         assert p.bytes == len(nd) and p.too_long == 1
         arr = b'[{"log": "first line\\n"}, {"a": 1}]'
-        assert (await p.post(arr, {**AUTH, "Content-Type": "application/json"}))[0] == 204
+        # the body's first byte tells its shape, whatever the Content-Type says
+        assert (await p.post(arr, {**AUTH, "Content-Type": "application/x-ndjson"}))[0] == 204
         assert p.rec.lines() == [*TGI[2:], b"first line", b'{"a": 1}']
         assert p.bytes == len(nd) + len(arr) and p.too_long == 1
         assert [source for source, _, _ in p.rec.batches] == ["http", "http"]
@@ -204,6 +206,22 @@ async def test_a_body_of_many_reads_is_judged_whole() -> None:
     async with serve(max_bytes=http_push.READ + 1) as p:
         assert (await p.post(chunked(body)))[:2] == (413, f"body over the limit of {http_push.READ + 1} bytes\n")
         assert p.rec.batches == []
+
+
+async def test_a_gzip_body_is_read_decompressed_and_held_to_the_limit_decompressed() -> None:
+    """Fluent Bit's `compress gzip`: the lines and bytes are the decompressed body's; a small body that
+    decompresses past --http-ingest-max-bytes is 413 as soon as it does."""
+    gz = {**AUTH, "Content-Encoding": "gzip"}
+    body = b"\n".join(TGI) + b"\n"
+    async with serve(max_bytes=len(body)) as p:
+        assert (await p.post(gzip.compress(body), gz))[0] == 204
+        assert p.rec.lines() == TGI and p.bytes == len(body)
+        bomb = gzip.compress(b'{"a":1}\n' * 100_000)
+        assert len(bomb) < len(body)
+        code, text, headers = await p.post(bomb, gz)
+        assert (code, text) == (413, f"body over the limit of {len(body)} bytes\n")
+        assert closes(headers)
+        assert p.rec.lines() == TGI and p.bytes == len(body)
 
 
 @pytest.mark.parametrize("given", [True, False])
