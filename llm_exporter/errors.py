@@ -36,7 +36,7 @@ for _cls, _names in {
                    "invalid_request", "invalid_request_error", "badrequesterror", "exceed_context_size_error",
                    "context_length_exceeded", "contextwindowexceedederror", "unprocessableentityerror",
                    "unsupportedparamserror"),
-    "overloaded": ("overloaded", "toomanyrequests", "ratelimiterror", "rate_limit", "rate_limited",
+    "overloaded": ("overloaded", "toomanyrequests", "ratelimiterror", "rate_limit", "rate_limited", "rate_limit_error",
                    "queuefull", "overloadederror", "serviceunavailableerror"),
     "engine_dead": ("engine_dead", "enginedeaderror", "asyncenginedeaderror", "mqenginedeaderror"),
     "client_disconnect": ("client_disconnect", "clientdisconnect", "clientdisconnected",

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_exporter.errors import OTHER, _AnyOf, classify_exception, exception_name, from_http_status
+from llm_exporter.errors import OTHER, _AnyOf, classify_exception, exception_name, from_http_status, normalize
 
 # HTTP semantics (RFC 9110 and the de-facto 499 of nginx): which status says which error class
 STATUS_CLASSES = [
@@ -113,3 +113,12 @@ def test_one_scan_finds_a_phrase_exactly_when_a_plain_search_does(phrases: list[
 ])
 def test_phrase_scan_on_undecodable_and_special_characters(phrases: list[str], text: str, found: bool) -> None:
     assert _AnyOf(phrases)(text) is found
+
+
+@pytest.mark.parametrize(("name", "cls"), [
+    ("rate_limit_error", "overloaded"),  # OpenAI's and Anthropic's error.type for a 429
+    ("openai.RateLimitError", "overloaded"), ("invalid_request_error", "validation"),
+    ("litellm.UnsupportedParamsError", "validation"), ("MyOwnError", "MyOwnError"),
+])
+def test_an_applications_error_name_is_its_class_or_kept(name: str, cls: str) -> None:
+    assert normalize(name) == cls
