@@ -44,7 +44,7 @@ class StateStore:
         """Create the directory; a directory we cannot write is a start-up error (OSError)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         probe = self.dir / f".probe.{os.getpid()}"
-        probe.write_bytes(b"")
+        probe.touch()
         probe.unlink()
 
     def load(self) -> dict[str, Any]:
@@ -103,7 +103,9 @@ def open_state(directory: Path | None) -> tuple[StateStore | None, dict[str, Any
         store.prepare()
     except OSError as e:
         # mkdir on a path whose last part (or a parent) is a file says "File exists" / "Not a directory"
-        bad = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), None)
+        # os.path, not Path: Path.exists() raises on a name too long instead of saying "no"
+        bad = next((p for p in (directory, *directory.parents) if os.path.exists(p) and not os.path.isdir(p)),
+                   None)
         why = f"{bad} is a file, not a directory" if bad is not None else (e.strerror or str(e))
         raise StartupError(f"--state-dir {directory}: {why}") from None
     return store, store.load()

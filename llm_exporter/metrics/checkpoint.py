@@ -108,7 +108,8 @@ def restore(m: LLMMetrics, data: Any) -> bool:
     if not isinstance(data, dict) or data.get("layout") != LAYOUT:
         log.warning("saved metric state has an unknown layout; counters start from zero")
         return False
-    dropped = 0
+    dropped = 0  # histograms saved with other bucket bounds
+    relabelled = 0  # request series saved with another number of extra labels
     damaged: list[str] = []
     t = LLMMetrics(label_limit=m.label_limit)  # filled first, then taken over under the lock
 
@@ -126,7 +127,7 @@ def restore(m: LLMMetrics, data: Any) -> bool:
                          for (metric, label), seen, overflow in data.get("limiters", [])])
 
     def load_series(r: Any) -> None:
-        nonlocal dropped
+        nonlocal dropped, relabelled
         s = RequestSeries()
         s.requests = [int(x) for x in r["n"]]
         for name, saved_as in COUNTS.items():
@@ -146,7 +147,7 @@ def restore(m: LLMMetrics, data: Any) -> bool:
         if len(key) == 3 + len(m.requests.extra_labels):  # saved before the llm_adapter label: no adapter
             key = (*key[:3], "", *key[3:])
         if len(key) != 4 + len(m.requests.extra_labels):  # the config's extra labels changed: start over
-            dropped += 1
+            relabelled += 1
             return
         t.requests.series[key] = s
 
@@ -216,4 +217,6 @@ def restore(m: LLMMetrics, data: Any) -> bool:
         m.accounting.series.update(tenants)
     if dropped:
         log.warning("%d saved histograms had other bucket bounds and were dropped", dropped)
+    if relabelled:
+        log.warning("%d saved request series had other extra labels (--config) and were dropped", relabelled)
     return True

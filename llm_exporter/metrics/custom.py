@@ -54,7 +54,8 @@ class CustomMetrics:
             help_ = spec.help or f"From the field {spec.path} (--config)."
             fam: Any
             if spec.type == "counter":
-                fam = CounterMetricFamily(name.removesuffix("_total"), help_, labels=self.label_names)
+                # the family's name is `name` less `_total`: prometheus-client drops the suffix itself
+                fam = CounterMetricFamily(name, help_, labels=self.label_names)
                 for key, v in store.items():
                     fam.add_metric(list(key), v)
             elif spec.type == "gauge":

@@ -69,9 +69,6 @@ class Hist:
         c.exemplars = self.exemplars[:] if self.exemplars is not None else None
         return c
 
-    def quantile(self, q: float) -> float | None:
-        return quantile(self.bounds, self.counts, q)
-
 
 def bound_text(b: float) -> str:
     """The `le` label value of a bucket bound."""
@@ -85,14 +82,13 @@ def quantile(bounds: Sequence[float], counts: Sequence[int], q: float) -> float 
         return None
     rank = q * total
     acc = 0
-    for i, c in enumerate(counts):
+    for i, b in enumerate(bounds):
+        c = counts[i]
         if acc + c >= rank and c > 0:
-            if i == len(bounds):
-                return float(bounds[-1])
             lo = bounds[i - 1] if i > 0 else 0.0
-            return float(lo + (bounds[i] - lo) * (rank - acc) / c)
+            return float(lo + (b - lo) * (rank - acc) / c)
         acc += c
-    return float(bounds[-1])
+    return float(bounds[-1])  # the rank is in the +Inf bucket: the highest finite bound, as Prometheus
 
 
 class ArrayHistogram(HistogramMetricFamily):

@@ -41,9 +41,6 @@ class InternalMetrics:
         key = (source, outcome)
         self.lines[key] = self.lines.get(key, 0) + n
 
-    def count_bytes(self, source: str, n: int) -> None:
-        self.bytes[source] = self.bytes.get(source, 0) + n
-
     def apply_evicted(self, rec: dict[str, Any], now: float | None = None) -> None:
         p = rec["provider"]
         self.evicted[p] = self.evicted.get(p, 0) + rec["n"]
