@@ -85,6 +85,7 @@ def snapshot(m: LLMMetrics) -> dict[str, Any]:
     e, i = m.engine, m.internal
     return {
         "layout": LAYOUT,
+        "extra_labels": list(m.requests.extra_labels),  # what the request keys' last parts are
         "requests": reqs,
         "stats": [[list(k), {f: _num(x) for f, x in v.items()}] for k, v in e.stats.items()],
         "http": [[list(k), n] for k, n in e.http.items()],
@@ -144,6 +145,10 @@ def restore(m: LLMMetrics, data: Any) -> bool:
                 dropped += h is None
                 setattr(s, name, h)
         key = tuple(str(x) for x in r["k"])
+        saved = data.get("extra_labels")  # absent in snapshots older than it: the count is checked
+        if saved is not None and tuple(str(x) for x in saved) != m.requests.extra_labels:
+            relabelled += 1  # renamed extra labels: the saved values are of other labels
+            return
         if len(key) == 3 + len(m.requests.extra_labels):  # saved before the llm_adapter label: no adapter
             key = (*key[:3], "", *key[3:])
         if len(key) != 4 + len(m.requests.extra_labels):  # the config's extra labels changed: start over

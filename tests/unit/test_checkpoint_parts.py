@@ -245,3 +245,23 @@ def test_a_restored_ttft_histogram_keeps_taking_exemplars() -> None:
     fam = next(f for f in b.collect() if f.name == "gen_ai_server_time_to_first_token_seconds")
     ex = {s.labels["le"]: s.exemplar.labels["request_id"] for s in fam.samples if s.exemplar is not None}
     assert ex == {"0.5": "after"}
+
+
+def test_series_saved_under_renamed_extra_labels_are_dropped() -> None:
+    """`extra_labels: [team]` renamed to `[region]` keeps the count: the saved values (team names)
+    must not come back as regions. Saved under the same names, they come back."""
+    a = LLMMetrics()
+    a.requests.set_extra_labels(("team",))
+    a.apply(_req(extra_labels={"team": "blue"}))
+    saved = _through_json(a)
+    assert saved["extra_labels"] == ["team"] and len(saved["requests"]) == 1
+    renamed = LLMMetrics()
+    renamed.requests.set_extra_labels(("region",))
+    with _warnings() as said:
+        assert checkpoint.restore(renamed, saved)
+    assert renamed.requests.series == {}
+    assert said == ["1 saved request series had other extra labels (--config) and were dropped"]
+    same = LLMMetrics()
+    same.requests.set_extra_labels(("team",))
+    assert checkpoint.restore(same, saved)
+    assert {k: s.requests for k, s in same.requests.series.items()} == {("chat", "vllm", "m", "", "blue"): [1, 0, 0]}
