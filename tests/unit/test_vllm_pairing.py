@@ -514,3 +514,14 @@ def test_a_delta_of_an_untracked_id_brings_what_it_drops(monkeypatch: pytest.Mon
         {"kind": "request", "provider": "vllm", "operation": "chat", "model": "", "outcome": "success",
          "error_type": "", "request_id": "chatcmpl-x"}, {"kind": "evicted", "provider": "vllm", "n": 1}]
     assert a.requests["chatcmpl-u"].out_tokens == 1
+
+
+def test_a_stream_given_back_its_access_line_is_the_newest_open_request_again() -> None:
+    """Outputs logged. Streams a and c start; a's 200 comes (paired with c, the newest); d starts; a's
+    first delta takes the 200 back, c is open again, now the request that moved last: c's own 200,
+    coming next, is c's, not d's."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-a"), recv("chatcmpl-c"), acc(200, CHAT), recv("chatcmpl-d"), delta("chatcmpl-a"))
+    assert state(a, "chatcmpl-a", "chatcmpl-c", "chatcmpl-d") == [v._WAIT, v._OPEN, v._OPEN]
+    feed(a, acc(200, CHAT))
+    assert state(a, "chatcmpl-a", "chatcmpl-c", "chatcmpl-d") == [v._WAIT, v._WAIT, v._OPEN]
