@@ -74,6 +74,8 @@ def test_percentages(text: str, want: float | None) -> None:
 @pytest.mark.parametrize(("text", "want"), [
     ("12068.8 tokens/s", 12068.8), ("18 reqs", 18.0), (" 3 reqs.", 3.0), ("0.0 tokens/s", 0.0),
     ("7.", 7.0), ("-1 reqs", None), ("many reqs", None),
+    # the first word only, split at spaces alone; only closing dots are dropped
+    ("1 2 3", 1.0), ("3\treqs", None), ("7..", 7.0), (".5 reqs", 0.5), ("7X", None),
 ])
 def test_figures(text: str, want: float | None) -> None:
     assert v._num(text) == want
@@ -101,6 +103,14 @@ def test_prompt_tokens_are_read_from_the_right() -> None:
     ("x, lora_request: LoRARequest(lora_name='', lora_int_id=1)", None),
     ("x, lora_request: LoRARequest(lora_name=sql, lora_int_id=1)", None),
     ("x, lora_request: LoRARequest(lora_name='never-closed", None),
+    ("x, lora_request: LoRARequest(lora_name='', lora_int_id=1, lora_path='/tmp/l')", None),
+    # a name that itself holds `lora_name=`: the field right after `LoRARequest(` is read
+    ("x, lora_request: LoRARequest(lora_name='lora_name=x', lora_int_id=1)", "lora_name=x"),
+    # the prompt's own `lora_name='...'` before vLLM's repr is never read
+    ("prompt: 'lora_name='p'', params: X, lora_request: LoRARequest(lora_int_id=1, lora_name='real')", "real"),
+    # `lora_name=` is looked for in the repr's first 32 characters (so within 22 after the first field)
+    ("x, lora_request: LoRARequest(" + "a" * 22 + "lora_name='x')", "x"),
+    ("x, lora_request: LoRARequest(" + "a" * 23 + "lora_name='x')", None),
     # the name must be read within the repr's first fields, not from a path much later
     ("x, lora_request: LoRARequest(lora_int_id=1, lora_path='/tmp/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', "
      "lora_name='late')", None),
@@ -119,7 +129,7 @@ def test_lora_name_of_256_characters_or_more_is_not_read() -> None:
 @pytest.mark.parametrize(("rid", "want"), [
     ("cmpl-8aa8d4648611ba23-0", "cmpl-8aa8d4648611ba23"), ("cmpl-8aa8d4648611ba23-12", "cmpl-8aa8d4648611ba23"),
     ("cmpl-8aa8d4648611ba23-x", "cmpl-8aa8d4648611ba23-x"), ("cmpl-0", "cmpl-0"), ("cmpl-a-1", "cmpl-a"),
-    ("chatcmpl-abc-0", "chatcmpl-abc-0"), ("cmpl-" + "a" * 200, "cmpl-" + "a" * 123),
+    ("chatcmpl-abc-0", "chatcmpl-abc-0"), ("cmpl-" + "a" * 200, "cmpl-" + "a" * 123), ("cmpl--1", "cmpl--1"),
 ])
 def test_request_keys(rid: str, want: str) -> None:
     assert v._key(rid) == want
@@ -139,7 +149,20 @@ def test_ids_and_hex() -> None:
     assert v._id("chat-4656e70d011f4049913ba3b1ab64a702.") == "chat-4656e70d011f4049913ba3b1ab64a702"
     assert v._id("abc def.") == "abc"
     assert v._id("abc. ") == "abc"
+    assert v._id("abc def ghi") == "abc"
+    assert v._id("req-X.") == "req-X"  # a client's own id: only the closing dot goes
+    assert v._id("abc\tdef") == "abc\tdef"  # split at spaces, as vLLM writes them
     assert v._is_hex("809c990e") and not v._is_hex("809c990g") and not v._is_hex("809C990E")
+    assert not v._is_hex("809c990X")
+
+
+@pytest.mark.parametrize(("msg", "want"), [
+    ("", True), ("  File \"x.py\", line 1", True), ("\tat x", True), (")", True), ("]", True), ("}x", True),
+    ("Traceback (most recent call last):", True), ("^^^^", True), ("ValueError: bad", True),
+    ("Xformers is not available", False), ("slow tokenizer", False),
+])
+def test_traceback_continuation_lines(msg: str, want: bool) -> None:
+    assert v._is_continuation(msg) is want
 
 
 # -- stats lines -----------------------------------------------------------------------------------
