@@ -834,3 +834,24 @@ def test_a_full_table_drops_the_oldest_and_counts_a_waiting_stream(monkeypatch: 
     # an end line for an id not tracked starts one, and what that drops comes with the line
     out = feed(a, "INFO 04-10 03:35:51 [async_llm.py:1] Finished request cmpl-z1-0.")
     assert [r["kind"] for r in out if r["kind"] in ("request", "evicted")] == ["request", "evicted"]
+
+
+def test_a_line_with_no_finish_reason_cannot_fake_token_ids_far_in_its_output() -> None:
+    a = VllmAdapter()
+    feed(a, recv("chatcmpl-c4"))
+    assert reqs(feed(a, gen("chatcmpl-c4", ": output: '" + "x" * 400 + " details: output_token_ids: [1, 2]'"))) == []
+    assert a.requests["chatcmpl-c4"].out_tokens is None
+
+
+@pytest.mark.parametrize("fr", ["", "None", "streaming_complete"])
+def test_a_delta_of_an_unknown_id_without_a_reason_starts_it_with_its_tokens(fr: str) -> None:
+    a = VllmAdapter()
+    feed(a, gen("chatcmpl-c5", f" (streaming delta): output: 'a', output_token_ids: [5, 6, 7], finish_reason: {fr}"))
+    assert a.requests["chatcmpl-c5"].out_tokens == 3
+
+
+def test_a_client_id_ending_in_x_is_read_whole(clock: Clock) -> None:
+    a = VllmAdapter()
+    feed(a, recv("req-X"))
+    assert reqs(feed(a, gen("req-X", ": output: 'a', finish_reason: stop"))) == [
+        req("", request_id="req-X", finish_reason="stop", duration_s=0.0)]

@@ -433,6 +433,8 @@ def test_a_2xx_held_by_a_refused_request_with_nothing_open_is_a_request_of_its_o
     out = feed(c, gen("chatcmpl-c"))
     assert brief(out) == [("chatcmpl-c", "success", "", "length", 0.0), ("", "success", "", None, None)]
     assert reqs(feed(c, acc(200, CHAT))) == []
+    # the next output line hands out its own record alone
+    assert brief(feed(c, recv("chatcmpl-e"), gen("chatcmpl-e"))) == [("chatcmpl-e", "success", "", "length", 0.0)]
     assert reqs(a.flush() + c.flush()) == []
 
 
