@@ -205,7 +205,9 @@ def test_aggregated_stats_line() -> None:
 def test_lines_that_only_look_like_stats_are_logs() -> None:
     a = VllmAdapter()
     for msg in ("Engine x: Avg prompt throughput: 1.0 tokens/s", "Engine 000 Avg prompt throughput: 1.0",
-                "Engine 000: started", "2 Engines Aggregated: done", "3 engines up"):
+                "Engine 000: started", "2 Engines Aggregated: done", "3 engines up",
+                # the same figures behind another start
+                "Engine:000: Avg prompt throughput: 1.0 tokens/s", "Prefix cache hit rate (GPU):50.0%"):
         assert feed(a, H + "[x.py:1] " + msg) == [LOG], msg
 
 
@@ -219,6 +221,8 @@ def test_cpu_kv_cache_counts_when_the_gpu_one_is_absent() -> None:
 def test_v0_prefix_cache_line() -> None:
     line = "INFO 08-20 02:39:37 metrics.py:427] Prefix cache hit rate: GPU: 12.50%, CPU: 0.00%"
     assert feed(VllmAdapter(), line) == [stats("", prefix_cache_hit=0.125), LOG]
+    more = "INFO 08-20 02:39:37 metrics.py:427] Prefix cache hit rate: GPU: 12.50%, CPU: 0.00%, other: 1"
+    assert feed(VllmAdapter(), more)[0] == stats("", prefix_cache_hit=0.125)
     bad = "INFO 08-20 02:39:37 metrics.py:427] Prefix cache hit rate: GPU: n/a, CPU: 0.00%"
     assert feed(VllmAdapter(), bad) == [LOG]
 
@@ -444,7 +448,26 @@ def test_received_id_is_cut_at_its_colon_or_space() -> None:
     a = VllmAdapter()
     feed(a, H + "[request_logger.py:65] Received request chatcmpl-77: prompt: 'x: y'")
     feed(a, H + "[request_logger.py:65] Received request chatcmpl-78 prompt: 'x'")
-    assert list(a.requests) == ["chatcmpl-77", "chatcmpl-78"]
+    feed(a, H + "[request_logger.py:65] Received request chatcmpl-79 with prompt: 'x'")
+    assert list(a.requests) == ["chatcmpl-77", "chatcmpl-78", "chatcmpl-79"]
+
+
+def test_an_id_of_the_longest_length_read_is_one_request(clock: Clock) -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-" + "a" * (v.MAX_ID - 9)
+    feed(a, recv(rid))
+    clock.t += 1.0
+    assert reqs(feed(a, gen(rid, ": output: 'x', finish_reason: stop"))) == [
+        req("chat", request_id=rid, finish_reason="stop", duration_s=1.0)]
+
+
+def test_messages_that_start_like_request_lines_are_logs() -> None:
+    """A message is read by its whole fixed start, not by its first letter."""
+    a = VllmAdapter()
+    for msg in ("Flash attention is not available on this GPU", "GPU KV cache size: 1,234 tokens",
+                "note: {'enable_log_outputs': True} is ignored here"):
+        assert feed(a, H + "[x.py:1] " + msg) == [LOG], msg
+    assert not a.requests and not a.outputs_logged
 
 
 def test_tokenize_requests_are_no_inference() -> None:
@@ -517,6 +540,8 @@ def test_json_record_behind_a_prefix() -> None:
     assert out[0] == stats("0", prompt_tps=410.1, generation_tps=0.2, running=8.0, waiting=0.0,
                            kv_cache_usage=0.166, prefix_cache_hit=0.0)
     assert a.parse_text('(APIServer pid=1) {"other": 1}') is IGNORED
+    # behind vLLM's prefix, any record with a message is vLLM's own
+    assert feed(a, '(APIServer pid=1) {"message": "hello", "levelname": "INFO"}') == [LOG]
 
 
 # -- access lines and the requests they pair with ----------------------------------------------------
@@ -729,6 +754,8 @@ def test_json_record_with_a_traceback_is_one_error_record() -> None:
         [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"}]
     # a traceback at INFO is no error record
     assert jfeed(a, j(levelname="INFO", message="x", exc_info=exc)) == [LOG]
+    assert jfeed(a, j(levelname="CRITICAL", message="x", exc_info=exc)) == \
+        [{"kind": "log", "provider": "vllm", "level": "CRITICAL", "error_type": "oom"}]
     # only the traceback's last 20 lines are read
     deep = "torch.OutOfMemoryError: CUDA out of memory.\n" + "\n".join(["  File \"x.py\", line 1"] * 20)
     assert jfeed(a, j(levelname="ERROR", message="worker failed", exc_info=deep))[0]["error_type"] == errors.OTHER
