@@ -216,7 +216,7 @@ class LlamacppAdapter(Adapter):
                 return res
         if "example_format: '" in s and not s.endswith("'"):
             self.template = 1  # a chat template printed over the following lines
-        if s.startswith(("srv  log_server_r: ", "srv  log_server_r:", "request: ", "done request: ")):
+        if s.startswith(("srv  log_server_r:", "request: ", "done request: ")):
             i = s.find("request: ")
             parts = s[i + 9:].split()
             if len(parts) == 4 and parts[3].isdigit() and len(parts[3]) == 3:

@@ -281,6 +281,9 @@ def test_task_counted_by_its_cancel_line_is_not_counted_again_by_its_timing_line
     assert requests(read([CANCEL_4.replace("= 4", "= 22576"), *NEWEST])) == [failed("aborted")]
     failed_first = "srv    send_error: task id = 0, error: Context size has been exceeded."
     assert requests(read([failed_first, *HEADER_CUT])) == [failed("error", "validation")]
+    # ... also when its header line was cut right after the task field
+    assert requests(read([failed_first, "slot print_timing: id  0 | task 0", *HEADER_CUT[1:]])) == [
+        failed("error", "validation")]
 
 
 def test_tasks_are_remembered_up_to_max_tasks() -> None:
@@ -345,16 +348,19 @@ def test_behind_a_front_door_no_task_line_counts() -> None:
     ("srv  log_server_r: request: POST /v1/embeddings 127.0.0.1 200", [http("POST", "/v1/embeddings", "200")]),
     # https://github.com/mostlygeek/llama-swap/issues/810: newer builds, stamped `done request:`
     ("0.45.157.125 I srv  log_server_r: done request: GET /tools 127.0.0.1 404", [http("GET", "_OTHER", "404"), INF]),
+    # #23269's `done request:` line with what came before it cut off (as journald's blob lines cut them)
+    ("done request: POST /v1/chat/completions 127.0.0.1 200", [http("POST", "/v1/chat/completions", "200")]),
     # tests/fixtures/samples/llamacpp.log: a journald line whose `srv  log_server_r: ` was cut
     ("Dec 02 12:10:29 kamala llama-server[24689]: request: POST /chat/completions 127.0.0.1 200",
      [http("POST", "/chat/completions", "200")]),
     # #14201's access line without its status: a plain line of the server's
     ("srv  log_server_r: request: GET / 127.0.0.1", []),
     ("srv  log_server_r: request: GET / 127.0.0.1 2000", []),
+    # a path holding `request: ` (with its space) makes more than four words: no access line
+    ("srv  log_server_r: request: GET /x request: GET / 127.0.0.1 200", []),
 ])
 def test_access_line_is_one_http_record(line: str, records: list[dict[str, Any]]) -> None:
-    s = Stream()
-    assert s.line(line) == ("record", records) if records else s.line(line)[0] in ("record", "ignored")
+    assert Stream().line(line) == (("record", records) if records else ("ignored", None))
 
 
 @pytest.mark.parametrize(("lines", "outcomes"), [
@@ -465,6 +471,8 @@ def drop(*keys: str) -> dict[str, Any]:
     # neither time: no duration is made up
     (body(drop("prompt_ms", "predicted_ms")), timing(None, None, None, input_tokens=1, output_tokens=35,
                                                      prompt_tokens=237, cached_tokens=236)),
+    # no output count: no output tokens and nothing to divide the generation time by
+    (body(drop("predicted_n")), timing((30.958, 1), None, 30.958 + 661.064, prompt_tokens=237, cached_tokens=236)),
     # no prompt count: nothing to add the cached part to
     (body(drop("prompt_n")), timing(None, (661.064, 35), 30.958 + 661.064, ttft_s=30.958 / 1000)),
     # text where a number belongs is not a figure of llama.cpp's JSON
@@ -473,3 +481,40 @@ def drop(*keys: str) -> dict[str, Any]:
 ])
 def test_response_timings_object_is_one_request(line: str, record: dict[str, Any]) -> None:
     assert read([line]) == [record]
+
+
+def test_failed_task_of_a_cut_send_error_line_is_still_its_task() -> None:
+    """#27752's send_error line cut before its error field, then task 64's cancel line: one request."""
+    assert read(["29.23.338.119 E srv    send_error: task id = 64", PR_27752[5]]) == [
+        failed("error", "_OTHER"), ERR, WRN]
+
+
+@pytest.mark.parametrize("line", [
+    # https://github.com/ollama/ollama/issues/7941: the model loader's lines (llama.cpp's own, bare)
+    "llm_load_tensors: offloaded 33/33 layers to GPU",
+    "llama_new_context_with_model: n_ctx      = 8192",
+    # #27752's progress line as a build without the elapsed-time stamp prints it
+    "slot print_timing: id  0 | task 91 | prompt processing, n_tokens =   2048, progress = 0.38, t =   7.26 s / "
+    "282.24 tokens per second",
+])
+def test_server_lines_without_a_level_are_known_and_count_nothing(line: str) -> None:
+    assert Stream().line(line) == ("ignored", None)
+
+
+def test_chat_template_that_fits_on_its_line_holds_no_lines_after_it() -> None:
+    """#25121's template line closed on the same line (its `'`): the bare line after it is not the
+    template's (it is nobody's)."""
+    s = Stream()
+    assert s.records("0.08.515.111 I srv          init: init: chat template, example_format: '<|im_start|>'") == [
+        INF]
+    assert s.line("You are a helpful assistant<|im_end|>") == ("unparsed", "no_adapter")
+
+
+def test_chat_template_holds_at_most_199_lines() -> None:
+    """A template printed over more lines than any real one: the first 199 bare lines after its opening
+    line are its own, the 200th is no longer."""
+    s = Stream()
+    s.records("0.08.515.111 I srv          init: init: chat template, example_format: '<|im_start|>system")
+    for _ in range(199):
+        assert s.line("You are a helpful assistant<|im_end|>") == ("record", [])
+    assert s.line("You are a helpful assistant<|im_end|>") == ("unparsed", "no_adapter")
