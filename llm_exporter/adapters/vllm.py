@@ -448,12 +448,9 @@ class VllmAdapter(Adapter):
             r = self._end(rid, "aborted", None, None)
         elif rest.startswith("failed ("):
             why = rest[8:].split(")", 1)[0]
-            if why == "engine dead":
-                cls = "engine_dead"
-            else:
-                cls = errors.classify_message(msg[8 + len(rid):])
-                if cls == errors.OTHER and why == "bad request":
-                    cls = "validation"
+            # `(engine dead)` reads as engine_dead, `(bad request)` as validation unless its text
+            # says more (out of memory, say)
+            cls = errors.classify_message(msg[8 + len(rid):])
             r = self._end(rid, "error", None, None, cls, refused=why == "bad request")
             if self.carry is not None:
                 out = [self.carry] if r is None else [self.carry, r]

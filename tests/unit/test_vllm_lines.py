@@ -216,6 +216,9 @@ def test_cpu_kv_cache_counts_when_the_gpu_one_is_absent() -> None:
     assert feed(VllmAdapter(), line)[0] == stats("", prompt_tps=1.0, kv_cache_usage=0.05)
     line = "INFO 02-28 21:48:18 metrics.py:161] Avg prompt throughput: 1.0 tokens/s, Running 2 reqs, Other: 1"
     assert feed(VllmAdapter(), line)[0] == stats("", prompt_tps=1.0)
+    # a part with no figure is passed over, the parts after it still read
+    line = "INFO 02-28 21:48:18 metrics.py:161] Avg prompt throughput: 1.0 tokens/s, Running 2 reqs, Waiting: 3 reqs"
+    assert feed(VllmAdapter(), line)[0] == stats("", prompt_tps=1.0, waiting=3.0)
 
 
 def test_v0_prefix_cache_line() -> None:
@@ -240,6 +243,9 @@ def test_stats_with_traffic_and_no_request_lines_hint_once_on_the_third() -> Non
     b = VllmAdapter()
     feed(b, prompt_only)
     assert b.busy_stats == 1
+    # one advice per stream: access lines with no request line that follow say nothing more
+    acc_line = 'INFO:     127.0.0.1:35022 - "POST /v1/completions HTTP/1.1" 200 OK'
+    assert [r for r in feed(a, acc_line, acc_line, acc_line) if r["kind"] == "hint"] == []
 
 
 def test_served_model_name_names_the_model_of_later_records() -> None:
@@ -410,6 +416,15 @@ def test_request_lines_of_asyncllm(msg: str, want: tuple[str, str]) -> None:
     assert [(r["outcome"], r["error_type"], r["request_id"]) for r in out] == [(*want, "cmpl-r1")]
 
 
+def test_request_lines_of_the_longest_id_read() -> None:
+    a = VllmAdapter()
+    rid = "cmpl-" + "b" * (v.MAX_ID - 5)
+    feed(a, recv(rid))
+    out = reqs(feed(a, H + f"[async_llm.py:1] Request {rid} aborted.")) + reqs(a.flush())
+    assert [(r["outcome"], r["request_id"]) for r in out] == [("aborted", rid)]
+    assert list(a.requests) == [rid]
+
+
 def test_request_details_line_gives_the_prompt_tokens() -> None:
     a = VllmAdapter()
     feed(a, recv("cmpl-d1-0"))
@@ -501,6 +516,20 @@ def test_a_warning_is_one_log_record_when_the_next_record_starts() -> None:
     w = "WARNING 01-22 18:27:20 [x.py:1] slow tokenizer"
     assert feed(a, w) == []
     assert feed(a, V0)[0] == {"kind": "log", "provider": "vllm", "level": "WARNING"}
+
+
+def test_critical_records_and_worker_processes() -> None:
+    a = VllmAdapter()
+    feed(a, "CRITICAL 01-22 18:27:20 [x.py:1] torch.OutOfMemoryError: CUDA out of memory.")
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "CRITICAL", "error_type": "oom"}]
+    # a worker process's error is a server incident
+    feed(a, "(VllmWorker rank=0 pid=9) ERROR 01-22 18:27:20 [x.py:1] RuntimeError: boom")
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "engine_dead"},
+                         {"kind": "server_error", "provider": "vllm", "error_type": "engine_dead"}]
+    # the API server saying the engine died, on the record's first line
+    feed(a, "(APIServer pid=1) ERROR 01-22 18:27:20 [x.py:1] EngineCore encountered a fatal error.")
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "engine_dead"},
+                         {"kind": "server_error", "provider": "vllm", "error_type": "engine_dead"}]
 
 
 def test_uvicorn_lines_behind_timestamps_are_access_lines() -> None:

@@ -150,7 +150,9 @@ def test_a_refused_request_hands_the_2xx_it_was_paired_with_to_the_stream(clock:
     assert reqs(feed(a, acc(200, CHAT))) == []
     assert state(a, "chatcmpl-a1", "chatcmpl-b1") == [v._OPEN, v._WAIT]
     clock.t += 1.0
-    out = feed(a, line("chatcmpl-b1", "failed (bad request): max_tokens must be at least 1, got 0."))
+    out = feed(a, line("chatcmpl-b1", "failed (bad request): This model's maximum context length is 512 tokens. "
+                             "However, you requested 1034 tokens (10 in the messages, 1024 in the completion). "
+                             "Please reduce the length of the messages or completion."))
     assert brief(out) == [("chatcmpl-b1", "error", "validation", None, 1.0)]
     # the 200 was A's: A now waits for its end line
     assert state(a, "chatcmpl-a1", "chatcmpl-b1") == [v._WAIT, v._ENDED]
@@ -425,9 +427,13 @@ def test_a_2xx_held_by_a_refused_request_with_nothing_open_is_a_request_of_its_o
     shows the 200 came before it: that 200 was a request with no id line, counted then."""
     a = VllmAdapter()
     feed(a, ARGS, recv("chatcmpl-b"), acc(200, CHAT))
-    out = feed(a, line("chatcmpl-b", "failed (bad request): prompt is too long."))
+    out = feed(a, line("chatcmpl-b", "failed (bad request): This model's maximum context length is 512 tokens. "
+                            "However, you requested 1034 tokens (10 in the messages, 1024 in the completion)."))
     assert brief(out) == [("", "success", "", None, None), ("chatcmpl-b", "error", "validation", None, 0.0)]
     assert reqs(feed(a, acc(400, CHAT))) == []
+    # the next failure hands out its own record alone
+    out = feed(a, recv("chatcmpl-f"), line("chatcmpl-f", "failed (engine dead)."))
+    assert brief(out) == [("chatcmpl-f", "error", "engine_dead", None, 0.0)]
     c = VllmAdapter()
     feed(c, ARGS, recv("chatcmpl-c"), acc(200, CHAT))
     out = feed(c, gen("chatcmpl-c"))
