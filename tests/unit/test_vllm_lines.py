@@ -65,7 +65,7 @@ def req(op: str, outcome: str = "success", error_type: str = "", **kw: Any) -> d
 
 @pytest.mark.parametrize(("text", "want"), [
     ("87.7%", 0.877), ("0.0%", 0.0), (" 2.0%.", 0.02), ("100%", 1.0), ("100.5%", None), ("-1.0%", None),
-    ("12.5", None), ("abc%", None), ("%", None), ("50% ", 0.5),
+    ("12.5", None), ("abc%", None), ("%", None), ("50% ", 0.5), ("50%X.", None),
 ])
 def test_percentages(text: str, want: float | None) -> None:
     assert v._pct(text) == want
@@ -911,3 +911,23 @@ def test_a_client_id_ending_in_x_is_read_whole(clock: Clock) -> None:
     feed(a, recv("req-X"))
     assert reqs(feed(a, gen("req-X", ": output: 'a', finish_reason: stop"))) == [
         req("", request_id="req-X", finish_reason="stop", duration_s=0.0)]
+
+
+def test_debug_token_id_lines_count_deltas_and_ignore_the_complete_line() -> None:
+    a = VllmAdapter()
+    rid = "chatcmpl-d1"
+    dbg = "(APIServer pid=1) DEBUG 11-30 06:56:50 [request_logger.py:120] Generated response "
+    feed(a, recv(rid), dbg + rid + " (streaming delta) details: output_token_ids: [4, 5]")
+    assert a.requests[rid].out_tokens == 2
+    # the complete line repeats the ids vLLM streamed; the deltas' sum stands
+    feed(a, dbg + rid + " (streaming complete) details: output_token_ids: [4, 5, 6]")
+    assert a.requests[rid].out_tokens == 2
+    # a details line of an id not tracked counts nothing
+    assert reqs(feed(a, dbg + "chatcmpl-zz details: output_token_ids: [1]")) == []
+    assert list(a.requests) == [rid]
+
+
+def test_a_delta_of_an_unknown_id_without_token_ids_starts_nothing() -> None:
+    a = VllmAdapter()
+    feed(a, gen("chatcmpl-c6", " (streaming delta): output: 'a', finish_reason: None"))
+    assert not a.requests
