@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import socket
@@ -187,3 +188,24 @@ def assert_matches_count(s: dict[tuple[str, tuple[tuple[str, str], ...]], float]
     assert total(s, "llm_request_queue_duration_seconds_count") == want.queue_n
     assert total(s, "llm_request_inference_duration_seconds_sum") == pytest.approx(want.inference_s, rel=1e-9)
     assert total(s, "llm_request_inference_duration_seconds_count") == want.inference_n
+
+
+@contextlib.contextmanager
+def logged(name: str, level: int = logging.WARNING) -> Iterator[list[logging.LogRecord]]:
+    """The records logger `name` emits at `level` or above inside the block (the logger's own
+    level is set to `level` meanwhile, then put back)."""
+    got: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            got.append(record)
+
+    lg = logging.getLogger(name)
+    h, old = _Keep(level), lg.level
+    lg.addHandler(h)
+    lg.setLevel(level)
+    try:
+        yield got
+    finally:
+        lg.removeHandler(h)
+        lg.setLevel(old)

@@ -4,7 +4,6 @@ what was left out, and histograms or series that no longer fit are dropped with 
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,27 +15,16 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
 from llm_exporter.metrics import LLMMetrics, checkpoint
-from tests.helpers import parse_metrics
+from tests.helpers import logged, parse_metrics
 
 
 @contextmanager
 def _warnings() -> Iterator[list[str]]:
-    """The messages the checkpoint logs (its logger is `llm_exporter.state`)."""
-    got: list[str] = []
-
-    class _H(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            got.append(record.getMessage())
-
-    lg = logging.getLogger("llm_exporter.state")
-    h, level = _H(logging.WARNING), lg.level
-    lg.addHandler(h)
-    lg.setLevel(logging.WARNING)
-    try:
-        yield got
-    finally:
-        lg.removeHandler(h)
-        lg.setLevel(level)
+    """The messages the checkpoint logs (its logger is `llm_exporter.state`), once the block ends."""
+    said: list[str] = []
+    with logged("llm_exporter.state") as recs:
+        yield said
+    said.extend(r.getMessage() for r in recs)
 
 
 def _samples(m: LLMMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -5,9 +5,6 @@ stats gauges, advice from the logs, and the exporter's own line and byte counter
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ from llm_exporter.metrics.hist import quantile
 from llm_exporter.metrics.slo import RESULTS, Objective, SloMetrics
 from llm_exporter.metrics.startup import StartupMetrics
 from llm_exporter.metrics.window import Window
-from tests.helpers import parse_metrics
+from tests.helpers import logged, parse_metrics
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -316,30 +313,13 @@ def test_stats_gauges_carry_the_model_and_the_time_of_their_line() -> None:
     assert m.engine.stats == {("vllm", "qwen", ""): {"running": 2.0, "last_seen": 1234.0}}
 
 
-@contextmanager
-def _hint_log() -> Iterator[list[logging.LogRecord]]:
-    got: list[logging.LogRecord] = []
-
-    class _H(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            got.append(record)
-
-    lg = logging.getLogger("llm_exporter.hints")
-    h, level = _H(logging.WARNING), lg.level
-    lg.addHandler(h)
-    lg.setLevel(logging.WARNING)
-    try:
-        yield got
-    finally:
-        lg.removeHandler(h)
-        lg.setLevel(level)
 
 
 def test_each_piece_of_advice_is_logged_once_with_its_fields() -> None:
     """Seen twice: logged once, with the advice text and the hint and provider as fields (the JSON
     log shows them); a hint without a provider is kept with ""; an unknown one is ignored."""
     h = HintsSeen()
-    with _hint_log() as said:
+    with logged("llm_exporter.hints") as said:
         h.apply({"hint": "vllm_stats_only", "provider": "vllm"})
         h.apply({"hint": "vllm_stats_only", "provider": "other"})
         h.apply({"hint": "vllm_access_log_only"})

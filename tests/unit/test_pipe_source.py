@@ -21,7 +21,6 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,6 +33,7 @@ from llm_exporter.pipeline import Pipeline
 from llm_exporter.sources.pipe import CHUNK, PIPE_BUFFER, PipeSource, enlarge_pipe, write_all
 from llm_exporter.worker import Worker
 from tests.helpers import SAMPLES, parse_metrics, total
+from tests.helpers import logged as log_records
 
 #: 12 lines, newline-terminated: line 1 (`routes.go:572: Listening`) is `ignored`, the 11 others are
 #: records; 8 GIN access lines (2, 3, 6-11) and one slog `level=ERROR` line (12)
@@ -109,25 +109,6 @@ def fds() -> Iterator[Fds]:
         os.close(fd)
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def log_records(name: str) -> Iterator[list[logging.LogRecord]]:
-    """Records of one logger (a handler of its own: the daemon's logging setup may stop propagation)."""
-    handler = _Collect()
-    logger = logging.getLogger(name)
-    logger.addHandler(handler)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
 
 
 def outcomes(m: LLMMetrics, source: str) -> dict[str, int]:
@@ -260,7 +241,7 @@ async def test_a_reader_of_our_output_going_away_stops_the_passthrough_not_the_c
     r_out, w_out = fds.pipe()
     fds.close(r_out)  # whoever read our stdout is gone
     src = PipeSource("stdin", r_in, w_out, worker, m.source, MAX_LINE)
-    with log_records("llm_exporter.source") as logged:
+    with log_records("llm_exporter.source", logging.NOTSET) as logged:
         src.start()
         write_all(w_in, first)
         await until(lambda: m.internal.bytes["stdin"] == len(first), "the first half read")
@@ -309,7 +290,7 @@ async def test_stdin_that_cannot_be_read_ends_the_source_with_one_error_line(tmp
     worker.start()
     ended: list[bool] = []
     src = PipeSource("stdin", fd, None, worker, m.source, MAX_LINE, on_eof=lambda: ended.append(True))
-    with log_records("llm_exporter.source") as logged:
+    with log_records("llm_exporter.source", logging.NOTSET) as logged:
         src.start()
         await until(src.done.is_set, "the source's end")
     worker.stop()
@@ -331,7 +312,7 @@ async def test_a_read_error_after_a_partial_line_still_hands_that_line_on() -> N
     worker = Worker(Pipeline(m))
     worker.start()
     src = PipeSource("stdin", conn.fileno(), None, worker, m.source, MAX_LINE)
-    with log_records("llm_exporter.source") as logged:
+    with log_records("llm_exporter.source", logging.NOTSET) as logged:
         src.start()
         peer.sendall(first)
         await until(lambda: m.internal.bytes["stdin"] == len(first), "the bytes read")

@@ -16,25 +16,7 @@ import pytest
 
 from llm_exporter.problems import StartupError
 from llm_exporter.state import StateStore, checkpoint_every, open_state
-
-
-@contextmanager
-def _logged() -> Iterator[list[logging.LogRecord]]:
-    got: list[logging.LogRecord] = []
-
-    class _H(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            got.append(record)
-
-    lg = logging.getLogger("llm_exporter.state")
-    h, level = _H(logging.WARNING), lg.level
-    lg.addHandler(h)
-    lg.setLevel(logging.WARNING)
-    try:
-        yield got
-    finally:
-        lg.removeHandler(h)
-        lg.setLevel(level)
+from tests.helpers import logged
 
 
 def test_no_state_dir_is_no_store() -> None:
@@ -80,7 +62,7 @@ def test_a_state_dir_name_too_long_is_a_clear_startup_error(tmp_path: Path) -> N
 @pytest.mark.parametrize("body", [b"[1, 2]", b'{"version": 2, "sections": {"files": {}}}', b'"text"'])
 def test_a_state_file_of_another_layout_is_no_state(tmp_path: Path, body: bytes) -> None:
     (tmp_path / "state.json").write_bytes(body)
-    with _logged() as said:
+    with logged("llm_exporter.state") as said:
         assert StateStore(tmp_path).load() == {}
     assert [r.getMessage() for r in said] == [
         f"state file {tmp_path / 'state.json'} has an unknown layout, starting without state"]
@@ -95,7 +77,7 @@ def test_an_unreadable_state_file_says_where_and_why(tmp_path: Path) -> None:
     """`state.json` made a directory by mistake: no state, and the line names the file and the reason."""
     p = tmp_path / "state.json"
     p.mkdir()
-    with _logged() as said:
+    with logged("llm_exporter.state") as said:
         assert StateStore(tmp_path).load() == {}
     assert [r.getMessage() for r in said] == [
         f"state file {p} unreadable, starting without state: [Errno 21] Is a directory: '{p}'"]

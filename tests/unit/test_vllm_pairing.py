@@ -20,23 +20,13 @@ import pytest
 from llm_exporter import errors
 from llm_exporter.adapters import vllm as v
 from llm_exporter.adapters.vllm import VllmAdapter
-from llm_exporter.records import validate_record
+from tests.unit.test_vllm_lines import SP, Clock, H, feed, reqs
 
-H = "(APIServer pid=16381) INFO 11-30 06:56:50 "
 ARGS = (H + "[api_utils.py:286] non-default args: {'enable_log_outputs': True, 'host': '127.0.0.1', "
         "'enable_log_requests': True}")
-SP = "params: SamplingParams(n=1, temperature=1.0, max_tokens=5), lora_request: None."
 CHAT = "/v1/chat/completions"
 #: V0 (vLLM before 0.8, requests logged by default)
 V0 = "INFO 02-05 04:53:20 async_llm_engine.py:"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture
@@ -46,21 +36,8 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return c
 
 
-def feed(a: VllmAdapter, *lines: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for ln in lines:
-        res = a.parse_text(ln)
-        if isinstance(res, dict):
-            res = [res]
-        if isinstance(res, list):
-            out.extend(res)
-    for r in out:
-        validate_record(r)
-    return out
 
 
-def reqs(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in recs if r["kind"] == "request"]
 
 
 def brief(recs: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

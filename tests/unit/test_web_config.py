@@ -9,8 +9,7 @@ import re
 import shutil
 import ssl
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import bcrypt
@@ -21,6 +20,7 @@ from cryptography import x509
 
 from llm_exporter.problems import WebConfigError
 from llm_exporter.webconfig import WebConfig, load_web_config
+from tests.helpers import logged as log_records
 from tests.tlsutil import PASSWORD, basic, make_pki
 
 #: never reached when the code is right: it only turns a hang into a failure
@@ -115,25 +115,6 @@ def one_line(e: pytest.ExceptionInfo[WebConfigError]) -> str:
     return line
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@contextmanager
-def log_records(name: str) -> Iterator[list[logging.LogRecord]]:
-    """Records of one logger (a handler of its own: the daemon's logging setup may stop propagation)."""
-    handler = _Collect()
-    logger = logging.getLogger(name)
-    logger.addHandler(handler)
-    try:
-        yield handler.records
-    finally:
-        logger.removeHandler(handler)
 
 
 # -- TLS -----------------------------------------------------------------------------------------
@@ -243,7 +224,7 @@ def test_an_unusable_client_ca_file_is_one_line(tmp_path: Path, pki: dict[str, P
 def test_exporter_toolkit_keys_left_to_openssl_are_named_in_one_warning(
         tmp_path: Path, pki: dict[str, Path], extra: str, named: str | None) -> None:
     """Accepted so that a file written for other exporters loads, and said once at load."""
-    with log_records("llm_exporter.webconfig") as logged:
+    with log_records("llm_exporter.webconfig", logging.NOTSET) as logged:
         load_web_config(write(tmp_path, tls_yaml(pki, extra)))
     want = [] if named is None else [
         ("WARNING", f"web-config: {named} accepted but not applied (OpenSSL defaults are used)")]
