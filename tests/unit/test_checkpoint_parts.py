@@ -241,15 +241,17 @@ def test_series_saved_under_renamed_extra_labels_are_dropped() -> None:
     a = LLMMetrics()
     a.requests.set_extra_labels(("team",))
     a.apply(_req(extra_labels={"team": "blue"}))
+    a.apply(_req(extra_labels={"team": "red"}))
     saved = _through_json(a)
-    assert saved["extra_labels"] == ["team"] and len(saved["requests"]) == 1
+    assert saved["extra_labels"] == ["team"] and len(saved["requests"]) == 2
     renamed = LLMMetrics()
     renamed.requests.set_extra_labels(("region",))
     with _warnings() as said:
         assert checkpoint.restore(renamed, saved)
     assert renamed.requests.series == {}
-    assert said == ["1 saved request series had other extra labels (--config) and were dropped"]
+    assert said == ["2 saved request series had other extra labels (--config) and were dropped"]
     same = LLMMetrics()
     same.requests.set_extra_labels(("team",))
     assert checkpoint.restore(same, saved)
-    assert {k: s.requests for k, s in same.requests.series.items()} == {("chat", "vllm", "m", "", "blue"): [1, 0, 0]}
+    assert {k: s.requests for k, s in same.requests.series.items()} == {("chat", "vllm", "m", "", "blue"): [1, 0, 0],
+                                                                        ("chat", "vllm", "m", "", "red"): [1, 0, 0]}

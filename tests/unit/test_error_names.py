@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llm_exporter.errors import OTHER, _AnyOf, classify_exception, exception_name, from_http_status, normalize
+from llm_exporter.errors import (
+    OTHER,
+    _AnyOf,
+    classify_event,
+    classify_exception,
+    exception_name,
+    from_http_status,
+    normalize,
+)
 
 # HTTP semantics (RFC 9110 and the de-facto 499 of nginx): which status says which error class
 STATUS_CLASSES = [
@@ -122,3 +130,12 @@ def test_phrase_scan_on_undecodable_and_special_characters(phrases: list[str], t
 ])
 def test_an_applications_error_name_is_its_class_or_kept(name: str, cls: str) -> None:
     assert normalize(name) == cls
+
+
+@pytest.mark.parametrize(("line", "want"), [
+    ("EngineCore failed to start: deadline exceeded", ("incident", "timeout")),
+    ("EngineCore failed: CUDA out of memory", ("incident", "oom")),
+    ("EngineCore encountered a fatal error.", ("incident", "engine_dead")),
+])
+def test_an_engine_incident_keeps_an_oom_or_timeout_class(line: str, want: tuple[str, str]) -> None:
+    assert classify_event(line) == want
