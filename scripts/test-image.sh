@@ -12,7 +12,9 @@ eval "$(bash scripts/image-tools.sh | tail -n 1)"
 mounts=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
 [ -f /etc/pip.conf ] && mounts+=(-v /etc/pip.conf:/etc/pip.conf:ro)
 start=$(date +%s)
-podman build --quiet --format docker --pull=never "${mounts[@]}" \
+# --no-cache: with the build stage cached (a change outside llm_exporter/), podman cannot bind-mount
+# that stage's /wheels into the final one ("couldn't find .../merged/wheels on host")
+podman build --quiet --no-cache --format docker --pull=never "${mounts[@]}" \
   --build-arg "LLM_EXPORTER_REVISION=$(git rev-parse --short HEAD 2>/dev/null || true)" -t "$IMAGE" . >/dev/null
 echo "built $IMAGE in $(( $(date +%s) - start )) s: $(podman image inspect --format '{{.Size}}' "$IMAGE") bytes"
 LLM_EXPORTER_IMAGE=$IMAGE .venv/bin/pytest -q -p no:cacheprovider tests/deploy/test_image.py tests/deploy/test_wrapper_image.py
