@@ -41,7 +41,7 @@ REQUEST_SPANS = {
 }
 _TIMING = re.compile(r'(\w+)="([^"]*)"')
 #: a request span inside a wrapper span (`HTTP request{...}:generate{...}`): its name, whole
-_INNER_SPAN = re.compile(r":(chat_completions|completions|generate_stream|generate|compat_generate)(?=[{:]|$)")
+_INNER_SPAN = re.compile(":(" + "|".join(n for n, op in REQUEST_SPANS.items() if op) + r")(?=[{:]|$)")
 #: how far into a wrapper span's chain the request span inside it is looked for
 INNER_SCAN = 2000
 MAX_BLOCK_LINES = 200
