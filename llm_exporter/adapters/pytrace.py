@@ -50,9 +50,7 @@ class TraceTail:
         elif self.source:
             self.source = False
         elif not (not text or text.startswith(_CONT) or text.startswith(_STARTS)):
-            if ":" not in text:  # a bare name: raised with no message (`asyncio.exceptions.CancelledError`)
-                text += ":"
-            if errors.exception_name(text) is None:
+            if errors.exception_name(text) is None:  # a bare name too (`asyncio.exceptions.CancelledError`)
                 return False
             self._note(text)
         elif text.startswith("Message: "):

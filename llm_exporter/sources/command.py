@@ -78,7 +78,7 @@ class CommandSource:
 
     name = "command"
 
-    def __init__(self, argv: list[str], worker: Worker, counters: Counters, *, passthrough: bool = True,
+    def __init__(self, argv: list[str], worker: Worker, counters: Counters, *, passthrough: bool,
                  max_line: int = 1 << 20, on_exit: Callable[[int], None] | None = None,
                  drain_timeout: float = 2.0, kill_after: float,
                  on_kill: Callable[[], None] | None = None) -> None:

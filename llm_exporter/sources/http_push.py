@@ -316,8 +316,17 @@ class Ingest:
                 await loop.run_in_executor(self._pool, body.check)
             except BadBody as e:
                 return _reply(400, str(e))
+            except RuntimeError:  # stop() came while the body was read: the pool takes no more work
+                if not self._stopping:
+                    raise
+                return _reply(503, "stopping: push to the next instance", close=True)
             self._feed.count(len(body.body), 0)
-            done = await loop.run_in_executor(self._pool, self._queue, body)
+            try:
+                done = await loop.run_in_executor(self._pool, self._queue, body)
+            except RuntimeError:  # ... or while it was checked
+                if not self._stopping:
+                    raise
+                done = False
             self._feed.count(0, body.too_long)
             if not done:
                 return _reply(503, "stopping: the rest of this push was not counted", close=True)

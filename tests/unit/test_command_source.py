@@ -168,7 +168,7 @@ def test_the_child_is_logged_when_it_starts_and_ends(caplog: pytest.LogCaptureFi
 
 def test_an_unknown_command_is_a_one_line_start_up_error(tmp_path: Path) -> None:
     src = CommandSource([str(tmp_path / "no-such-server"), "--port", "8000"], cast(Worker, Recorder()),
-                        LLMMetrics().source, kill_after=30.0)
+                        LLMMetrics().source, passthrough=False, kill_after=30.0)
     with pytest.raises(StartupError) as e:
         src.start()
     assert str(e.value) == f"cannot run {str(tmp_path / 'no-such-server')!r}: No such file or directory"
@@ -258,7 +258,7 @@ def test_only_a_stop_signal_starts_the_grace_timer_and_only_while_the_child_runs
 
 def test_signals_before_the_child_starts_are_nothing() -> None:
     src = CommandSource([sys.executable, "-c", "pass"], cast(Worker, Recorder()), LLMMetrics().source,
-                        kill_after=30.0)
+                        passthrough=False, kill_after=30.0)
     src.send_signal(signal.SIGHUP)
     src.forward(signal.SIGTERM)
     assert src.pids() is None and src.routes() == [] and not src.attached

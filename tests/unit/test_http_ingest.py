@@ -279,6 +279,43 @@ async def test_a_stop_while_a_push_waits_for_room_is_503() -> None:
         assert p.rec.batches == []
 
 
+async def test_a_stop_while_a_body_is_read_is_503_not_a_server_error() -> None:
+    """A push whose body is still on its way when the exporter stops (`100 Continue` sent, so its
+    handler is waiting for the body): 503 once the body is in, nothing counted, never a 500."""
+    async with serve() as p:
+        reader, writer = await raw(p, request(TGI[0], b"Expect: 100-continue"))
+        try:
+            assert await answer(reader) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            p.ingest.stop()
+            writer.write(TGI[0])
+            head = await answer(reader)
+            assert head.startswith(b"HTTP/1.1 503 ") and b"\r\nConnection: close\r\n" in head
+            assert await reader.read() == b"stopping: push to the next instance\n"
+        finally:
+            writer.close()
+        assert p.rec.batches == [] and p.bytes == 0
+
+
+async def test_a_stop_while_a_body_is_checked_is_503_with_its_bytes_counted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exporter stops while the body is being judged: its bytes were read (counted), its lines
+    are not handed on, and the answer says so (503, never a 500)."""
+    pushes: list[Ingest] = []
+    check = http_push.Body.check
+
+    def stop_then_check(self: http_push.Body) -> None:
+        pushes[0].stop()
+        check(self)
+
+    monkeypatch.setattr(http_push.Body, "check", stop_then_check)
+    async with serve() as p:
+        pushes.append(p.ingest)
+        code, text, headers = await p.post(TGI[0])
+        assert (code, text) == (503, "stopping: the rest of this push was not counted\n")
+        assert closes(headers)
+        assert p.rec.batches == [] and p.bytes == len(TGI[0])
+
+
 async def test_the_body_is_judged_on_an_ingest_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     """Never on the event loop, nor on the loop's shared default pool: on the push's own threads."""
     threads: list[str] = []

@@ -206,6 +206,17 @@ def test_lines_of_two_tasks_make_two_requests() -> None:
     assert s.end() == [timing((1610.75, 420), (2939.81, 116))]
 
 
+def test_total_line_of_another_task_ends_the_open_block_and_its_own() -> None:
+    """Task 181's prompt and eval lines, then a `total time` line of task 226 (club-3090#1090's total
+    line with 181 changed to 226: a block whose first lines were cut): both go out with that line,
+    181's request without a duration, then 226's with only its duration."""
+    other_total = CLUB_3090[2].replace("task 181", "task 226")
+    s = Stream()
+    assert [s.records(t) for t in (CLUB_3090[0], CLUB_3090[1], other_total)] == [
+        [INF], [INF], [timing((838.17, 21), (3081.56, 123)), timing(None, None, 3919.73), INF]]
+    assert s.end() == []
+
+
 def test_two_blocks_without_task_ids_are_two_requests() -> None:
     """HEADER_CUT's bare lines twice with a total each (no header, no task id): neither is taken for
     the other's task."""

@@ -106,6 +106,22 @@ def test_abort_lines_before_their_gin_lines_abort_as_many_requests_as_they_are()
     assert s.end() == [request("chat", "success", "", 73.0)]
 
 
+@pytest.mark.parametrize(("first", "first_request"), [
+    (GIN_GENERATE_500, request("text_completion", "error", "_OTHER", 720.9988 / 1000)),
+    # the #13805 line for an embedding (its path changed)
+    (GIN_GENERATE_200.replace('"/api/generate"', '"/api/embed"'), request("embeddings", "success", "", 0.200665714)),
+])
+def test_failed_request_or_embedding_is_never_the_one_an_abort_line_aborts(
+        first: str, first_request: dict[str, Any]) -> None:
+    """A failed request or an embedding goes out with its GIN line as it is: karakeep#1129's abort line
+    after it waits for the next chat's GIN line, and that chat is the aborted one."""
+    s = Stream()
+    assert requests(s.records(first)) == [first_request]
+    assert requests(s.records(ABORT)) == []
+    assert requests(s.records(GIN_CHAT_72)) == [request("chat", "aborted", "", 72.0)]
+    assert s.end() == []
+
+
 def test_one_abort_line_aborts_one_request() -> None:
     assert requests(read([ABORT, GIN_CHAT_72, GIN_CHAT_73])) == [
         request("chat", "aborted", "", 72.0), request("chat", "success", "", 73.0)]
@@ -196,23 +212,36 @@ def test_error_line_that_names_no_class_is_an_error_log_only() -> None:
         {"kind": "log", "provider": "ollama", "level": "ERROR", "error_type": "_OTHER"}]
 
 
+# https://github.com/curvedinf/dir-assistant/issues/4: the embedded llama.cpp server's timing block
+# (mid-2024 text) and Ollama's GIN line for the same chat
+RUNNER_BLOCK = [
+    "DEBUG [print_timings] prompt eval time     =     698.19 ms /    65 tokens (   10.74 ms per token,    "
+    "93.10 tokens per second) | n_prompt_tokens_processed=65 n_tokens_second=93.0973339788082 slot_id=0 "
+    't_prompt_processing=698.194 t_token=10.741446153846153 task_id=713 tid="0x1f822a100" timestamp=1717085719',
+    "DEBUG [print_timings] generation eval time =    3632.08 ms /    69 runs   (   52.64 ms per token,    "
+    "19.00 tokens per second) | n_decoded=69 n_tokens_second=18.9973946036937 slot_id=0 t_token=52.63879710144928"
+    ' t_token_generation=3632.077 task_id=713 tid="0x1f822a100" timestamp=1717085719',
+    "DEBUG [print_timings]           total time =    4330.27 ms | slot_id=0 t_prompt_processing=698.194 "
+    't_token_generation=3632.077 t_total=4330.271000000001 task_id=713 tid="0x1f822a100" timestamp=1717085719',
+]
+GIN_RUNNER_CHAT = '[GIN] 2024/05/30 - 09:15:19 | 200 |   4.33424375s |       127.0.0.1 | POST     "/api/chat"'
+
+
 def test_request_of_a_runner_block_seen_first_counts_once() -> None:
-    """dir-assistant#4: the embedded llama.cpp server's timing block (mid-2024 text) came before any Ollama
-    line, so the engine counted the request; Ollama's GIN line for it adds none. Another chat after
-    that, with no block before it, is Ollama's again (held, then out at the end)."""
-    block = [  # https://github.com/curvedinf/dir-assistant/issues/4
-        "DEBUG [print_timings] prompt eval time     =     698.19 ms /    65 tokens (   10.74 ms per token,    "
-        "93.10 tokens per second) | n_prompt_tokens_processed=65 n_tokens_second=93.0973339788082 slot_id=0 "
-        't_prompt_processing=698.194 t_token=10.741446153846153 task_id=713 tid="0x1f822a100" timestamp=1717085719',
-        "DEBUG [print_timings] generation eval time =    3632.08 ms /    69 runs   (   52.64 ms per token,    "
-        "19.00 tokens per second) | n_decoded=69 n_tokens_second=18.9973946036937 slot_id=0 t_token=52.63879710144928"
-        ' t_token_generation=3632.077 task_id=713 tid="0x1f822a100" timestamp=1717085719',
-        "DEBUG [print_timings]           total time =    4330.27 ms | slot_id=0 t_prompt_processing=698.194 "
-        't_token_generation=3632.077 t_total=4330.271000000001 task_id=713 tid="0x1f822a100" timestamp=1717085719',
-        '[GIN] 2024/05/30 - 09:15:19 | 200 |   4.33424375s |       127.0.0.1 | POST     "/api/chat"',
-    ]
-    recs = requests(read([*block, GIN_CHAT_73]))
+    """dir-assistant#4: the runner's timing block came before any Ollama line, so the engine counted the
+    request; Ollama's GIN line for it adds none. Another chat after that, with no block before it, is
+    Ollama's again (held, then out at the end)."""
+    recs = requests(read([*RUNNER_BLOCK, GIN_RUNNER_CHAT, GIN_CHAT_73]))
     assert [(r["provider"], r.get("duration_s")) for r in recs] == [("llamacpp", 4330.27 / 1000), ("ollama", 73.0)]
+
+
+def test_requests_of_two_runner_blocks_seen_first_count_once_each() -> None:
+    """dir-assistant#4's block twice (two chats ended before any Ollama line was read), then their two
+    GIN lines: each GIN line matches one block, so two requests, not three; the chat after them is
+    Ollama's."""
+    recs = requests(read([*RUNNER_BLOCK, *RUNNER_BLOCK, GIN_RUNNER_CHAT, GIN_RUNNER_CHAT, GIN_CHAT_73]))
+    assert [(r["provider"], r.get("duration_s")) for r in recs] == [
+        ("llamacpp", 4330.27 / 1000), ("llamacpp", 4330.27 / 1000), ("ollama", 73.0)]
 
 
 # -- crash dumps -------------------------------------------------------------------------------------
