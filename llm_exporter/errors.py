@@ -62,6 +62,23 @@ def normalize(name: str) -> str:
     return classify_event(name)[1]  # free text (`Error code: 400 - {...}`): its class, or _OTHER
 
 
+def error_name(v: Any) -> str:
+    """The error name a JSON request line's error field gives, for `normalize` (`` for none): a
+    string as it is; a number as its digits; an error object's `type`, else its `code`, each read
+    the same way; `true` a failure of no known class (`_OTHER`); false, null, an empty string, a
+    list or an object inside the object name none. Shared by every JSON request reader."""
+    if type(v) is dict:
+        v = v.get("type") or v.get("code")
+    t = type(v)
+    if t is str:
+        return v  # type: ignore[no-any-return]
+    if t is bool:
+        return OTHER if v else ""
+    if t is int or t is float:
+        return str(v)
+    return ""
+
+
 def from_http_status(code: int) -> str:
     """Error type for a failed HTTP status code logged in place of an error name."""
     if code == 429 or code == 503:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, NamedTuple
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, StrictBool, TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
 from llm_exporter import errors
@@ -88,8 +88,8 @@ class _Choice(TypedDict, total=False):
 
 
 class _ErrorObj(TypedDict, total=False):
-    type: str | None
-    code: str | int | None
+    type: str | StrictBool | None
+    code: str | StrictBool | int | None  # a bool stays one: `"code": false` names no error, `0` does
 
 
 _fields: dict[str, Any] = {}
@@ -106,7 +106,7 @@ for _n in (*MODEL_NAMES, *OPERATION_NAMES, *PATH_NAMES, *FINISH_NAMES, "level", 
     _fields[_n] = str | None
 _fields["status"] = str | int | None
 _fields["error_type"] = str | None
-_fields["error"] = str | _ErrorObj | None
+_fields["error"] = str | StrictBool | _ErrorObj | None  # `"error": false` on a request that went well
 _fields["exception"] = str | None
 _fields["usage"] = _Usage | None
 # OpenAI response objects: `object` names the operation, `choices[0].finish_reason` the finish
@@ -148,7 +148,7 @@ def _kind(tp: Any) -> int:
         return _USAGE
     if tp is Any:
         return _ANY
-    if tp == str | None or tp == str | _ErrorObj | None:  # an error object takes the slow path
+    if tp == str | None or tp == str | StrictBool | _ErrorObj | None:  # an error object or a bool takes the slow path
         return _TEXT
     return _SLOW  # any other type: pydantic decides every line that has this field
 
@@ -403,12 +403,7 @@ class AppJsonAdapter(Adapter):
 
     @staticmethod
     def outcome(d: dict[str, Any], plan: _Plan) -> tuple[str, str]:
-        err_name = ""
-        if plan.error is not None:
-            e = d[plan.error]
-            if isinstance(e, dict):
-                e = e.get("type") or (str(e["code"]) if e.get("code") is not None else "")
-            err_name = e or ""
+        err_name = errors.error_name(d[plan.error]) if plan.error is not None else ""
         status = d[plan.status] if plan.status else None
         level = d[plan.level] if plan.level is not None else None
         return errors.outcome_of(status, err_name, level)
@@ -439,7 +434,7 @@ def _describe(name: str) -> str:
             return what
     return {"status": "outcome: success/ok, error/failed, aborted, or an HTTP status code",
             "error_type": "error type (a short class name; folded into oom, timeout, validation, ... when known)",
-            "error": "error: a type string, or an object with type and code",
+            "error": "error: a type string, an object with type and code, or true/false",
             "exception": "exception name: the request failed",
             "level": "log level: ERROR marks a failed request", "levelname": "log level (Python logging)",
             "usage": "OpenAI usage object: prompt_tokens/input_tokens, completion_tokens/output_tokens",

@@ -18,7 +18,6 @@ from llm_exporter.accounting import adapter_of, identify
 from llm_exporter.adapters.app_json import AppJsonAdapter
 from llm_exporter.adapters.base import Adapter, Invalid, get_path
 from llm_exporter.config import UNIT_DIV, Config, Mapping
-from llm_exporter.labels import OTHER
 from llm_exporter.units import parse_duration, to_seconds
 
 _CANON = {"duration": "duration_s", "queue_time": "queue_s", "inference_time": "inference_s", "ttft": "ttft_s",
@@ -32,17 +31,6 @@ def _label_value(v: Any) -> str:
     if type(v) is bool:
         return "true" if v else "false"
     return str(v)[:MAX_VALUE]
-
-
-def _error_name(v: Any) -> str:
-    """The error a mapped `error_type` field names: a string or a number; an error object's `type`,
-    else its `code` (as the application JSON reader reads `error`); `true` is a failure of no known
-    class; false, null, an empty value or a list name none."""
-    if type(v) is dict:
-        v = v.get("type") or v.get("code")
-    if type(v) is bool:
-        return OTHER if v else ""
-    return _label_value(v)
 
 
 def _number(v: Any) -> float | None:
@@ -120,7 +108,7 @@ class CustomJsonAdapter(Adapter):
             elif canon == "outcome":
                 outcome_v = v
             elif canon == "error_type":
-                name = _error_name(v)
+                name = errors.error_name(v)
                 if name:
                     rec["error_type"] = errors.normalize(name)
             else:
