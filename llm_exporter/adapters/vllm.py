@@ -77,6 +77,8 @@ _ID_OPS = (("chatcmpl-", "chat"), ("chat-", "chat"), ("cmpl-", "text_completion"
 _NOT_INFERENCE = ("tokenize-", "detokenize-")
 #: operations whose requests vLLM ends with a `Generated response` line under --enable-log-outputs
 _OUTPUT_OPS = frozenset({"chat"})
+#: what an output line may say after its id (`--enable-log-outputs`; DEBUG adds the token ids)
+_DELTA, _COMPLETE, _DETAILS = " (streaming delta)", " (streaming complete)", " details: output_token_ids: "
 _TRACE_STARTS = ("Traceback", "During handling", "The above exception", "^")
 _STAT_KEYS = {
     "Avg prompt throughput": "prompt_tps",
@@ -402,8 +404,11 @@ class VllmAdapter(Adapter):
                 return self._received(_id(msg[14:]))
             if msg.startswith("Aborted request"):
                 ids = msg[19:] if msg.startswith("Aborted request(s) ") else msg[16:]
+                head = ids[: 40 * (MAX_ID + 1)]  # a bounded read: 40 ids of the longest length
+                if len(head) < len(ids):
+                    head = head.rpartition(",")[0]  # the id the bound cuts through is not read
                 out = []
-                for rid in ids[: 40 * (MAX_ID + 1)].split(","):
+                for rid in head.split(","):
                     r = self._end(_id(rid.strip()), "aborted", None, None)
                     if r is not None:
                         out.append(r)
@@ -494,18 +499,23 @@ class VllmAdapter(Adapter):
 
     def _generated(self, msg: str) -> list[dict[str, Any]]:
         self.outputs_logged = True
-        rid_part = msg[19: 19 + MAX_ID + 24]
-        rid = rid_part.split(" ", 1)[0].rstrip(":")
-        delta = rid_part[len(rid):].startswith(" (streaming delta)")
+        # `Generated response ID[ (streaming delta)| (streaming complete)]: ...`: what follows the id
+        # is read where the id ends, however long the id (a client's X-Request-Id may be long)
+        end = msg.find(" ", 19)
+        if end < 0:
+            return []
+        rid = msg[19:end].rstrip(":")
+        mark = _DELTA if msg.startswith(_DELTA, end) else _COMPLETE if msg.startswith(_COMPLETE, end) else ""
+        delta = mark == _DELTA
         head, sep, fr = msg.rpartition(", finish_reason: ")
         if not sep:
-            i = msg.find(" details: output_token_ids: ", 19, 200 + MAX_ID)
-            if i < 0:
-                return []
             # DEBUG `Generated response ID[ (streaming ...)] details: output_token_ids: [...]`
-            n = _count_ids(msg[i + 28:])
+            i = end + len(mark)
+            if not msg.startswith(_DETAILS, i):
+                return []
+            n = _count_ids(msg[i + len(_DETAILS):])
             known = self._resolve(rid)
-            if n is not None and known is not None and "(streaming complete)" not in msg[19: i]:
+            if n is not None and known is not None and mark != _COMPLETE:
                 st = self.requests[known]
                 st.out_tokens = (st.out_tokens or 0) + n if delta else n
             return []
@@ -533,8 +543,7 @@ class VllmAdapter(Adapter):
         elif fr in ("None", "streaming_complete"):
             fr = ""
         outcome = "aborted" if fr == "abort" else "success"
-        streaming = delta or rid_part[len(rid):].startswith(" (streaming complete)")
-        rec = self._end(rid, outcome, fr or None, ntok, stream=streaming)
+        rec = self._end(rid, outcome, fr or None, ntok, stream=mark != "")
         out = [rec] if rec is not None else []
         if self.carry is not None:
             out.append(self.carry)

@@ -116,6 +116,8 @@ def test_prompt_tokens_are_read_from_the_right() -> None:
      "lora_name='late')", None),
     # user text before the repr that looks like one is not read: the last repr is vLLM's
     ("prompt: ', lora_request: LoRARequest(lora_name='fake')', params: X, lora_request: None.", None),
+    # only vLLM's LoRARequest repr names an adapter, not another value that mentions a `lora_name`
+    ("x, lora_request: None, other_request: Req(lora_name='not-lora')", None),
 ])
 def test_lora_names(text: str, want: str | None) -> None:
     assert v._lora_name(text) == want
@@ -378,6 +380,31 @@ def test_finished_and_aborted_lines_end_requests(clock: Clock) -> None:
     later = reqs(a.flush())
     assert [(r["request_id"], r["outcome"], "duration_s" in r) for r in later] == \
         [("cmpl-f2", "aborted", True), ("cmpl-f3", "aborted", False)]
+
+
+def _abort_line(ids: list[str]) -> str:
+    return "INFO 04-10 03:35:51 [async_llm_engine.py:134] Aborted request(s) " + ",".join(ids) + "."
+
+
+LONGEST = [f"chatcmpl-{i:03d}" + "a" * (v.MAX_ID - 12) for i in range(41)]
+#: vLLM's own ids: `chatcmpl-` and 32 hex digits, 41 characters (42 with the comma after them)
+SHORT = [f"chatcmpl-{i:032x}" for i in range(130)]
+
+
+@pytest.mark.parametrize(("ids", "read"), [
+    (LONGEST[:40], 40),  # 40 ids of the longest length, 5,160 characters with their commas: all read
+    ([*LONGEST[:40], "chatcmpl-z"], 40),  # past those, a short 41st is not
+    # 122 ids take 5,124 characters; the 123rd is cut by the bound at 5,160: neither it nor a
+    # request under its cut id is counted (its own end line or access line counts it)
+    (SHORT, 122),
+])
+def test_an_abort_line_is_read_up_to_a_bound_and_only_in_whole_ids(ids: list[str], read: int) -> None:
+    a = VllmAdapter()
+    feed(a, *[recv(rid) for rid in ids])
+    assert reqs(feed(a, _abort_line(ids))) == []
+    assert [(r["request_id"], r["outcome"]) for r in reqs(a.flush())] == [(rid, "aborted") for rid in ids[:read]]
+    assert sorted(a.requests) == sorted(ids)
+    assert [k for k in ids if a.requests[k].state == v._OPEN] == ids[read:]
 
 
 def test_an_aborted_request_is_counted_once_its_window_passes() -> None:
@@ -720,6 +747,16 @@ def test_an_engine_process_oom_keeps_its_class() -> None:
                          {"kind": "server_error", "provider": "vllm", "error_type": "oom"}]
 
 
+def test_an_engine_process_error_about_one_request_is_no_server_incident() -> None:
+    """The engine's process saying one request was too long: that request's class, for its failed
+    access line; the engine itself is fine."""
+    a = started()
+    feed(a, CORE + "ValueError: This model's maximum context length is 512 tokens. However, you requested "
+                   "1034 tokens (10 in the messages, 1024 in the completion).")
+    assert a.flush() == [{"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "validation"}]
+    assert a.error_class == "validation"
+
+
 def test_a_request_error_record_gives_its_class_to_the_next_failed_access_line() -> None:
     a = started()
     feed(a, ERR + "Error in chat completion", ERR + "torch.OutOfMemoryError: CUDA out of memory.")
@@ -925,6 +962,38 @@ def test_debug_token_id_lines_count_deltas_and_ignore_the_complete_line() -> Non
     # a details line of an id not tracked counts nothing
     assert reqs(feed(a, dbg + "chatcmpl-zz details: output_token_ids: [1]")) == []
     assert list(a.requests) == [rid]
+
+
+def test_a_non_streamed_responses_token_id_line_gives_its_whole_count(clock: Clock) -> None:
+    """The DEBUG line of a response that is not streamed lists all its output ids: delivered twice
+    (a log shipper's retry), its count stands, not their sum."""
+    a = VllmAdapter()
+    rid = "chatcmpl-d2"
+    dbg = "(APIServer pid=1) DEBUG 11-30 06:56:50 [request_logger.py:120] Generated response "
+    ids = dbg + rid + " details: output_token_ids: [4, 5, 6]"
+    feed(a, recv(rid), ids, ids)
+    assert reqs(feed(a, gen(rid, ": output: 'abc', finish_reason: stop"))) == [
+        req("chat", request_id=rid, finish_reason="stop", output_tokens=3, duration_s=0.0)]
+
+
+def test_a_stream_with_an_id_far_longer_than_the_part_tracked_is_read_as_a_stream(clock: Clock) -> None:
+    """A client's X-Request-Id can make the id long: what follows it (`(streaming delta)`, the DEBUG
+    token ids) is read where it ends. Tracked under its first MAX_ID characters; counted by its last
+    delta, with its finish reason, duration and the deltas' token ids."""
+    a = VllmAdapter()
+    rid = "chatcmpl-" + "a" * 291
+    a.outputs_logged = True  # --enable-log-outputs: the stream's 200 waits for its end line
+    dbg = "(APIServer pid=1) DEBUG 11-30 06:56:50 [request_logger.py:120] Generated response "
+    assert reqs(feed(a, recv(rid), acc(200, "/v1/chat/completions"))) == []
+    clock.t += 2.0
+    out = feed(a, dbg + rid + " (streaming delta) details: output_token_ids: [4, 5]",
+               gen(rid, " (streaming delta): output: 'ab', finish_reason: None"),
+               dbg + rid + " (streaming delta) details: output_token_ids: [6]",
+               gen(rid, " (streaming delta): output: 'c', finish_reason: stop"))
+    assert reqs(out) == [req("chat", request_id=rid[:v.MAX_ID], finish_reason="stop", output_tokens=3,
+                             duration_s=2.0)]
+    assert reqs(feed(a, gen(rid, " (streaming complete): output: 'abc', finish_reason: streaming_complete"))) == []
+    assert reqs(a.flush()) == []
 
 
 def test_a_delta_of_an_unknown_id_without_token_ids_starts_nothing() -> None:

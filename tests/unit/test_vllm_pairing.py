@@ -462,6 +462,8 @@ def test_an_empty_request_id_is_not_tracked() -> None:
     a = VllmAdapter()
     feed(a, H + "[request_logger.py:65] Received request : " + SP)
     assert not a.requests
+    assert reqs(feed(a, gen("", " : output: 'a', finish_reason: stop"))) == []
+    assert not a.requests
 
 
 def test_an_abort_then_its_503_takes_the_status_class(clock: Clock) -> None:
@@ -510,3 +512,115 @@ def test_a_stream_given_back_its_access_line_is_the_newest_open_request_again() 
     assert state(a, "chatcmpl-a", "chatcmpl-c", "chatcmpl-d") == [v._WAIT, v._OPEN, v._OPEN]
     feed(a, acc(200, CHAT))
     assert state(a, "chatcmpl-a", "chatcmpl-c", "chatcmpl-d") == [v._WAIT, v._WAIT, v._OPEN]
+
+
+# -- an access line handed back to the request it was taken from ------------------------------------------
+
+
+@pytest.mark.parametrize("ending", ["output", "failure"])
+def test_an_access_line_taken_back_from_a_stream_returns_to_the_ended_request_it_was_taken_from(
+        clock: Clock, ending: str) -> None:
+    """Outputs logged; the log shows stream S's 200 before S's own first line (lines written out of
+    order). Non-streamed K and k start; k's output ends it and k's 200 comes (paired with k); S's 200
+    comes (paired with K, the only open request); S starts, and its first delta takes back the access
+    line k took (S is a stream), so k awaits one again. K then ends by its non-streamed output (its
+    200 follows it) or fails (its 500 follows): the 200 K held was not K's and goes back to k, the
+    ended request that lost its own. K's own access line comes next; k's output line, delivered a
+    second time, counts nothing. Truth: three requests, one each, each by its own end line."""
+    a = VllmAdapter()
+    out = feed(a, ARGS, recv("chatcmpl-K"), recv("chatcmpl-k"), gen("chatcmpl-k"), acc(200, CHAT), acc(200, CHAT))
+    assert brief(out) == [("chatcmpl-k", "success", "", "length", 0.0)]
+    assert state(a, "chatcmpl-K", "chatcmpl-k") == [v._WAIT, v._DONE]
+    feed(a, recv("chatcmpl-S"), delta("chatcmpl-S"))
+    assert state(a, "chatcmpl-K", "chatcmpl-k", "chatcmpl-S") == [v._WAIT, v._ENDED, v._WAIT]
+    clock.t += 1.0
+    if ending == "output":
+        out = feed(a, gen("chatcmpl-K", ": output: 'z', finish_reason: stop"))
+        assert brief(out) == [("chatcmpl-K", "success", "", "stop", 1.0)]
+    else:
+        out = feed(a, line("chatcmpl-K", "failed (engine dead)."))
+        assert brief(out) == [("chatcmpl-K", "error", "engine_dead", None, 1.0)]
+    assert state(a, "chatcmpl-K", "chatcmpl-k", "chatcmpl-S") == [v._ENDED, v._DONE, v._WAIT]
+    out = feed(a, acc(200 if ending == "output" else 500, CHAT), gen("chatcmpl-k"))
+    assert reqs(out) == []
+    assert state(a, "chatcmpl-K", "chatcmpl-k") == [v._DONE, v._DONE]
+    out = feed(a, delta("chatcmpl-S", "stop"), done("chatcmpl-S"))
+    assert brief(out) == [("chatcmpl-S", "success", "", "stop", 1.0)]
+    clock.t += v.STREAM_GRACE
+    assert reqs(a.flush()) == []
+
+
+def test_a_200_before_two_non_streamed_outputs_is_a_request_of_its_own(clock: Clock) -> None:
+    """Outputs logged. a and b start; a 200 comes of a request whose lines came before the log began
+    (paired with b, the newest open request); a's output ends a, then b's output shows that 200 came
+    before it, so was not b's, nor a's (a ended after it): a request with no id line, counted then.
+    a's and b's own 200s follow. Truth: three successes."""
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-a"), recv("chatcmpl-b"), acc(200, CHAT))
+    assert state(a, "chatcmpl-a", "chatcmpl-b") == [v._OPEN, v._WAIT]
+    out = feed(a, gen("chatcmpl-a"))
+    assert brief(out) == [("chatcmpl-a", "success", "", "length", 0.0)]
+    out = feed(a, gen("chatcmpl-b"))
+    assert brief(out) == [("chatcmpl-b", "success", "", "length", 0.0), ("", "success", "", None, None)]
+    assert state(a, "chatcmpl-a", "chatcmpl-b") == [v._ENDED, v._ENDED]
+    assert reqs(feed(a, acc(200, CHAT), acc(200, CHAT))) == []
+    assert state(a, "chatcmpl-a", "chatcmpl-b") == [v._DONE, v._DONE]
+    assert reqs(a.flush()) == []
+
+
+def test_a_stream_the_log_began_inside_then_aborted_counts_nothing_more() -> None:
+    """The log begins with a stream's 200 (counted), then that stream's first line, and another
+    request b; the stream's client goes away. Its 200 was its own: b still takes its own access line.
+    Truth: two successes."""
+    a = VllmAdapter()
+    a.seen = True
+    out = feed(a, acc(200, CHAT), recv("chatcmpl-s"), recv("chatcmpl-b"), line("chatcmpl-s", "aborted."))
+    assert brief(out) == [("", "success", "", None, None)]
+    assert state(a, "chatcmpl-s", "chatcmpl-b") == [v._DONE, v._OPEN]
+    assert brief(feed(a, acc(200, CHAT)) + a.flush()) == [("chatcmpl-b", "success", "", None, None)]
+
+
+def test_a_streams_first_output_after_the_request_that_took_its_200_was_dropped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs logged, a table of two. k ends by its output and takes the next 200 (stream s's); s
+    and c start, and k is dropped from the full table; s's first delta finds no request to take the
+    200 back from: s is counted by its own lines. Truth: k and s successes; c still open."""
+    monkeypatch.setattr(v, "MAX_TRACKED", 2)
+    a = VllmAdapter()
+    feed(a, ARGS, recv("chatcmpl-k"), gen("chatcmpl-k"), acc(200, CHAT))
+    out = feed(a, recv("chatcmpl-s"), recv("chatcmpl-c"))
+    assert [r["kind"] for r in out if r["kind"] in ("request", "evicted")] == ["evicted"]
+    assert list(a.requests) == ["chatcmpl-s", "chatcmpl-c"]
+    assert reqs(feed(a, delta("chatcmpl-s"))) == []
+    assert state(a, "chatcmpl-s") == [v._OPEN]
+    out = feed(a, delta("chatcmpl-s", "stop"), done("chatcmpl-s"))
+    assert [(r["request_id"], r["finish_reason"]) for r in reqs(out)] == [("chatcmpl-s", "stop")]
+
+
+def awaiting_only(a: VllmAdapter) -> None:
+    """The per-operation queues every access line and end line scans hold only the requests still
+    awaiting a line: open or ended ones awaiting their access line, streams awaiting their end line."""
+    for op, q in a.unpaired.items():
+        assert all(a.requests[k].state in (v._OPEN, v._ENDED) for k in q), op
+    for op, w in a.waiting.items():
+        assert all(a.requests[k].state == v._WAIT for k in w), op
+
+
+def test_a_counted_request_leaves_the_queues_each_line_scans(clock: Clock) -> None:
+    """A request counted and paired is no longer scanned by every later access line (left there, the
+    queues would grow to the table's size): when the log began inside its stream, when an abort hands
+    its access line to an open request, and when a request's output hands one back to an ended one."""
+    a = VllmAdapter()
+    a.seen = True
+    feed(a, acc(200, CHAT), recv("chatcmpl-s"))
+    assert state(a, "chatcmpl-s") == [v._DONE]
+    awaiting_only(a)
+    b = VllmAdapter()
+    feed(b, recv("cmpl-a-0"), recv("cmpl-b-0"), acc(200), line("cmpl-a-0", "aborted."))
+    assert state(b, "cmpl-a", "cmpl-b") == [v._ENDED, v._DONE]
+    awaiting_only(b)
+    c = VllmAdapter()
+    feed(c, ARGS, recv("chatcmpl-K"), recv("chatcmpl-k"), gen("chatcmpl-k"), acc(200, CHAT), acc(200, CHAT),
+         recv("chatcmpl-S"), delta("chatcmpl-S"), gen("chatcmpl-K", ": output: 'z', finish_reason: stop"))
+    assert state(c, "chatcmpl-K", "chatcmpl-k", "chatcmpl-S") == [v._ENDED, v._DONE, v._WAIT]
+    awaiting_only(c)
