@@ -114,7 +114,11 @@ _fields["object"] = str | None
 _fields["choices"] = list[_Choice] | None
 # Names only a server's own objects carry (Ollama API responses): such lines are left to its adapter
 FOREIGN_NAMES = ("eval_count", "prompt_eval_count", "eval_duration", "prompt_eval_duration")
-for _n in FOREIGN_NAMES:
+# ... and the keys every Ollama response has: one with none of the names above (a model load or unload,
+# `{"model", "created_at", "message", "done_reason": "load", "done": true}`) is its adapter's too
+FOREIGN_SHAPE = ("done", "created_at", "model")
+FOREIGN_KEYS = ("done", "created_at")  # the shape's keys that are no application field
+for _n in (*FOREIGN_NAMES, *FOREIGN_KEYS):
     _fields[_n] = Any
 # Who made the request, and with which LoRA adapter (read by llm_exporter.accounting, which judges
 # the values); LiteLLM's request and spend logs (`call_type` with a cost) are left to its adapter.
@@ -239,7 +243,7 @@ def make_plan(keys: frozenset[str]) -> _Plan:
     # A request line carries a measurement, an error, a finish reason, or a status with an id;
     # a JSON log line with none of these is not a request (it falls through to other adapters).
     evidence = bool(durations or tokens or usage or error or finish or (status and request_id))
-    if evidence and any(n in keys for n in FOREIGN_NAMES):
+    if evidence and (any(n in keys for n in FOREIGN_NAMES) or all(n in keys for n in FOREIGN_SHAPE)):
         evidence = False
     if evidence and "call_type" in keys and ("response_cost" in keys or "spend" in keys):
         evidence = False  # LiteLLM's request or spend log
@@ -266,7 +270,7 @@ def text_fields(groups: dict[str, Any]) -> dict[str, Any]:
 
 
 #: names a text rule's group may not take: JSON objects and lists, and server-only names
-NOT_TEXT = frozenset({"usage", "choices", *FOREIGN_NAMES})
+NOT_TEXT = frozenset({"usage", "choices", *FOREIGN_NAMES, *FOREIGN_KEYS})
 #: group names read as a count or a duration (check-config refuses a group that never matches a number)
 NUMERIC_NAMES = frozenset(k for k, kind in _KINDS.items() if kind in (_COUNT, _DURATION))
 KNOWN_NAMES = _KNOWN
@@ -454,7 +458,8 @@ def line_schema() -> dict[str, Any]:
     """The JSON Schema of what this adapter reads from an application's request line: every field
     name it accepts (all optional; other fields are ignored), with what it feeds and its unit."""
     schema: dict[str, Any] = APP_LINE.json_schema()
-    props = {k: v for k, v in schema["properties"].items() if k not in FOREIGN_NAMES and k not in LITELLM_NAMES}
+    props = {k: v for k, v in schema["properties"].items()
+             if k not in FOREIGN_NAMES and k not in FOREIGN_KEYS and k not in LITELLM_NAMES}
     for name, prop in props.items():
         prop.pop("title", None)
         prop["description"] = _describe(name)

@@ -18,6 +18,7 @@ from llm_exporter.adapters.app_json import (
     APP_LINE,
     DURATION_NAMES,
     FINISH_NAMES,
+    FOREIGN_KEYS,
     FOREIGN_NAMES,
     IDENTITY_NAMES,
     LITELLM_NAMES,
@@ -46,7 +47,7 @@ PLAIN: dict[str, list[Any]] = {
     **dict.fromkeys((*MODEL_NAMES, *OPERATION_NAMES, *PATH_NAMES, *FINISH_NAMES, "level", "levelname",
                      "error_type", "error", "exception", "object"), TEXT),
     "usage": USAGE,
-    **dict.fromkeys((*FOREIGN_NAMES, *IDENTITY_NAMES, *ADAPTER_NAMES, *LITELLM_NAMES), ANYTHING),
+    **dict.fromkeys((*FOREIGN_NAMES, *FOREIGN_KEYS, *IDENTITY_NAMES, *ADAPTER_NAMES, *LITELLM_NAMES), ANYTHING),
     "choices": [],  # a list of objects: the schema pass judges every line that has one
 }
 

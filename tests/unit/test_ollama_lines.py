@@ -10,12 +10,16 @@ are worked out by hand from the lines.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from llm_exporter.adapters.ollama import PAIR_WINDOW
 from tests.adapter_stream import Stream, read, requests
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 # https://github.com/karakeep-app/karakeep/issues/1129 (Ollama 0.6): chats whose clients went away
 GIN_CHAT_70 = '[GIN] 2025/03/17 - 07:09:31 | 200 |         1m10s |   192.168.1.3 | POST     "/api/chat"'
@@ -293,3 +297,89 @@ def test_hex_after_a_word_that_is_no_register_is_not_a_dump_line() -> None:
     assert s.line("handle 0x7ffc89efc5c7") == ("unparsed", "no_adapter")
     assert s.line("region 0x7ffc89efc5c7") == ("unparsed", "no_adapter")  # an `r` alone makes no register
     assert s.line("r16     0x7ffc89efc5c7") == ("ignored", None)
+
+
+# -- API responses -------------------------------------------------------------------------------------
+
+API = [orjson.loads(ln) for ln in (FIXTURES / "samples" / "ollama_api.jsonl").read_bytes().splitlines()]
+# https://github.com/ollama/ollama/blob/main/docs/api.md ("Load a model" of /api/chat): no numbers at all
+LOAD = {"model": "llama3.2", "created_at": "2024-09-12T21:17:29.110811Z",
+        "message": {"role": "assistant", "content": ""}, "done_reason": "load", "done": True}
+
+
+def api_request(operation: str, model: str, **numbers: Any) -> dict[str, Any]:
+    return {"kind": "request", "provider": "ollama", "operation": operation, "model": model, "outcome": "success",
+            "error_type": "", **numbers}
+
+
+def varied(obj: dict[str, Any], drop: tuple[str, ...] = (), **changed: Any) -> str:
+    """A real response with fields left out or changed by hand, as one JSON line."""
+    return orjson.dumps({**{k: v for k, v in obj.items() if k not in drop}, **changed}).decode()
+
+
+GENERATE, CHAT = API
+PROMPT = ("prompt_eval_count", "prompt_eval_duration")
+EVAL = ("eval_count", "eval_duration")
+
+
+@pytest.mark.parametrize(("line", "record"), [
+    # by hand from the fixture's first line: 256103089 ns; 86 ms over 15 tokens; 24 ms + 86 ms inference
+    (varied(GENERATE), api_request("text_completion", "deepseek-r1:1.5b", input_tokens=10, output_tokens=15,
+                                   duration_s=0.256103089, tpot_s=0.086 / 15, inference_s=0.11,
+                                   finish_reason="stop")),
+    # the second line, a chat: 872113375 ns; 321374542 ns over 25 tokens; 516695792 + 321374542 ns
+    (varied(CHAT), api_request("chat", "llama3.2:latest", input_tokens=29, output_tokens=25,
+                               duration_s=0.872113375, tpot_s=0.321374542 / 25, inference_s=0.838070334,
+                               finish_reason="stop")),
+    # the documented load response: a request with no numbers, its reason `load`
+    (varied(LOAD), api_request("chat", "llama3.2", finish_reason="load")),
+    # the first line with its prompt cached (older Ollama left the prompt fields out, ollama#2068):
+    # inference is the 86 ms of generation alone
+    (varied(GENERATE, PROMPT), api_request("text_completion", "deepseek-r1:1.5b", output_tokens=15,
+                                           duration_s=0.256103089, tpot_s=0.086 / 15, inference_s=0.086,
+                                           finish_reason="stop")),
+    # the first line with nothing generated (the eval fields left out): inference is the 24 ms of prompt
+    (varied(GENERATE, EVAL), api_request("text_completion", "deepseek-r1:1.5b", input_tokens=10,
+                                         duration_s=0.256103089, inference_s=0.024, finish_reason="stop")),
+    # ... or written as zeros (a zero count and a zero duration are values, not errors): no time per token
+    (varied(GENERATE, eval_count=0, eval_duration=0, load_duration=0),
+     api_request("text_completion", "deepseek-r1:1.5b", input_tokens=10, output_tokens=0,
+                 duration_s=0.256103089, inference_s=0.024, finish_reason="stop")),
+    # a model that is no string is no model name; a long one and a long reason are cut (label bounds)
+    (varied(LOAD, model=7), api_request("chat", "", finish_reason="load")),
+    (varied(LOAD, model="m" * 200, done_reason="r" * 100), api_request("chat", "m" * 128, finish_reason="r" * 64)),
+    # an empty or non-string reason is no reason
+    (varied(LOAD, done_reason=""), api_request("chat", "llama3.2")),
+    (varied(LOAD, done_reason=1), api_request("chat", "llama3.2")),
+])
+def test_final_api_response_is_one_request_with_its_tokens_and_times(line: str, record: dict[str, Any]) -> None:
+    """A `done:true` object is one request: token counts as they are, durations from integer
+    nanoseconds, time per output token from the generation time, inference = prompt + generation."""
+    assert Stream("ollama").line(line) == ("record", [record])
+
+
+@pytest.mark.parametrize("obj", [GENERATE, CHAT, LOAD, {**LOAD, "done_reason": "unload"}])
+def test_api_response_is_ollamas_also_where_an_application_may_log_json(obj: dict[str, Any]) -> None:
+    """Read with every format (an application's JSON lines first), an API response is still Ollama's
+    request, also the documented load and unload answers that carry no numbers."""
+    line = varied(obj)
+    assert Stream().line(line) == Stream("ollama").line(line)
+    assert Stream().line(line)[1][0]["provider"] == "ollama"
+
+
+@pytest.mark.parametrize("line", [
+    varied(GENERATE, prompt_eval_count=-1),
+    varied(GENERATE, eval_count="15"),  # a count as a string
+    varied(GENERATE, eval_count=15.0),
+    varied(GENERATE, load_duration=-1),
+    varied(GENERATE, total_duration="256ms"),  # a duration as a string
+    varied(CHAT, prompt_eval_duration=0.5),
+])
+def test_api_response_with_a_count_or_duration_that_is_no_whole_number_is_invalid(line: str) -> None:
+    assert Stream("ollama").line(line) == ("invalid", "bad_value")
+
+
+@pytest.mark.parametrize("missing", ["done", "created_at", "model"])
+def test_json_object_without_done_created_at_and_model_is_no_api_response(missing: str) -> None:
+    """All three keys make an Ollama response; an object lacking one is some other application's."""
+    assert Stream().line(varied(GENERATE, (missing,))) == ("unparsed", "json_unknown_shape")
