@@ -168,7 +168,8 @@ class RequestMetrics:
         oi = 0 if outcome == "success" else (1 if outcome == "error" else 2)
         s.requests[oi] += 1
         acc = self.accounting
-        if acc is not None and (acc.enabled or get("tenant") is not None or get("tenant_key") is not None):
+        # an API key alone is hashed only with `accounting:` configured (enabled): no key test here
+        if acc is not None and (acc.enabled or get("tenant") is not None):
             acc.apply(rec, key[1], key[2], oi)
         err = ""
         if oi == 1:

@@ -351,3 +351,81 @@ def test_own_line_byte_and_eviction_counters_add_up() -> None:
     assert m.internal.bytes == {"stdin": 128, "file:a.log": 0}
     assert _value(_samples(m), "llm_exporter_open_requests_evicted_total", gen_ai_provider_name="tgi") == 7
 
+
+
+def test_lines_counted_one_by_one_for_a_source_not_set_up() -> None:
+    """The pipeline counts one line per call by default; a source name first seen there starts at 0."""
+    m = LLMMetrics()
+    m.internal.count_line("push", "record")
+    m.internal.count_line("push", "record")
+    m.internal.count_line("push", "invalid", 3)
+    assert m.internal.lines == {("push", "record"): 2, ("push", "invalid"): 3}
+
+
+def test_build_info_is_1_and_names_the_revision_built_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LLM_EXPORTER_REVISION (set by the image build) is read once; without it the revision is ""."""
+    from llm_exporter.metrics import internal
+
+    def info() -> list[tuple[str, float]]:
+        return [(s.labels["revision"], s.value) for s in LLMMetrics().internal.build_info().samples]
+
+    monkeypatch.setattr(internal, "_REVISION", None)
+    monkeypatch.setenv("LLM_EXPORTER_REVISION", "abc123")
+    assert info() == [("abc123", 1)]
+    monkeypatch.setenv("LLM_EXPORTER_REVISION", "def456")
+    assert info() == [("abc123", 1)]  # read once, at the first scrape
+    monkeypatch.setattr(internal, "_REVISION", None)
+    monkeypatch.delenv("LLM_EXPORTER_REVISION")
+    assert info() == [("", 1)]
+
+
+# --- LLMMetrics: its defaults and what a --config reload keeps --------------------------------------
+
+def test_the_default_label_limit_is_100_values() -> None:
+    """`--label-limit` defaults to 100: the 101st model is folded."""
+    m = LLMMetrics()
+    for i in range(101):
+        m.apply(_req(model=f"m{i}"))
+    assert _value(_samples(m), "llm_exporter_label_overflow_total", metric="llm_requests_total",
+                  label="gen_ai_request_model") == 1
+
+
+def test_the_owner_lock_is_the_apply_lock() -> None:
+    """The run's lock (shared with the pipeline's commits) is the one a scrape takes."""
+    import threading
+
+    lock = threading.Lock()
+    assert LLMMetrics(lock=lock).lock is lock
+
+
+def test_stats_last_seen_follows_the_metrics_clock() -> None:
+    m = LLMMetrics(clock=lambda: 1234.0)
+    m.apply({"kind": "stats", "provider": "vllm", "model": "m", "engine": "0", "running": 1})
+    assert _value(_samples(m), "llm_server_stats_last_seen_timestamp_seconds", gen_ai_provider_name="vllm",
+                  gen_ai_request_model="m", engine="0") == 1234.0
+
+
+def test_reload_keeps_config_metric_values_until_the_metrics_change(tmp_path: Path) -> None:
+    """The same `metrics:` and extra labels: values kept; one metric more: it is exposed (the
+    metrics start over, as for a restart)."""
+    text = "extra_labels: [team]\nmetrics:\n  - {name: app_chars_total, type: counter, path: chars}\n"
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    m = LLMMetrics()
+    m.configure(load_config(path))
+    m.apply({"kind": "custom", "name": "app_chars_total", "value": 2.0, "labels": {"team": "a"}})
+    m.configure(load_config(path))
+    labels = {"gen_ai_provider_name": "", "gen_ai_request_model": "", "team": "a"}
+    assert _value(_samples(m), "app_chars_total", **labels) == 2.0
+    path.write_text(text + "  - {name: app_depth, type: gauge, path: depth}\n")
+    m.configure(load_config(path))
+    m.apply({"kind": "custom", "name": "app_depth", "value": 5.0, "labels": {"team": "a"}})
+    assert _value(_samples(m), "app_depth", **labels) == 5.0
+
+
+def test_one_adapter_and_the_base_model_add_up() -> None:
+    """Two series of one model (base and one adapter): the TTFT count is 1 + 1."""
+    m = LLMMetrics()
+    m.apply(_req(ttft_s=0.03))
+    m.apply(_req(adapter="lora1", ttft_s=0.3))
+    assert _value(_samples(m), "gen_ai_server_time_to_first_token_seconds_count", **MODEL) == 2

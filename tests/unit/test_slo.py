@@ -99,6 +99,22 @@ def test_requests_and_tokens_by_result(tmp_path: Path) -> None:
 def test_no_objectives_no_families(tmp_path: Path) -> None:
     s = run(tmp_path, "extra_labels: []\n")
     assert not [k for k in s if k[0].startswith("llm_slo_")]
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(LLMMetrics())  # type: ignore[arg-type]
+    assert "llm_slo" not in generate_latest(reg).decode()  # not even a HELP line
+
+
+def test_objectives_show_their_targets_before_any_request(tmp_path: Path) -> None:
+    """The burn-rate rules read the target and thresholds from the start, requests or not."""
+    path = tmp_path / "c.yaml"
+    path.write_text(CONFIG)
+    m = LLMMetrics()
+    m.configure(load_config(path))
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    s = parse_metrics(generate_latest(reg).decode())
+    assert s[("llm_slo_target_ratio", (("slo", "chat"),))] == 0.99
+    assert s[("llm_slo_threshold_seconds", (("field", "duration"), ("slo", "all")))] == 2.0
 
 
 def test_reload_keeps_unchanged_objectives_and_resets_changed_ones(tmp_path: Path) -> None:
@@ -112,6 +128,9 @@ def test_reload_keeps_unchanged_objectives_and_resets_changed_ones(tmp_path: Pat
     with m.lock:
         assert m.slo.requests[("chat", "llama-8b")] == [1, 3, 1]  # unchanged: kept
         assert ("all", "llama-8b") not in m.slo.requests  # changed threshold: starts over
+        # output tokens alike: chat's llama-8b lines, good 21, bad 5 + 2, unjudged 10 (see LINES)
+        assert m.slo.tokens[("chat", "llama-8b")] == [21, 7, 10]
+        assert ("all", "llama-8b") not in m.slo.tokens
 
 
 @pytest.mark.parametrize(("text", "message"), [
