@@ -56,12 +56,13 @@ CALL_TYPES = {
 
 
 def _time(v: Any) -> float | None:
-    """Epoch seconds of a logged time: a number, or an ISO text (`2025-01-24 09:20:46.847371`)."""
+    """Epoch seconds of a logged time: a number, or an ISO text (`2025-01-24 09:20:46.847371`, a
+    trailing `Z` included)."""
     if type(v) in (int, float):
         return float(v)
     if type(v) is str and v:
         try:
-            return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+            return datetime.fromisoformat(v).timestamp()
         except ValueError:
             return None
     return None
@@ -181,8 +182,12 @@ class LitellmAdapter(Adapter):
 
     @staticmethod
     def _outcome(obj: dict[str, Any]) -> tuple[str, str]:
+        """(outcome, error_type) from `status` and the error's class and HTTP code, which the logging
+        payload keeps in `error_information` and a spend-log row under `metadata.error_information`."""
         status = obj.get("status")
         info = obj.get("error_information")
+        if info is None:
+            info = get_path(obj, "metadata.error_information")
         err = ""
         code: Any = None
         if type(info) is dict:
@@ -194,4 +199,4 @@ class LitellmAdapter(Adapter):
             status = "failure"
         if type(status) is str and status.lower() in errors.ERROR_WORDS and not err and code is not None:
             return errors.outcome_of(code if code >= 400 else 500, "")
-        return errors.outcome_of(status if status not in (None, "") else "success", err)
+        return errors.outcome_of(status, err)  # no status and no error: a success
