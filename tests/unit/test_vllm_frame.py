@@ -1,0 +1,262 @@
+"""The frame of a vLLM line, read to the exact outcome: where the header ends, which process prefix
+it carries, and the forms an access line comes in.
+
+The outcome of a line is what a user sees in `llm_exporter_lines_total`: `None` (not vLLM's: the
+next reader tries it, else it is unparsed), `IGNORED` (vLLM's, nothing to count), or its records.
+Every expected value is worked out by hand from the line. The access line of vLLM's own sample is
+tests/fixtures/samples/vllm.log (line 24); the others are built from uvicorn's access format
+(`%(client_addr)s - "%(request_line)s" %(status_code)s`, where the client address is empty when the
+server listens on a UNIX socket).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from llm_exporter import errors
+from llm_exporter.adapters.base import IGNORED
+from llm_exporter.adapters.vllm import VllmAdapter
+from llm_exporter.records import validate_record
+
+LOG = {"kind": "log", "provider": "vllm", "level": "INFO"}
+ERR = {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"}
+TAIL = '127.0.0.1:1 - "POST /v1/completions HTTP/1.1" 200'
+STATS = ("Avg prompt throughput: 0.0 tokens/s, Avg generation throughput: 44.9 tokens/s, Running: 2 reqs, "
+         "Swapped: 0 reqs, Pending: 3 reqs, GPU KV cache usage: 82.1%, CPU KV cache usage: 0.0%")
+STATS_REC = {"kind": "stats", "provider": "vllm", "model": "", "engine": "", "prompt_tps": 0.0,
+             "generation_tps": 44.9, "running": 2.0, "swapped": 0.0, "waiting": 3.0, "kv_cache_usage": 0.821}
+
+
+def feed(a: VllmAdapter, *lines: str) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for ln in lines:
+        res = a.parse_text(ln)
+        if isinstance(res, dict):
+            res = [res]
+        if isinstance(res, list):
+            out.extend(res)
+    for r in out:
+        validate_record(r)
+    return out
+
+
+def http(path: str = "/v1/completions", code: str = "200", provider: str = "vllm") -> dict[str, Any]:
+    return {"kind": "http", "provider": provider, "method": "POST", "path": path, "code": code}
+
+
+def completion(outcome: str = "success", error_type: str = "") -> dict[str, Any]:
+    return {"kind": "request", "provider": "vllm", "operation": "text_completion", "model": "",
+            "outcome": outcome, "error_type": error_type}
+
+
+def named() -> VllmAdapter:
+    """An adapter that has seen a vLLM line (so a bare access line is vLLM's request)."""
+    a = VllmAdapter()
+    assert feed(a, "INFO 01-22 18:27:20 [api_server.py:1] vLLM API server version 0.8.5") == [LOG]
+    return a
+
+
+# -- access lines under a custom logging format ----------------------------------------------------------
+
+REAL = ('2025-05-14 17:45:10.901 uvicorn.access INFO:     127.0.0.1:42226 1647689 - '
+        '"POST /openai/v1/chat/completions HTTP/1.1" 200 OK')
+
+
+def test_a_custom_format_access_line_names_no_server_until_a_vllm_line_does() -> None:
+    a = VllmAdapter()
+    # the real line (samples/vllm.log): not an inference path of vLLM, an http record alone
+    assert feed(a, REAL) == [http("_OTHER", provider="")]  # an unknown path is no label
+    line = "2025-05-14 17:45:10.901 uvicorn.access " + TAIL
+    assert feed(a, line) == [http(provider="")]  # nothing says it is vLLM's yet
+    assert feed(a, "uvicorn.access " + TAIL) == [http(provider="")]
+    assert len(a.unknown) == 2
+    # the first vLLM line claims both as vLLM's requests
+    assert feed(a, "INFO 01-22 18:27:20 [metrics.py:449] " + STATS) == [
+        completion(), completion(), STATS_REC, LOG]
+    hint = {"kind": "hint", "provider": "vllm", "hint": "vllm_access_log_only"}  # the third with no id line
+    assert feed(a, line) == [http(), completion(), hint]
+    assert feed(a, "uvicorn.access " + TAIL) == [http(), completion()]
+    assert feed(a, REAL) == [http("_OTHER")]
+
+
+@pytest.mark.parametrize(("head", "read"), [
+    ("2025-05-14", True),  # the logger name right after a date: at 10, the first place looked at
+    ("2025-05-14 17:45:10.901", True),
+    ("2025-05-14T17:45:10.901Z", True),  # ends at 40, the last place looked at
+    ("5/14/2025 17:45:10", True),  # a one-digit month
+    ("2025-05-14T17:45:10.9012Z", False),  # one character further: past the place a logger name sits
+    ("1", False),  # too short to be a timestamp
+    ("12 requests in the last minute were logged by", False),  # deep in a message
+])
+def test_a_custom_format_access_line_is_read_where_a_logger_name_sits(head: str, read: bool) -> None:
+    a = named()
+    out = feed(a, f"{head} uvicorn.access {TAIL}")
+    assert out == ([http(), completion()] if read else []), head
+
+
+def test_access_lines_with_no_client_address_are_read() -> None:
+    """Over a UNIX socket uvicorn has no client address: ` - "POST ..."` right after the level."""
+    a = named()
+    assert feed(a, 'INFO:      - "POST /v1/completions HTTP/1.1" 200 OK') == [http(), completion()]
+    assert feed(a, 'uvicorn.access  - "POST /v1/completions HTTP/1.1" 200') == [http(), completion()]
+    assert feed(named(), '2025-05-14 uvicorn.access  - "POST /v1/completions HTTP/1.1" 500') == [
+        http(code="500"), completion("error", errors.OTHER)]
+
+
+def test_a_custom_format_line_that_is_no_access_line_is_not_vllms() -> None:
+    a = named()
+    assert a.parse_text('2025-05-14 17:45:10.901 uvicorn.access 127.0.0.1:1 - "POST /v1/completions') is None
+    assert a.parse_text('uvicorn.access 127.0.0.1:1 - "POST /v1/completions HTTP/1.1" 2000') is None
+
+
+def test_a_bare_access_line_before_any_vllm_line_names_no_server() -> None:
+    a = VllmAdapter()
+    assert feed(a, 'INFO:     127.0.0.1:1 - "POST /v1/completions HTTP/1.1" 200 OK') == [http(provider="")]
+    # behind vLLM's process prefix it is vLLM's at once
+    assert feed(a, '(APIServer pid=1) INFO:     127.0.0.1:1 - "POST /v1/completions HTTP/1.1" 200 OK') == [
+        http(), completion()]
+
+
+# -- the process prefix ------------------------------------------------------------------------------
+
+H = "INFO 01-22 18:27:20 [metrics.py:449] " + STATS
+
+
+@pytest.mark.parametrize(("prefix", "want"), [
+    ("(pid=2445) ", [STATS_REC, LOG]),  # Ray's prefix for a process with no actor name
+    ("(RayWorkerWrapper pid=2445, ip=10.0.0.1) ", [STATS_REC, LOG]),
+    ("(" + "a" * 111 + " pid=1) ", [STATS_REC, LOG]),  # its `) ` ends at 120, the last place looked at
+    ("(" + "a" * 112 + " pid=1) ", None),  # one further: no process prefix, no vLLM header
+    ("(" + "a" * 300 + " pid=1) ", None),
+    ("() pid=3) ", None),  # an empty `()` is no process prefix
+    ("(no pid here) ", None),
+])
+def test_process_prefixes(prefix: str, want: list[dict[str, Any]] | None) -> None:
+    a = VllmAdapter()
+    res = a.parse_text(prefix + H)
+    assert res == want
+
+
+@pytest.mark.parametrize("rest", [
+    "(raylet) [2025-01-01 10:00:00,000 I 1 1] stray output",  # a second `(...)` that is no process
+    "ERROR:",  # a level word with no space after it
+    "WARNING:",
+    "INFO",
+])
+def test_stray_lines_behind_a_process_prefix_are_ignored(rest: str) -> None:
+    assert VllmAdapter().parse_text("(APIServer pid=1) " + rest) is IGNORED
+
+
+def test_two_processes_are_two_records_even_with_pids_that_differ_in_their_last_digit() -> None:
+    a = VllmAdapter()
+    head = " ERROR 01-22 18:27:20 [serving_chat.py:200] "
+    assert feed(a, "(APIServer pid=4001)" + head + "Error in preprocessing prompt inputs") == []
+    # another process's traceback line, at the same place: a record of its own
+    assert feed(a, "(APIServer pid=4002)" + head + "Traceback (most recent call last):") == [
+        {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": errors.OTHER}]
+    assert feed(a, "(APIServer pid=4002)" + head + "torch.OutOfMemoryError: CUDA out of memory.") == []
+    assert a.flush() == [ERR]
+
+
+def test_uvicorn_warning_and_error_lines_inside_a_traceback_are_ignored_and_keep_it() -> None:
+    a = VllmAdapter()
+    assert feed(a, "(APIServer pid=1) Traceback (most recent call last):") == []
+    assert a.parse_text("(APIServer pid=1) WARNING:  Invalid HTTP request received.") is IGNORED
+    assert a.parse_text("(APIServer pid=1) ERROR:    Exception in ASGI application") is IGNORED
+    assert feed(a, "(APIServer pid=1) torch.OutOfMemoryError: CUDA out of memory.") == []
+    assert a.flush() == [ERR]
+
+
+# -- the header ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("line", "want"), [
+    ("INFO 01-22 18:27:20 [metrics.py:449] " + STATS, [STATS_REC, LOG]),
+    ("INFO 01-22 18:27:20 metrics.py:449] " + STATS, [STATS_REC, LOG]),  # before ~0.8: no `[`
+    ("INFO 01-22 18:27:20] " + STATS, [STATS_REC, LOG]),  # the `] ` right after the time
+    ("INFO x1-22 18:27:20 [metrics.py:449] " + STATS, None),  # no month
+    ("INFO 01-22 18:27:20 " + "x" * 182 + "] " + STATS, [STATS_REC, LOG]),  # `] ` ends at 200 past the level
+    ("INFO 01-22 18:27:20 " + "x" * 183 + "] " + STATS, None),  # one further: no header end
+    ("INFO 01-22 18:27:20 " + "x" * 300 + "] " + STATS, None),
+])
+def test_the_message_starts_after_the_first_bracket_past_the_time(line: str, want: Any) -> None:
+    assert VllmAdapter().parse_text(line) == want
+
+
+def test_a_prompt_with_brackets_does_not_move_the_header_end() -> None:
+    """Mistral's `[INST] ... [/INST]` template puts `] ` in the prompt, within the first 200 characters."""
+    a = named()
+    line = ("INFO 01-22 18:27:20 [logger.py:39] Received request cmpl-b1: prompt: '[INST] hi [/INST]', "
+            "params: SamplingParams(n=1), prompt_token_ids: [1, 2, 3], lora_request: None.")
+    assert feed(a, line) == [LOG]
+    assert feed(a, 'INFO:     127.0.0.1:1 - "POST /v1/completions HTTP/1.1" 200 OK') == [
+        http(), {**completion(), "request_id": "cmpl-b1", "input_tokens": 3}]
+
+
+def test_a_record_with_an_empty_first_line_takes_its_traceback() -> None:
+    a = VllmAdapter()
+    assert feed(a, "ERROR 01-22 18:27:20 [serving_chat.py:200]") == []
+    assert feed(a, "ERROR 01-22 18:27:20 [serving_chat.py:200] Traceback (most recent call last):") == []
+    assert feed(a, "ERROR 01-22 18:27:20 [serving_chat.py:200] torch.OutOfMemoryError: CUDA out of memory.") == []
+    assert a.flush() == [ERR]
+
+
+def test_the_first_vllm_line_after_unclaimed_access_lines_keeps_its_traceback() -> None:
+    a = VllmAdapter()
+    assert feed(a, 'INFO:     127.0.0.1:1 - "POST /v1/completions HTTP/1.1" 200 OK') == [http(provider="")]
+    head = "ERROR 01-22 18:27:20 [serving_chat.py:200] "
+    assert feed(a, head + "Error in preprocessing prompt inputs") == [completion()]
+    assert feed(a, head + "Traceback (most recent call last):") == []
+    assert feed(a, head + "torch.OutOfMemoryError: CUDA out of memory.") == []
+    assert a.flush() == [ERR]
+
+
+
+# -- JSON records: whose they are ------------------------------------------------------------------
+
+ACC = {"levelname": "INFO", "name": "uvicorn.access", "message": TAIL}
+MSG = {"levelname": "INFO", "name": "vllm.v1.metrics.loggers", "message": STATS}
+
+
+def jfeed(a: VllmAdapter, obj: dict[str, Any]) -> Any:
+    return a.parse_json(orjson.dumps(obj), obj)
+
+
+def test_the_first_vllm_json_record_names_the_server_and_claims_earlier_access_lines() -> None:
+    a = VllmAdapter()
+    assert jfeed(a, ACC) == http(provider="")  # only logging fields: whose, nothing says yet
+    assert "server" not in a.shared
+    assert jfeed(a, MSG) == [completion(), STATS_REC, LOG]
+    assert a.shared["server"] == "vllm" and a.unknown == []
+    # from now on uvicorn's records with only logging fields are vLLM's requests
+    assert jfeed(a, ACC) == [http(), completion()]
+    assert jfeed(a, MSG) == [STATS_REC, LOG]  # claimed once
+
+
+@pytest.mark.parametrize(("obj", "want"), [
+    # vLLM's formatter marks its records with the process name: vLLM's, whatever else they carry
+    ({**ACC, "vllm_process_name": "APIServer", "trace_id": "a1"}, [http(), completion()]),
+    ({"levelname": "INFO", "name": "transformers.tokenization", "message": "hello",
+      "vllm_process_name": "APIServer"}, [LOG]),
+    ({"levelname": "INFO", "name": "transformers.tokenization", "message": "hello",
+      "vllm_process_name": "APIServer", "trace_id": "a1"}, [LOG]),
+    # a vLLM logger's record with a field of the user's formatter
+    ({**MSG, "trace_id": "a1"}, [STATS_REC, LOG]),
+    ({"levelname": "INFO", "name": "vllm.entrypoints", "message": "hello", "trace_id": "a1"}, [LOG]),
+    # another program's records
+    ({**ACC, "trace_id": "a1"}, None),
+    ({"levelname": "INFO", "name": "myapp", "message": "hello"}, None),
+    ({"levelname": "INFO", "name": "myapp", "message": STATS, "trace_id": "a1"}, None),
+])
+def test_json_records_of_vllm_and_of_others(obj: dict[str, Any], want: Any) -> None:
+    assert jfeed(VllmAdapter(), obj) == want
+
+
+def test_an_engine_index_is_read_whole() -> None:
+    """vLLM writes `Engine %03d`: four digits from the 1,000th engine on."""
+    for num, engine in (("000", "0"), ("012", "12"), ("1234", "1234")):
+        out = VllmAdapter().parse_text(f"INFO 01-22 18:27:20 [loggers.py:1] Engine {num}: " + STATS)
+        assert out == [{**STATS_REC, "engine": engine}, LOG]
