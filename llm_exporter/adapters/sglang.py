@@ -82,7 +82,7 @@ class SglangAdapter(Adapter):
         known_prefix = False
         if c == "[":
             if text.startswith(_PY_LEVELS):  # Python logging, its timestamp peeled
-                j = text.find("] sglang.", 0, 14)
+                j = text.find("] sglang.", 0, 20)  # `[CRITICAL] sglang.` fits in 20
                 k = text.find(": ", j) if j > 0 else -1
                 if k < 0:
                     return None
@@ -101,7 +101,7 @@ class SglangAdapter(Adapter):
                 known_prefix = bool(tags)
                 msg = text[j + 2:]
         elif c.isdigit():
-            k = text.find("] sglang.", 20, 40)
+            k = text.find("] sglang.", 20, 44)  # after `2026-06-07 10:59:31,843 [CRITICAL]`
             if k < 0 or text[4] != "-":
                 return None
             j = text.find(": ", k)

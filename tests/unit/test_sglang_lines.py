@@ -10,6 +10,7 @@ such a line, to the bounds of what the figure can be (said on each).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,4 +125,195 @@ def test_a_real_batch_line_gives_its_gauges_and_prompt_tokens(line: str, expecte
     ("new fill batch. #seq: 1. #new_token: 254. #running_req: 4.", [stats("", running=4), tokens("", 254, None)]),
 ])
 def test_batch_line_figures_are_read_within_their_bounds(line: str, expected: list[dict[str, Any]]) -> None:
+    assert records(line) == [pytest.approx(e) for e in expected]
+
+
+# --- one stream at a time: what a line means can depend on the lines before it ---------------------
+
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus" / "sglang.log"
+
+
+def corpus_block(source: str) -> list[str]:
+    """The lines of the corpus block cited from `source`, as the pipeline hands them on (stripped)."""
+    out: list[str] | None = None
+    for raw in CORPUS.read_text(encoding="utf-8").split("\n"):
+        if raw.startswith("#@ "):
+            if out is not None:
+                break
+            if source in raw:
+                out = []
+        elif out is not None and raw.strip():
+            out.append(raw.strip())
+    assert out, source
+    return out
+
+
+def stream(lines: list[str]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Each line's answer from one adapter, then what it still holds at the end of the stream."""
+    a = SglangAdapter()
+    return [a.parse_text(t) for t in lines], a.flush()
+
+
+def crash(cls: str = "engine_dead") -> dict[str, Any]:
+    return {"kind": "server_error", "provider": "sglang", "error_type": cls}
+
+
+ERROR_LOG = {"kind": "log", "provider": "sglang", "level": "ERROR"}
+CHAT = [{"kind": "http", "provider": "sglang", "method": "POST", "path": "/v1/chat/completions", "code": "200"},
+        {"kind": "request", "provider": "sglang", "operation": "chat", "model": "", "outcome": "success",
+         "error_type": ""}]
+#: the scheduler's crash of Agent-RL/ReCall#43: its line and a traceback of six lines
+RECALL = corpus_block("Agent-RL/ReCall/issues/43")
+DECODE = ("[04:40:55 TP0] Decode batch. #running-req: 2, #token: 4078, token usage: 0.00, gen throughput (token/s): "
+          "447.31, #queue-req: 0")  # sglang#1270
+DECODE_STATS = stats("TP0", running=2, kv_cache_usage=0.0, generation_tps=447.31, waiting=0)
+PREFILL = ("[2025-06-25 14:02:04 TP0] Prefill batch. #new-seq: 1, #new-token: 2266, #cached-token: 1, "
+           "token usage: 0.00, #running-req: 0, #queue-req: 0")  # sglang#7515
+PREFILL_RECS = [stats("TP0", kv_cache_usage=0.0, running=0, waiting=0), tokens("TP0", 2266 + 1, 1)]
+
+
+@pytest.mark.parametrize(("after", "closing"), [
+    # the next scheduler line ends the traceback: the crash is counted, then the line's own records
+    (DECODE, [crash(), DECODE_STATS]),
+    (PREFILL, [crash(), *PREFILL_RECS]),
+    # a start-up line (the server restarting) or a line no one knows also ends it: the crash alone
+    ("[2025-06-25 14:01:42] The server is fired up and ready to roll!", [crash()]),
+    ("Processing batches: 0it [00:00, ?it/s]", [crash()]),
+])
+def test_a_scheduler_crash_is_one_incident_counted_when_its_traceback_ends(after: str, closing: list[Any]) -> None:
+    lines = [*RECALL, after, DECODE]
+    res, held = stream(lines)
+    assert res[0] == [ERROR_LOG]  # the crash line itself is one ERROR log line
+    assert res[1:len(RECALL)] == [[]] * (len(RECALL) - 1)  # its traceback is part of it
+    assert res[len(RECALL)] == [pytest.approx(r) for r in closing]
+    assert res[-1] == pytest.approx(DECODE_STATS)  # after it, lines are read as before: no second incident
+    assert held == []
+
+
+def test_a_crash_still_open_at_the_end_of_the_stream_is_counted_once() -> None:
+    res, held = stream(RECALL)
+    assert res == [[ERROR_LOG]] + [[]] * (len(RECALL) - 1)
+    assert held == [crash()]
+    # the sglang-jax#622 block: an out-of-memory retraction (not a failure), then the crash, bare
+    # (its `[date] ` peeled); the uvicorn line after it is SGLang's because the crash named the stream
+    jax = corpus_block("sglang-jax/issues/622")[1:]
+    res, held = stream([*jax, 'INFO:     127.0.0.1:40192 - "POST /v1/chat/completions HTTP/1.1" 200 OK'])
+    assert res[:3] == [IGNORED] * 3 and res[3] == [ERROR_LOG] and res[4:6] == [[], []]
+    assert res[6] == [crash(), *CHAT]
+    assert held == []
+    # the crash alone names the stream too
+    res, held = stream([*jax[3:], 'INFO:     127.0.0.1:40192 - "POST /v1/chat/completions HTTP/1.1" 200 OK'])
+    assert res == [[ERROR_LOG], [], [], [crash(), *CHAT]] and held == []
+
+
+# the traceback's last line says what failed: PyTorch's out-of-memory error (its message as
+# tests/fixtures/samples/vllm.log quotes it) and torch.distributed's store timeout
+OOM = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 50.00 MiB. GPU 0 has a total capacity of "
+       "23.56 GiB of which 21.75 MiB is free.")
+SIGQUIT = "[2025-02-21 22:59:28] Received sigquit from a child proces. It usually means the child failed."
+TIMEOUT = "torch.distributed.DistStoreError: Timed out after 601 seconds waiting for clients. 1/2 clients joined."
+
+
+@pytest.mark.parametrize(("last", "cls"), [(OOM, "oom"), (TIMEOUT, "timeout")])
+def test_a_crash_is_classed_by_the_exception_its_traceback_ends_with(last: str, cls: str) -> None:
+    res, held = stream([*RECALL, last])
+    assert res[-1] == [] and held == [crash(cls)]
+
+
+@pytest.mark.parametrize(("line", "cls"), [
+    # the crash line with its cause on the same line (a collector that joined the traceback)
+    ("[2025-04-23 21:31:41 TP2] Scheduler hit an exception: " + OOM, "oom"),
+    ("[2025-04-23 21:31:41 TP2] Scheduler hit an exception: " + TIMEOUT, "timeout"),
+    # a crash that quotes a request's error is still the engine's crash, not that request's
+    ("[2025-04-23 21:31:41 TP2] Scheduler hit an exception: ValueError: This model's maximum context length is "
+     "4096 tokens.", "engine_dead"),
+    # sglang#3713: the launcher's line after a child's crash (SGLang's own spelling), then a scheduler line
+    (SIGQUIT, "engine_dead"),
+])
+def test_a_crash_line_names_its_class(line: str, cls: str) -> None:
+    res, held = stream([line, DECODE])
+    assert res == [[ERROR_LOG], [crash(cls), pytest.approx(DECODE_STATS)]] and held == []
+
+
+@pytest.mark.parametrize("first", [RECALL[0], SIGQUIT])
+def test_a_traceback_is_read_up_to_its_400th_line(first: str) -> None:
+    """The crash line and 399 more lines are one record; the next line is no longer its own."""
+    body = ['File "/sgl-workspace/sglang/python/sglang/srt/managers/scheduler.py", line 1825, in f', "f()"] * 200
+    res, held = stream([first, *body[:399], body[399]])
+    assert res[:400] == [[ERROR_LOG]] + [[]] * 399
+    assert res[400] == [crash()] and held == []
+
+
+BARE_CHAT = 'INFO:     127.0.0.1:40192 - "POST /v1/chat/completions HTTP/1.1" 200 OK'  # sglang#393
+
+
+@pytest.mark.parametrize(("first", "first_res", "chat"), [
+    # a scheduler line names the stream SGLang's: the bare uvicorn access line after it is a request
+    ("new fill batch. #seq: 1. #cached_token: 478. #new_token: 254. #remaining_req: 0. #running_req: 4. "
+     "tree_cache_hit_rate: 80.81%.", None, CHAT),
+    ("#running-req: 3, #token: 1442, token usage: 0.18, #queue-req: 0", stats("", running=3, kv_cache_usage=0.18,
+                                                                              waiting=0), CHAT),
+    # so does a start-up line behind SGLang's own prefix (sglang#7515) ...
+    ("[2025-06-25 14:01:42] The server is fired up and ready to roll!", IGNORED, CHAT),
+    # ... but not the same line bare: vLLM prints lines like it too, and names no server
+    ("The server is fired up and ready to roll!", IGNORED, None),
+    # a uvicorn start-up line behind SGLang's prefix is SGLang's, counted as nothing (sglang#4339)
+    ("[2025-03-12 08:52:40] INFO:     Started server process [1029]", IGNORED, None),
+])
+def test_a_bare_access_line_is_sglang_s_once_the_stream_is(first: str, first_res: Any, chat: Any) -> None:
+    res, _ = stream([first, BARE_CHAT])
+    if first_res is IGNORED:
+        assert res[0] is IGNORED
+    elif first_res is not None:
+        assert res[0] == pytest.approx(first_res)
+    assert res[1] == chat
+
+
+@pytest.mark.parametrize(("lines", "last"), [
+    # an out-of-memory retraction's detail lines (sglang-jax#622) are SGLang's only on an SGLang stream
+    (["Try to allocate 168 tokens."], None),
+    (["[2026-01-05 06:12:41] Decode out of memory. Try to lower your batch size.", "Try to allocate 168 tokens."],
+     IGNORED),
+    # a uvicorn start-up line, bare: SGLang's access lines only are read on an SGLang stream
+    ([PREFILL, "INFO:     Started server process [621]"], None),
+    # an unknown bare line stays unknown on an SGLang stream (sglang#1612's client progress bar)
+    ([PREFILL, "Processing batches: 1it [00:00,  2.74it/s]"], None),
+    # SGLang's rank-tagged lines are SGLang's even when nothing is read from them (sglang#4339)
+    (["[2025-03-12 08:52:39 DP0 TP1] Registering 1311 cuda graph addresses"], IGNORED),
+    # the 2024 decode line is known by its start and its `token usage`: cut short, it is not read
+    (["#running-req: 3, #token: 1442"], None),
+    (["#queue-req: 0, token usage: 0.18"], None),
+])
+def test_which_lines_are_sglang_s(lines: list[str], last: Any) -> None:
+    res, _ = stream(lines)
+    assert res[-1] is last
+
+
+# Python logging's format, `%(asctime)s [%(levelname)s] %(name)s: %(message)s` (the INFO line of the
+# first table): a real WARNING line of it (SGLang's MoE kernel warning, 2026-07), and the scheduler's
+# crash line in it at each level, with their timestamp (as a file holds them) and without (as the
+# pipeline hands them on, the timestamp peeled)
+MOE_WARNING = ("2026-07-14 10:01:46,564 [WARNING] sglang.srt.layers.moe.moe_runner.triton_utils."
+               "fused_moe_triton_config: Using MoE kernel config with down_moe=False. "
+               "Performance might be sub-optimal!")
+PY_CRASH = "[{}] sglang.srt.managers.scheduler: Scheduler hit an exception: Traceback (most recent call last):"
+
+
+@pytest.mark.parametrize("peel", [False, True])
+def test_sglang_python_logging_lines_are_read_at_every_level(peel: bool) -> None:
+    stamp = "" if peel else "2026-07-14 10:01:46,564 "
+    assert SglangAdapter().parse_text(MOE_WARNING[24:] if peel else MOE_WARNING) is IGNORED
+    for level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        res, held = stream([stamp + PY_CRASH.format(level)])
+        assert res == [[ERROR_LOG]] and held == [crash()], level
+    # another program's Python logging line is not SGLang's
+    assert SglangAdapter().parse_text(stamp + "[WARNING] httpx: Retrying request to /generate") is None
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    # SGLang with data parallel ranks: both ranks name the engine (prefix as in sglang#4339)
+    ("[2025-03-12 08:52:40 DP3 TP1] Decode batch. #running-req: 2, #token: 4078, token usage: 0.00, "
+     "#queue-req: 0", [stats("DP3 TP1", running=2, kv_cache_usage=0.0, waiting=0)]),
+])
+def test_every_rank_tag_names_the_engine(line: str, expected: list[dict[str, Any]]) -> None:
     assert records(line) == [pytest.approx(e) for e in expected]

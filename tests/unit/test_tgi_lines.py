@@ -399,3 +399,86 @@ def test_an_unknown_error_class_is_other() -> None:
     a = TgiAdapter()
     out(a, f"{TS} ERROR text_generation_router::server: router/src/server.rs:1: something odd")
     assert a.flush() == [{"kind": "log", "provider": "tgi", "level": "ERROR", "error_type": OTHER}]
+
+
+# -- `--json-output`: what a line's level and span say -------------------------------------------
+
+JSON_LINES = (FIXTURES / "samples" / "tgi_json.log").read_text(encoding="utf-8").splitlines()
+RECONSTRUCTED = (FIXTURES / "samples" / "tgi.reconstructed.log").read_text(encoding="utf-8").splitlines()
+
+
+def json_res(obj: dict[str, Any], a: TgiAdapter | None = None) -> Any:
+    return (a or TgiAdapter()).parse_json(orjson.dumps(obj), obj)
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    # the launcher's `Starting download process.` (tgi_json.log line 2) at each of TGI's levels and
+    # at levels TGI never writes: a level that is none of TGI's is no log line of a known level
+    ("INFO", [{"kind": "log", "provider": "tgi", "level": "INFO"}]),
+    ("WARN", [{"kind": "log", "provider": "tgi", "level": "WARNING"}]),
+    ("info", IGNORED), ("NOTICE", IGNORED), (5, IGNORED), (None, IGNORED),
+])
+def test_a_json_line_is_a_log_line_of_its_level_when_it_is_one_of_tgis(level: Any, expected: Any) -> None:
+    obj = orjson.loads(JSON_LINES[1])
+    assert obj["fields"]["message"] == "Starting download process."
+    obj["level"] = level
+    res = json_res(obj)
+    assert res is expected if expected is IGNORED else res == expected
+
+
+@pytest.mark.parametrize("fields", ["Starting download process.", ["Starting"], None])
+def test_a_json_line_without_a_message_is_ignored(fields: Any) -> None:
+    """tgi_json.log line 2 with its `fields` garbled (not an object): no message, nothing counted."""
+    obj = orjson.loads(JSON_LINES[1])
+    obj["fields"] = fields
+    assert json_res(obj) is IGNORED
+
+
+@pytest.mark.parametrize("span", [None, "chat_completions", ["chat_completions"]])
+def test_a_json_success_without_a_span_object_is_invalid(span: Any) -> None:
+    obj = orjson.loads(RECONSTRUCTED[0])
+    if span is None:
+        del obj["span"]
+    else:
+        obj["span"] = span
+    with pytest.raises(Invalid) as e:
+        json_res(obj)
+    assert e.value.reason == "tgi_no_timings"
+
+
+@pytest.mark.parametrize(("name", "operation"), [
+    ("chat_completions", "chat"),
+    # a span TGI may add later, or a name garbled on its way: a request of no known operation
+    ("generate_inner", ""), (7, ""), (["generate"], ""), (None, ""),
+])
+def test_a_json_success_takes_its_operation_from_its_span_name(name: Any, operation: str) -> None:
+    """tgi.reconstructed.log line 1, by hand: 735.200735 ms, 73.176 µs, 734.172108 ms, 36.708605 ms,
+    734.172108 / 36.708605 = 20.00 tokens."""
+    obj = orjson.loads(RECONSTRUCTED[0])
+    obj["span"]["name"] = name
+    [rec, log] = json_res(obj)
+    assert rec == pytest.approx({"kind": "request", "provider": "tgi", "operation": operation, "model": "",
+                                 "outcome": "success", "error_type": "", "duration_s": 0.735200735,
+                                 "queue_s": 73.176e-6, "inference_s": 0.734172108, "tpot_s": 0.036708605,
+                                 "output_tokens": 20})
+    assert log == {"kind": "log", "provider": "tgi", "level": "INFO"}
+
+
+# -- text lines: short ones, and how much of a record's tail is read ------------------------------
+
+@pytest.mark.parametrize("line", ["INFO x", "WARN 1", "ERROR", "INFO", "DEBUG a"])
+def test_a_short_line_that_starts_with_a_level_is_no_tgi_line(line: str) -> None:
+    assert TgiAdapter().parse_text(line) is None
+
+
+REQUEST_FAILED = ("2025-05-26T10:46:34.737206Z ERROR chat_completions:generate:generate_stream:schedule:infer:"
+                  "send_error: text_generation_router_v3::backend: backends/v3/src/backend.rs:1: "
+                  "Request failed during generation: Server error: ")
+
+
+@pytest.mark.parametrize(("before", "error_type"), [(38, "oom"), (39, OTHER)])
+def test_a_failed_request_is_classified_by_its_first_40_lines(before: int, error_type: str) -> None:
+    """The error line and the 39 lines after it are read for its class; a later exception line is not."""
+    recs = feed(TgiAdapter(), [REQUEST_FAILED, *[" rank=0"] * before, OOM, NEXT])
+    assert requests(recs) == [{"kind": "request", "provider": "tgi", "operation": "chat", "model": "",
+                               "outcome": "error", "error_type": error_type}]
