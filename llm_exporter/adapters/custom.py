@@ -55,6 +55,7 @@ class CustomJsonAdapter(Adapter):
 
     name = "custom-json"
     provider = "app"
+    wants_obj = False  # at the head it stands for app-json, which judges lines orjson cannot read
 
     def __init__(self, config: Any = None, tail: bool = False) -> None:
         super().__init__(config)  # a `Config`, or None (`--format custom-json` with no file: nothing to do)
@@ -63,8 +64,10 @@ class CustomJsonAdapter(Adapter):
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
         cfg: Config | None = self.config
-        if cfg is None or obj is None:
+        if cfg is None:
             return None
+        if obj is None:  # not JSON to orjson (a Python app's `NaN`, say): app-json's schema decides, as
+            return None if self.tail else self.app.parse_json(line, None)  # without a file
         if self.tail:
             return self._custom_records(cfg.metrics, obj, "app", "", {}) or None
         for m in cfg.mappings:

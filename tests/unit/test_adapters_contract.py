@@ -123,3 +123,18 @@ def test_sample_files_raise_nothing_under_any_format(fmt: str) -> None:
     p.flush("t")
     assert sum(n for (s, _o), n in m.internal.lines.items() if s == "t") == len(data)
     assert not [r for r in p.rejects if r.reason == "adapter_error"]
+
+
+@pytest.mark.parametrize(("data", "want"), [
+    (b'{"model": "m", "n": 1}', {"model": "m", "n": 1}),
+    ('{"a": {"b": []}}', {"a": {"b": []}}),
+    (b"[1, 2]", None),  # JSON, but no object: no adapter reads it as one
+    (b'"text"', None),
+    (b"12", None),
+    (b"null", None),
+    (b'{"model": ', None),  # cut short
+])
+def test_a_line_is_json_only_when_it_is_one_object(data: bytes | str, want: Any) -> None:
+    from llm_exporter.adapters.base import json_object
+
+    assert json_object(data) == want

@@ -187,3 +187,58 @@ def test_a_mapped_error_field_of_any_json_type(adapter: CustomJsonAdapter, error
                                                error_type: str) -> None:
     rec = parse(adapter, call(timing={"total": 1}, result={"error": error}))[0]
     assert (rec["outcome"], rec["error_type"]) == (outcome, error_type)
+
+
+def _first_claim(chain: list[Any], obj: dict[str, Any]) -> Any:
+    """What the chain makes of one JSON line: the first adapter's answer that is not None."""
+    line = json.dumps(obj).encode()
+    return next((r for a in chain if (r := a.parse_json(line, obj)) is not None), None)
+
+
+def test_the_files_tenant_path_reaches_the_server_adapters_too(tmp_path: Path) -> None:
+    """With mappings in the file, the server adapters after them still get the file: a LiteLLM
+    spend-log row (the published one, tests/fixtures/accounting) with an `auth.team` is that team's."""
+    from llm_exporter.adapters import build_chain
+    from tests.helpers import FIXTURES
+
+    p = tmp_path / "c.yaml"
+    p.write_text(CONFIG)
+    row = json.loads((FIXTURES / "accounting" / "litellm_spend_logs_payload.json").read_text())
+    row["auth"] = {"team": "search"}
+    rec = _first_claim(build_chain("auto", load_config(p)), row)
+    assert (rec["provider"], rec["tenant"]) == ("litellm", "search")
+
+
+def test_format_rules_reads_with_the_rules_alone(tmp_path: Path) -> None:
+    """`--format rules`: the file's text rules and nothing else, even when the file also maps JSON
+    lines (a mapped line is no request then); `--format auto` reads both."""
+    from llm_exporter.adapters import build_chain
+
+    p = tmp_path / "c.yaml"
+    p.write_text(CONFIG + "rules:\n  - name: done\n    pattern: '^done (?P<request_id>\\w+)$'\n")
+    cfg = load_config(p)
+    mapped = call(meta={"id": "r1", "model": "m"}, result={"ok": True})
+    assert _first_claim(build_chain("rules", cfg), mapped) is None
+    assert _first_claim(build_chain("auto", cfg), mapped)[0]["request_id"] == "r1"
+    assert [r["request_id"] for a in build_chain("rules", cfg) if (r := a.parse_text("done r2"))] == ["r2"]
+
+
+def test_an_application_line_orjson_cannot_read_counts_the_same_with_a_file(tmp_path: Path) -> None:
+    """Python's json module writes a float NaN as `NaN`, which is no JSON to orjson; the application
+    reader's schema judges such a line (a request when the NaN is in a field it does not read, invalid
+    when it is a duration), and a --config file with mappings changes nothing about that."""
+    from collections import Counter
+
+    from llm_exporter.metrics import LLMMetrics
+    from llm_exporter.pipeline import Pipeline
+
+    p = tmp_path / "c.yaml"
+    p.write_text(CONFIG)
+    lines = [json.dumps({"model": "gpt-4o", "input_tokens": 5, "output_tokens": 3, "duration_ms": 12,
+                         "score": float("nan")}).encode(),
+             json.dumps({"model": "gpt-4o", "duration_ms": float("nan")}).encode()]
+    assert b"NaN" in lines[0]
+    for config in (None, load_config(p)):
+        m = LLMMetrics()
+        Pipeline(m, config=config).process("t", lines)
+        assert Counter({o: n for (_s, o), n in m.internal.lines.items() if n}) == Counter(record=1, invalid=1)
