@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
@@ -281,3 +282,85 @@ def test_bare_colour_around_a_compose_service_named_m() -> None:
     `] | `: inside an ESC-less colour it still peels (found by hypothesis in the stack test)."""
     line = b"INFO:     127.0.0.1:40042 - \"POST /v1/chat/completions HTTP/1.1\" 200 OK"
     assert peel(b"[1;36m[m] | " + line + b"[0m") == peel(line) == line
+
+
+# -- wrappers of every shape, worked out by hand ---------------------------------------------------
+
+VLLM_LINE = (b"(APIServer pid=1) INFO 05-19 10:13:31 [loggers.py:271] Engine 000: Avg prompt throughput: 0.0"
+             b" tokens/s, Avg generation throughput: 44.9 tokens/s, Running: 2 reqs, Waiting: 0 reqs")
+# tests/fixtures/samples/ollama.log, line 3, and the same line as gin's default logger writes it on a
+# terminal (`[GIN] %v |%s %3d %s| %13v | %15s |%s %-7s %s %#v`: 4xx status yellow, POST cyan)
+GIN = b'[GIN] 2024/07/21 - 15:52:51 | 403 |            0s |       127.0.0.1 | POST     "/api/generate"'
+GIN_COLOUR = (b"[GIN] 2024/07/21 - 15:52:51 |\x1b[90;43m 403 \x1b[0m|            0s |       127.0.0.1 |"
+              b'\x1b[97;46m POST    \x1b[0m "/api/generate"')
+UVICORN = b'INFO:     127.0.0.1:40042 - "POST /v1/chat/completions HTTP/1.1" 200 OK'
+
+WRAPPED = [
+    # compose's `[service] | `, service names that start like no other wrapper; the vLLM line holds a
+    # `] ` of its own within the first 68 bytes
+    (b"[vllm] | " + VLLM_LINE, VLLM_LINE),
+    (b"[ollama]   | " + GIN, GIN),
+    # compose's `name | ` for a one-letter service
+    (b"a | " + VLLM_LINE, VLLM_LINE),
+    (b"a  | " + GIN, GIN),
+    # journalctl -o verbose's field, at the start of a line and indented by a tab
+    (b"MESSAGE=" + VLLM_LINE, VLLM_LINE),
+    (b"\tMESSAGE=" + VLLM_LINE, VLLM_LINE),
+    # colour inside a line that starts with a letter or `[`: gin's coloured status and method
+    (GIN_COLOUR, GIN),
+    (b"Oct 06 13:41:53 CX600 ollama[1992]: " + GIN_COLOUR, GIN),
+    # a terminal's erase-line before a redrawn line, and uvicorn's coloured level with its first
+    # ESC lost (the reset kept it)
+    (b"\x1b[2K\r" + VLLM_LINE, VLLM_LINE),
+    (b"\x1b[2K" + UVICORN, UVICORN),
+    (b"[32mINFO\x1b[0m" + UVICORN[4:], UVICORN),
+    # a coloured progress bar before `\r`: its colour is reset (`[m`, ESC lost) after the `\r`
+    (b"Loading safetensors checkpoint shards: [32m100%|##########| 2/2\r[m" + VLLM_LINE, VLLM_LINE),
+    # a timestamp with nothing after it: an empty line
+    (b"2025-06-01T10:00:00.123456789Z", b""),
+    (b"[2025-06-01 10:00:00]", b""),
+]
+
+
+@pytest.mark.parametrize(("raw", "inner"), WRAPPED)
+def test_wrapped_lines_give_the_servers_line(raw: bytes, inner: bytes) -> None:
+    """Each wrapper comes off, whatever the line starts with."""
+    assert peel(raw) == inner
+    assert Envelope().peel(raw) == inner
+
+
+LONG_ID = b"chatcmpl-" + b"0123456789abcdef" * 3 + b"0123456789a"  # 68 bytes
+UNWRAPPED = [
+    # a server's JSON object that holds a Cloud Logging key, but does not start like an entry
+    (b'{"event":"reply","textPayload":"hello","severity":"INFO"}',
+     b'{"event":"reply","textPayload":"hello","severity":"INFO"}'),
+    # `name | ` where the name runs past 67 bytes is no compose prefix (after a timestamp, so the
+    # peeler looks at it)
+    (b"2025-06-01T10:00:00Z " + LONG_ID + b" | 200 OK", LONG_ID + b" | 200 OK"),
+]
+
+
+@pytest.mark.parametrize(("raw", "inner"), UNWRAPPED)
+def test_lines_that_only_look_wrapped_keep_what_is_not_a_wrapper(raw: bytes, inner: bytes) -> None:
+    """Only a prefix of a known shape comes off: the server's own text stays."""
+    assert peel(raw) == inner
+
+
+STAMPS = [
+    # (line, the timestamp the envelope read off it, the line left)
+    (b"2026-01-01T00:00:00.123456789Z stdout F hello world", b"2026-01-01T00:00:00.123456789Z", b"hello world"),
+    (b"Oct 06 13:41:53 CX600 ollama[1992]: " + GIN, b"Oct 06 13:41:53 ", GIN),
+    (b"2025-06-01T10:00:00.123Z web-1  | " + UVICORN, b"2025-06-01T10:00:00.123Z ", UVICORN),
+    (b"web-1  | 2025-06-01T10:00:00.123Z " + UVICORN, b"2025-06-01T10:00:00.123Z ", UVICORN),
+    (b"web-1  | " + UVICORN, None, UVICORN),
+    (UVICORN, None, UVICORN),
+]
+
+
+@pytest.mark.parametrize(("raw", "stamp", "inner"), STAMPS)
+def test_the_stamp_is_the_timestamp_peeled_and_nothing_else(raw: bytes, stamp: bytes | None,
+                                                            inner: bytes) -> None:
+    """`stamp` (read by start/end pairing) is the timestamp taken off, never a compose name."""
+    env = Envelope()
+    assert env.peel(raw) == inner
+    assert env.stamp == stamp
