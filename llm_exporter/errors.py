@@ -53,7 +53,7 @@ _LABEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}", re.ASCII)
 
 def normalize(name: str) -> str:
     """Map an application's error name (`torch.OutOfMemoryError`, `ValueError`) to a label value."""
-    last = name.strip().rsplit(".", 1)[-1]
+    last = name.strip().rpartition(".")[2]
     known = _KNOWN.get(last.lower())
     if known is not None:
         return known

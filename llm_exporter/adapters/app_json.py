@@ -312,7 +312,7 @@ class AppJsonAdapter(Adapter):
             d = APP_LINE.validate_json(line)
         except ValidationError as e:
             first = e.errors(include_url=False, include_context=False, include_input=False)[0]
-            if first["type"] in ("json_invalid", "dict_type", "model_type"):
+            if first["type"] in ("json_invalid", "dict_type"):  # not JSON, or not an object
                 return None
             raise Invalid("bad_value") from None
         plan = self._plan(d)
@@ -349,7 +349,7 @@ class AppJsonAdapter(Adapter):
         acc = getattr(self.config, "accounting", None)
         return tuple(acc.tenant) if acc is not None else ()
 
-    def build(self, d: dict[str, Any], plan: _Plan, raw: dict[str, Any] | None = None) -> dict[str, Any]:
+    def build(self, d: dict[str, Any], plan: _Plan, raw: dict[str, Any]) -> dict[str, Any]:
         # one unpack instead of a NamedTuple attribute read per field (this runs for every line)
         _, durations, tokens, usage, request_id, model, operation, path, _, _, _, finish, identity = plan
         rec: dict[str, Any] = {"kind": "request", "provider": self.provider}
@@ -397,7 +397,7 @@ class AppJsonAdapter(Adapter):
         if fr:
             rec["finish_reason"] = fr
         rec["outcome"], rec["error_type"] = self.outcome(d, plan)
-        if raw is not None and (identity or self.config is not None):
+        if identity or self.config is not None:
             paths = self.tenant_paths
             if identity or paths:
                 rec["tenant"], rec["tenant_key"] = identify(raw, paths)

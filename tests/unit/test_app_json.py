@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from llm_exporter.adapters import app_json
 from llm_exporter.adapters.app_json import AppJsonAdapter
 from llm_exporter.adapters.base import Invalid
+from llm_exporter.config import load_config
 from llm_exporter.records import validate_record
+
+
+@pytest.fixture(autouse=True)
+def fresh_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test reads as a freshly started exporter does: no key shape planned yet. The plans are
+    cached per key shape for the whole process, so without this a shape another test read first
+    would be answered from its cached plan and the test would not see how the plan is made."""
+    monkeypatch.setattr(AppJsonAdapter, "_shapes", {})
+    monkeypatch.setattr(AppJsonAdapter, "_plans", {})
 
 
 def parse(obj: dict[str, Any] | bytes) -> Any:
@@ -176,3 +188,131 @@ def test_finish_reason_is_kept() -> None:
 def test_every_name_suffix_has_its_own_unit(key: str, value: float, seconds: float) -> None:
     """_ns, _millis, _ms, _us, _sec, _secs, _seconds, _s: exact seconds, no tolerance."""
     assert parse({key: value})["duration_s"] == seconds
+
+
+@pytest.mark.parametrize(("obj", "expected"), [
+    # one kind of evidence alone makes a request (truths from the rule in the schema's description)
+    ({"finish_reason": "length"}, {"finish_reason": "length", "outcome": "success", "error_type": ""}),
+    ({"error": "TimeoutError"}, {"outcome": "error", "error_type": "timeout"}),
+    ({"exception": "torch.OutOfMemoryError"}, {"outcome": "error", "error_type": "oom"}),
+    ({"usage": {"prompt_tokens": 8, "total_tokens": 8}}, {"input_tokens": 8, "prompt_tokens": 8}),
+    ({"status": "ok", "request_id": "r7"}, {"request_id": "r7", "outcome": "success"}),
+    ({"status": 503, "trace_id": 4711}, {"request_id": "4711", "outcome": "error"}),
+    # a status or an id alone is not
+    ({"status": "ok"}, None),
+    ({"request_id": "r7"}, None),
+    ({"status": "ok", "model": "m", "level": "INFO"}, None),
+    # names only Ollama's own objects carry: its adapter's line, not an application's
+    ({"duration": 1.0, "eval_count": 12}, None),
+    ({"total_duration": 5, "prompt_eval_duration": 3, "done_reason": "stop"}, None),
+    # LiteLLM's request and spend logs (a call type with a cost) are its adapter's
+    ({"call_type": "acompletion", "response_cost": 0.00012, "duration": 1.2}, None),
+    ({"call_type": "aembedding", "spend": 0.00012, "duration": 1.2}, None),
+    # a call type without a cost, or a cost without a call type, is an application's own line
+    ({"call_type": "acompletion", "duration": 1.2}, {"duration_s": 1.2}),
+    ({"spend": 0.5, "duration": 1.2}, {"duration_s": 1.2}),
+    ({"response_cost": 0.5, "duration": 1.2}, {"duration_s": 1.2}),
+])
+def test_what_makes_a_json_line_a_request(obj: dict[str, Any], expected: dict[str, Any] | None) -> None:
+    rec = parse(obj)
+    if expected is None:
+        assert rec is None
+    else:
+        assert rec is not None and rec["kind"] == "request"
+        assert {k: rec.get(k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(("obj", "outcome"), [
+    ({"levelname": "ERROR", "latency": 0.5}, ("error", "_OTHER")),  # Python logging's name
+    ({"levelname": "INFO", "latency": 0.5}, ("success", "")),
+    ({"level": "ERROR", "levelname": "INFO", "latency": 0.5}, ("error", "_OTHER")),  # `level` first
+    ({"level": "INFO", "levelname": "ERROR", "latency": 0.5}, ("success", "")),
+    ({"error_type": "ValueError", "error": "TimeoutError", "latency": 0.5}, ("error", "ValueError")),
+])
+def test_the_level_and_error_names_decide_the_outcome_in_order(obj: dict[str, Any],
+                                                               outcome: tuple[str, str]) -> None:
+    rec = parse(obj)
+    assert (rec["outcome"], rec["error_type"]) == outcome
+
+
+@pytest.mark.parametrize(("obj", "record"), [
+    # a null duration is skipped, the next one is still read
+    ({"duration": None, "ttft": 0.25, "tpot_ms": 40},
+     {"ttft_s": 0.25, "tpot_s": 0.04, "model": "", "operation": "", "outcome": "success", "error_type": ""}),
+    # a null model or operation is no label value; the operation then comes from the path
+    ({"model": None, "operation": None, "endpoint": "/v1/embeddings", "latency_ms": 250},
+     {"duration_s": 0.25, "model": "", "operation": "embeddings", "outcome": "success", "error_type": ""}),
+    ({"model": None, "task_type": None, "latency_ms": 250},
+     {"duration_s": 0.25, "model": "", "operation": "", "outcome": "success", "error_type": ""}),
+    ({"operation": "embeddings", "path": "/v1/chat/completions", "latency": 2},
+     {"duration_s": 2.0, "model": "", "operation": "embeddings", "outcome": "success", "error_type": ""}),
+    # an OpenAI object type that names no operation (an Assistants run) gives none
+    ({"id": "run_abc123", "object": "thread.run", "model": "gpt-4o",
+      "usage": {"prompt_tokens": 123, "completion_tokens": 456, "total_tokens": 579}},
+     {"request_id": "run_abc123", "input_tokens": 123, "prompt_tokens": 123, "output_tokens": 456,
+      "model": "gpt-4o", "operation": "", "outcome": "success", "error_type": ""}),
+    # the application's own top-level counts come before those of a usage object on the same line
+    ({"input_tokens": 5, "output_tokens": 6, "usage": {"prompt_tokens": 9, "completion_tokens": 11}},
+     {"input_tokens": 5, "prompt_tokens": 5, "output_tokens": 6, "model": "", "operation": "",
+      "outcome": "success", "error_type": ""}),
+    # Responses API usage: the cached part of the input is in input_tokens_details
+    ({"id": "resp_67ccd2bed1ec8190", "object": "response", "model": "gpt-4o-2024-08-06",
+      "usage": {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 12}, "output_tokens": 87,
+                "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 123}},
+     {"request_id": "resp_67ccd2bed1ec8190", "input_tokens": 36, "prompt_tokens": 36, "output_tokens": 87,
+      "cached_tokens": 12, "model": "gpt-4o-2024-08-06", "operation": "chat", "outcome": "success",
+      "error_type": ""}),
+])
+def test_the_record_of_a_line(obj: dict[str, Any], record: dict[str, Any]) -> None:
+    """The whole record, worked out by hand from the line."""
+    assert parse(obj) == {"kind": "request", "provider": "app", **record}
+
+
+def test_a_tenant_field_names_the_tenant_with_no_config() -> None:
+    rec = parse({"tenant": "blue", "duration": 1})
+    assert (rec["tenant"], rec["tenant_key"]) == ("blue", None)
+    assert "tenant" not in parse({"duration": 1})
+
+
+def test_a_configured_tenant_path_is_read_from_the_line_as_written(tmp_path: Path) -> None:
+    """`accounting.tenant` may name any field, not only those the reader knows: it is read from the
+    line as the application wrote it, on either path through the reader."""
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text("accounting:\n  tenant: [customer.org]\n")
+    reader = AppJsonAdapter(load_config(str(cfg_file)))
+    for line in (b'{"customer": {"org": "acme"}, "duration": 1.5}',
+                 b'{"customer": {"org": "acme"}, "duration": 1.5, "error": {"type": "server_error"}}'):
+        rec = reader.parse_json(line, None)  # not decoded beforehand
+        assert rec["tenant"] == "acme", line
+
+
+def test_each_key_shape_is_planned_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Which key feeds which field is worked out once per key shape, not per line (the hot path)."""
+    calls: list[frozenset[str]] = []
+    real = app_json.make_plan
+
+    def counting(keys: frozenset[str]) -> Any:
+        calls.append(keys)
+        return real(keys)
+
+    monkeypatch.setattr(app_json, "make_plan", counting)
+    for i in range(3):
+        assert parse({"request_id": f"r{i}", "latency_ms": 10 + i, "model": "m"})["duration_s"] == (10 + i) / 1000
+    assert len(calls) == 1
+    for i in range(3):  # an error object takes the schema's path, which keeps its own plans
+        rec = parse({"request_id": f"r{i}", "latency_ms": 10, "error": {"type": "server_error", "code": 500 + i}})
+        assert rec["outcome"] == "error"
+    assert len(calls) == 3  # the new shape once for the first check, once for the schema's path
+
+
+def test_the_plan_caches_stay_bounded() -> None:
+    """A stream of ever new key shapes holds at most 4096 plans in each cache, then plans each line anew."""
+    names = ["model", "service", "operation", "task", "path", "endpoint", "finish_reason", "stop_reason",
+             "level", "levelname", "exception", "object", "status"]
+    for i in range(5000):
+        obj: dict[str, Any] = {n: "x" for bit, n in enumerate(names) if i >> bit & 1}
+        obj["latency"] = i
+        obj["error"] = {"type": "server_error"}  # the schema's path: both caches are filled
+        assert parse(obj)["duration_s"] == float(i)
+    assert len(AppJsonAdapter._shapes) == 4096
+    assert len(AppJsonAdapter._plans) == 4096

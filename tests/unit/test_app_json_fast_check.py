@@ -37,7 +37,9 @@ COUNT = [3, 0, 2**70, None]
 IDENT = ["r1", 17, 0, None]
 TEXT = ["x", "", None]
 USAGE = [{"prompt_tokens": 3, "completion_tokens": 0, "prompt_tokens_details": {"cached_tokens": 1}},
-         {"input_tokens": 1, "output_tokens": 2, "input_tokens_details": None}, {}, None]
+         {"input_tokens": 1, "output_tokens": 2, "input_tokens_details": None},
+         {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 0}},  # no cache hit: the common case
+         {}, None]
 ANYTHING = [{"team": ["a"]}, [1], True, -1.5, "x", None]
 
 PLAIN: dict[str, list[Any]] = {

@@ -21,7 +21,7 @@ from llm_exporter.adapters.app_json import AppJsonAdapter
 from llm_exporter.adapters.base import Invalid
 from llm_exporter.adapters.custom import CustomJsonAdapter
 from llm_exporter.config import load_config
-from llm_exporter.errors import OTHER, error_name
+from llm_exporter.errors import OTHER, error_name, outcome_of
 
 #: free text whose class phrase (`out of memory`) starts at its 306th character
 LONG_OOM = "x" * 300 + " CUDA out of memory"
@@ -90,3 +90,33 @@ def test_both_json_readers_make_the_same_outcome_of_an_error_field(
         with pytest.raises(Invalid) as e:
             AppJsonAdapter().parse_json(orjson.dumps(line), line)
         assert str(e.value) == "bad_value"
+
+
+@pytest.mark.parametrize(("status", "err_name", "level", "want"), [
+    # a status says it first: a bool, an HTTP code (400 and up failed), or a word in any case
+    (True, "", None, ("success", "")),
+    (True, "ValueError", None, ("success", "")),  # the status outranks an error name
+    (False, "", None, ("error", OTHER)),
+    (399, "", None, ("success", "")),
+    (400, "", None, ("error", "validation")),
+    (401, "", None, ("error", OTHER)),
+    (500, "ValueError", None, ("error", "ValueError")),  # a failed code with a name: the name's class
+    (500, "", None, ("error", OTHER)),
+    ("timeout", "", None, ("error", "timeout")),
+    ("TIMEOUT", "", None, ("error", "timeout")),
+    ("failed", "", None, ("error", OTHER)),
+    ("failed", "TimeoutError", None, ("error", "timeout")),
+    ("cancelled", "", "ERROR", ("aborted", "")),
+    # no status: the error name, then the level
+    (None, "", None, ("success", "")),
+    (None, "", "error", ("error", OTHER)),
+    (None, "RateLimitError", "INFO", ("error", "overloaded")),
+])
+def test_the_outcome_a_request_line_states(status: Any, err_name: str, level: Any,
+                                           want: tuple[str, str]) -> None:
+    assert outcome_of(status, err_name, level) == want
+
+
+def test_no_error_name_given_is_no_error() -> None:
+    assert outcome_of(None) == ("success", "")
+    assert outcome_of("ok") == ("success", "")

@@ -139,3 +139,15 @@ def test_an_applications_error_name_is_its_class_or_kept(name: str, cls: str) ->
 ])
 def test_an_engine_incident_keeps_an_oom_or_timeout_class(line: str, want: tuple[str, str]) -> None:
     assert classify_event(line) == want
+
+
+@pytest.mark.parametrize(("name", "cls"), [
+    # only the last part of a dotted path is the class name, however deep the path
+    ("requests.exceptions.ChunkedEncodingError", "ChunkedEncodingError"),
+    ("a.b.c.MyOwnError", "MyOwnError"),
+    # up to four digits belong to a name; five or more are an id or a count, never a label value
+    ("ISO8601Error", "ISO8601Error"), ("Err1234", "Err1234"),
+    ("Err12345", OTHER), ("job_12345", OTHER),
+])
+def test_an_error_name_is_its_last_dotted_part_without_ids(name: str, cls: str) -> None:
+    assert normalize(name) == cls
