@@ -181,12 +181,12 @@ def test_engines_past_the_limit_fold_into_other() -> None:
 
 
 def test_token_usage_counts_each_request_in_its_bucket(metrics: LLMMetrics, registry: CollectorRegistry) -> None:
-    """Input tokens 10, 10, 100 and output tokens 1, 300: le is inclusive (1 token in le=1)."""
+    """Input tokens 10, 10, 100 and output tokens 1, 300, 1000: le is inclusive (1 token in le=1)."""
     metrics.apply(req(input_tokens=10, output_tokens=1))
     metrics.apply(req(input_tokens=10, output_tokens=300))
-    metrics.apply(req(input_tokens=100))
+    metrics.apply(req(input_tokens=100, output_tokens=1000))
     want = {"input": {"4": 0, "16": 2, "64": 2, "256": 3, "+Inf": 3},
-            "output": {"1": 1, "4": 1, "256": 1, "1024": 2, "+Inf": 2}}
+            "output": {"1": 1, "4": 1, "256": 1, "1024": 3, "+Inf": 3}}
     for kind, buckets in want.items():
         for le, n in buckets.items():
             labels = {**A, "gen_ai_token_type": kind, "le": le}
