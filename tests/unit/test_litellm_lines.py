@@ -47,6 +47,7 @@ def log(level: str, **kw: Any) -> dict[str, Any]:
     (RATE_LIMIT, log("INFO")),
     ("00:07:32 - LiteLLM Proxy:DEBUG: proxy_server.py:1 - x", log("DEBUG")),
     ("LiteLLM Router: INFO: routing to deployment", log("INFO")),  # older builds: the level after the name
+    ("LiteLLM Router: INFO: routing to deployment: gpt-4o", log("INFO")),  # the level ends at its own colon
     ("LiteLLM Proxy: ERROR: x", log("ERROR", error_type="_OTHER")),
     ("LiteLLM Proxy: INITIALIZING LITELLM CALLBACKS!", IGNORED),
     ("LiteLLM.Router: adding b6b4bf0a-57c5-412f-868c-7de181609430 to cooldown models", IGNORED),
@@ -96,6 +97,7 @@ def test_access_lines_count_once_the_stream_is_litellms() -> None:
     ('INFO:httpx:HTTP Request: POST https://api.openai.com/v1/chat/completions "HTTP/1.1 401 Unauthorized"',
      log("INFO")),
     ("WARNING:root:something", log("WARNING")),
+    ("WARNING:h:retrying", log("WARNING")),  # Python's default `%(levelname)s:%(name)s:` with a one-letter logger
     ("ERROR:    Exception in ASGI application", None),
     ("ERROR:", None),
     ("Traceback (most recent call last):", None),
