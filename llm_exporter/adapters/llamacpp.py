@@ -127,8 +127,8 @@ class LlamacppAdapter(Adapter):
 
     def _text(self, text: str) -> Any:
         c = text[:1]
-        if self.template:  # the lines of a chat template printed by the line before
-            if c != "[" and not _elapsed(text) and not text.startswith(_OWN_STARTS[:-1]) and self.template < 200:
+        if self.template and c != "[":  # the lines of a chat template printed by the line before
+            if not _elapsed(text) and not text.startswith(_OWN_STARTS[:-1]) and self.template < 200:
                 self.template = 0 if text.endswith("'") else self.template + 1
                 return []
             self.template = 0
@@ -148,7 +148,7 @@ class LlamacppAdapter(Adapter):
             j = s.find("] ", 1, 12)
             if j > 1 and s[1:j].isdigit():  # the router's `[port] ` of a child server (or a Unix time)
                 s = s[j + 2:].lstrip()
-                if self.template and not _elapsed(s):
+                if self.template and not _elapsed(s) and self.template < 200:  # a router child's template
                     self.template = 0 if s.endswith("'") else self.template + 1
                     return []
                 self.template = 0

@@ -529,3 +529,164 @@ def test_chat_template_holds_at_most_199_lines() -> None:
     for _ in range(199):
         assert s.line("You are a helpful assistant<|im_end|>") == ("record", [])
     assert s.line("You are a helpful assistant<|im_end|>") == ("unparsed", "no_adapter")
+
+
+# -- JSON lines of the 2023 and 2024 servers -----------------------------------------------------------
+
+# https://github.com/ex3ndr/llama-coder/issues/3 (tests/fixtures/corpus/ollama.log): Ollama's embedded 2023
+# server, its access lines (journald's prefix peeled)
+ACCESS_2023 = ('{"timestamp":1702086974,"level":"INFO","function":"log_server_request","line":1233,"message":'
+               '"request","remote_addr":"127.0.0.1","remote_port":58738,"status":200,"method":"POST","path":'
+               '"/completion","params":{}}')
+HEAD_2023 = ('{"timestamp":1702086973,"level":"INFO","function":"log_server_request","line":1233,"message":'
+             '"request","remote_addr":"127.0.0.1","remote_port":58738,"status":200,"method":"HEAD","path":"/",'
+             '"params":{}}')
+
+
+def varied(line: str, **changes: Any) -> str:
+    """A JSON line with fields changed by hand (a value of None drops the field)."""
+    obj = {**orjson.loads(line), **changes}
+    return orjson.dumps({k: v for k, v in obj.items() if v is not None}).decode()
+
+
+@pytest.mark.parametrize(("line", "records"), [
+    (ACCESS_2023, [http("POST", "/completion", "200"), INF]),
+    (HEAD_2023, [http("HEAD", "/", "200"), INF]),
+    # the same line without its method, without its path, or with its status as text: no access line,
+    # only the server's INFO line
+    (varied(ACCESS_2023, method=None), [INF]),
+    (varied(ACCESS_2023, path=None), [INF]),
+    (varied(ACCESS_2023, status="200"), [INF]),
+])
+def test_json_access_line_is_one_http_record(line: str, records: list[dict[str, Any]]) -> None:
+    assert Stream().line(line) == ("record", records)
+
+
+UPDATE_SLOTS = JSON_2024[2]  # tests/fixtures/samples/llamacpp.log: `slot released` of task 19
+
+
+@pytest.mark.parametrize(("line", "outcome"), [
+    # the 2023 server names its lines by `timestamp` alone (no `tid`, no `id_slot`)
+    (HEAD_2023, ("record", [http("HEAD", "/", "200"), INF])),
+    # the 2024 line keeping only one of `tid`, `id_slot`, `timestamp`: still the server's
+    (varied(UPDATE_SLOTS, timestamp=None, id_slot=None), ("record", [INF])),
+    (varied(UPDATE_SLOTS, timestamp=None, tid=None), ("record", [INF])),
+    (varied(UPDATE_SLOTS, tid=None, id_slot=None), ("record", [INF])),
+    # ... keeping none of them: `function` and `msg` alone are any application's JSON, not llama.cpp's
+    (varied(UPDATE_SLOTS, timestamp=None, tid=None, id_slot=None), ("unparsed", "json_unknown_shape")),
+])
+def test_json_line_is_the_servers_by_its_thread_slot_or_time_field(line: str, outcome: tuple[str, Any]) -> None:
+    assert Stream().line(line) == outcome
+
+
+@pytest.mark.parametrize(("level", "outcome"), [
+    ("INFO", ("record", [INF])),
+    ("WARN", ("record", [WRN])),
+    ("ERR", ("record", [ERR])),
+    ("VERB", ("record", [log("DEBUG")])),
+    # a level word the server never wrote, or no level: no log record
+    ("NOTICE", ("ignored", None)),
+    (None, ("ignored", None)),
+])
+def test_json_line_level_is_its_log_record(level: Any, outcome: tuple[str, Any]) -> None:
+    """The 2024 server's `slot released` line with its level field as each level the server writes
+    (`WARN`, `ERR`, `VERB`: 2024's four-letter names) or as none."""
+    assert Stream().line(varied(UPDATE_SLOTS, level=level)) == outcome
+
+
+def test_json_timing_block_of_a_cancelled_task_is_not_counted_again() -> None:
+    """Task 19 cancelled (#14829's cancel line with 19 for 4), then its JSON timing lines (JSON_2024): one
+    request, the aborted one. The April 2024 server named the field `task_id` (the `slot data` line of
+    tests/fixtures/samples/llamacpp.log): the same with JSON_2024's `id_task` renamed."""
+    cancel = CANCEL_4.replace("= 4", "= 19")
+    assert requests(read([cancel, *JSON_2024])) == [failed("aborted")]
+    renamed = [varied(t, id_task=None, task_id=orjson.loads(t)["id_task"]) for t in JSON_2024]
+    assert requests(read([cancel, *renamed])) == [failed("aborted")]
+
+
+def test_json_timing_blocks_without_a_task_id_are_two_requests() -> None:
+    """JSON_2024's prompt and total lines twice, their task id dropped: no id to take one for the other."""
+    lines = [varied(t, id_task=None) for t in JSON_2024[:2]]
+    one = timing((2684.39, 27), None, 6243.66)
+    assert requests(read(lines + lines)) == [one, one]
+
+
+def test_library_blocks_are_each_a_request() -> None:
+    """#9353's library block twice in one stream: the library prints no task id, so two blocks are two
+    requests (neither is taken for a repeat of the other)."""
+    one = timing((1161.79, 62), (7041.42, 342), 10797.30)
+    assert requests(read(LIBRARY + LIBRARY)) == [one, one]
+
+
+# -- mid-2024 text lines of other functions ------------------------------------------------------------
+
+@pytest.mark.parametrize(("line", "records"), [
+    # https://github.com/curvedinf/dir-assistant/issues/4 (tests/fixtures/corpus/llamacpp.log)
+    ('DEBUG [update_slots] kv cache rm [p0, end) | p0=1 slot_id=0 task_id=713 tid="0x1f822a100" '
+     "timestamp=1717085714", [log("DEBUG")]),
+    ('DEBUG [log_server_request] request | method="POST" params={} path="/completion" remote_addr="127.0.0.1" '
+     'remote_port=57145 status=200 tid="0x16fedb000" timestamp=1717085719', [log("DEBUG")]),
+])
+def test_mid_2024_line_of_another_function_is_its_log_record(line: str, records: list[dict[str, Any]]) -> None:
+    assert Stream().line(line) == ("record", records)
+
+
+# -- chat templates: where they end --------------------------------------------------------------------
+
+TEMPLATE_OPEN = "0.08.515.111 I srv          init: init: chat template, example_format: '<|im_start|>system"
+
+
+@pytest.mark.parametrize("ender", [
+    # https://github.com/ollama/ollama/issues/7941's loader line and tests/fixtures/samples/llamacpp.log's idle
+    # line: the server's own lines, unstamped (an older build's), end a template cut before its `'`
+    "llm_load_tensors: offloaded 33/33 layers to GPU",
+    "srv  update_slots: all slots are idle",
+    # ... and a stamped line (#25121's next line)
+    "0.08.526.730 I srv          init: init: chat template, thinking = 1",
+])
+def test_chat_template_cut_before_its_quote_ends_at_the_next_server_line(ender: str) -> None:
+    """#25121's template opened and one bare line of it, then a server line: that line is the server's
+    (not the template's), and a bare line after it is nobody's."""
+    s = Stream()
+    assert s.records(TEMPLATE_OPEN) == [INF]
+    assert s.line("You are a helpful assistant<|im_end|>") == ("record", [])
+    assert s.line(ender)[0] == ("record" if ender[0].isdigit() else "ignored")
+    assert s.line("<|im_start|>user") == ("unparsed", "no_adapter")
+
+
+def test_chat_template_ends_with_its_quote_line() -> None:
+    """#25121's template closed by its `'` line: the bare line after it is nobody's."""
+    s = Stream()
+    s.records(TEMPLATE_OPEN)
+    assert [s.line(t) for t in ("<|im_start|>assistant", "'")] == [("record", []), ("record", [])]
+    assert s.line("<|im_start|>user") == ("unparsed", "no_adapter")
+
+
+def test_chat_template_behind_the_routers_port_prefix() -> None:
+    """#24735's template of a router's child, behind `[61060] `, over bare lines and closed by its `'` line
+    (the `'` line, and a line that starts like a stamp as #25121's does, added by hand: the issue cut
+    them): the bare lines are the template's, a digit-led one too; the child's bare lines after it, and
+    after a stamped line, are its other output (known, counted as nothing)."""
+    s = Stream()
+    lines = ["[61060] 0.58.878.815 I init: chat template, example_format: '<|im_start|>system",
+             "[61060] You are a helpful assistant<|im_end|>", "[61060] 2. Answer in three steps.",
+             "[61060] <|im_start|>user", "[61060] '", "[61060] <|im_start|>user"]
+    assert [s.line(t) for t in lines] == [("record", [INF]), ("record", []), ("record", []), ("record", []),
+                                          ("record", []), ("ignored", None)]
+    s = Stream()
+    lines = [lines[0], lines[1], "[61060] 0.58.897.887 I srv          init: init: chat template, thinking = 1",
+             "[61060] <|im_start|>user"]
+    assert [s.line(t) for t in lines] == [("record", [INF]), ("record", []), ("record", [INF]), ("ignored", None)]
+
+
+# -- ggml's device list --------------------------------------------------------------------------------
+
+def test_device_line_is_known_once_llama_cpp_named_the_stream() -> None:
+    """https://github.com/ollama/ollama/issues/9509 (tests/fixtures/corpus/ollama.log): ggml's device line is
+    llama.cpp's once a llama.cpp line named the stream; before, it is nobody's."""
+    device = "  Device 0: NVIDIA GeForce RTX 4080 Laptop GPU, compute capability 8.9, VMM: yes"
+    s = Stream()
+    assert s.line(device) == ("unparsed", "no_adapter")
+    assert s.line("ggml_cuda_init: found 1 CUDA devices:") == ("ignored", None)
+    assert s.shared["server"] == "llamacpp"
+    assert s.line(device) == ("ignored", None)
