@@ -97,6 +97,16 @@ def test_request_line_is_looked_for_in_the_first_80_characters() -> None:
     assert read([outside]) == [INFO]
 
 
+def test_early_access_line_is_looked_for_in_the_first_80_characters() -> None:
+    """The early format (#75's line with its client address `::1` padded by hand): the quote opening the
+    request line is found within 80 characters after `[llama-swap] `; at 80 it is not, and the line is
+    only known as llama-swap's (counted as nothing)."""
+    inside = "[llama-swap] " + "x" * 56 + EARLY[16:]  # the quote at offset 79
+    outside = "[llama-swap] " + "x" * 57 + EARLY[16:]  # at offset 80
+    assert read([inside]) == [http("GET", "/", "200", 11.05 / 1e6), INFO]
+    assert Stream().line(outside) == ("ignored", None)
+
+
 def test_access_line_with_a_bad_duration_is_invalid() -> None:
     """A known access line whose duration is no Go duration is counted invalid, with its reason."""
     s = Stream()
@@ -150,3 +160,15 @@ def test_llama_swap_line_names_the_stream() -> None:
     assert s.records(EARLY)
     assert (s.shared["server"], s.shared["front_door"]) == ("llama-swap", "llama-swap")
     assert s.records(warning) == [{"kind": "log", "provider": "llama-swap", "level": "WARNING"}]
+
+
+def test_upstream_line_leaves_the_stream_llama_swaps() -> None:
+    """#75: llama-swap's early access line, its upstream llama-server's access line, then llama-swap's
+    `!!! ` warning from the same issue: the upstream's line does not rename the stream, so the warning is
+    still llama-swap's."""
+    s = Stream()
+    s.records(EARLY)
+    assert s.records("srv  log_server_r: request: GET /health 127.0.0.1 200")
+    assert s.shared["server"] == "llama-swap"
+    assert s.records("!!! Connection refused on http://127.0.0.1:9999/health, ttl 4995s") == [
+        {"kind": "log", "provider": "llama-swap", "level": "WARNING"}]
