@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 from collections import Counter
 from typing import Any
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from llm_exporter import adapters
 from llm_exporter.adapters.base import Adapter
 from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
+from llm_exporter.framing import TooLong
 from llm_exporter.pipeline import Pipeline
 
 
@@ -146,7 +148,8 @@ def test_adapter_bugs_and_unappliable_records_are_counted_and_processing_goes_on
     p.process("t", [b"ok", b"boom", b"bad", b"ok"])
     p.process("t", [b"ok"])
     assert outcomes(m) == Counter(record=3, invalid=2)
-    assert [(r.lineno, r.reason) for r in p.rejects] == [(2, "adapter_error"), (3, "adapter_error")]
+    assert [(r.source, r.lineno, r.outcome, r.reason, r.line) for r in p.rejects] == [
+        ("t", 2, "invalid", "adapter_error", b"boom"), ("t", 3, "invalid", "adapter_error", b"bad")]
     assert m.engine.logs == {("x", "INFO"): 3}
 
 
@@ -238,3 +241,135 @@ def test_fragments_count_once_also_when_held_at_end_of_stream(
     out = sum(s.value for fam in reg.collect() for s in fam.samples
               if s.name == "gen_ai_client_token_usage_sum" and s.labels["gen_ai_token_type"] == "output")
     assert out == sum(r["output_tokens"] for r, _, _ in lines)  # type: ignore[misc]
+
+
+# -- rejects, flushes and incidents, worked out by hand ------------------------------------------
+
+APP_LINE = b'{"request_id":"r1","model":"m","status":"success","duration_ms":120,"output_tokens":7}'
+APP_FAILED = b'{"request_id":"r2","model":"m","status":"error","duration_ms":80,"error_type":"timeout"}'
+# tests/fixtures/corpus/ollama.log: Ollama's runner died while loading a model (one incident)
+OLLAMA_CRASH = (b'time=2025-07-16T20:07:57.610+02:00 level=ERROR source=sched.go:489 msg="error loading llama'
+                b' server" error="llama runner process has terminated: exit status 2"')
+POD_LOG = "/var/log/pods/llm_vllm-0_0123abcd-0000-0000-0000-000000000000/vllm/0.log"
+
+
+def rejects(p: Pipeline) -> list[tuple[str, int, str, str, bytes]]:
+    return [(r.source, r.lineno, r.outcome, r.reason, r.line) for r in p.rejects]
+
+
+def server_errors(m: LLMMetrics) -> float:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(m)  # type: ignore[arg-type]
+    return sum(s.value for fam in reg.collect() for s in fam.samples if s.name == "llm_server_errors_total")
+
+
+def test_rejects_name_the_source_line_outcome_reason_and_first_200_bytes(pipeline: Pipeline) -> None:
+    """Each rejected line is kept with where it was read, its number, outcome, reason and at most 200
+    bytes of it; blank and recognised lines are no rejects."""
+    long_text = b"y" * 300
+    pipeline.process("stdin", [b"hello world", b"", b'{"x": 1}', TooLong(b"x" * 300), long_text,
+                               b'{"input_tokens": -3}', APP_LINE])
+    assert rejects(pipeline) == [
+        ("stdin", 1, "unparsed", "no_adapter", b"hello world"),
+        ("stdin", 3, "unparsed", "json_unknown_shape", b'{"x": 1}'),
+        ("stdin", 4, "too_long", "line_too_long", b"x" * 200),
+        ("stdin", 5, "unparsed", "no_adapter", b"y" * 200),
+        ("stdin", 6, "invalid", "bad_value", b'{"input_tokens": -3}'),
+    ]
+
+
+def test_a_followed_files_rejects_name_its_path_or_else_its_source() -> None:
+    """A stream with a name (a followed file's path) is named by it; one without, by its source."""
+    p = Pipeline(LLMMetrics())
+    p.stream_names["/var/log/llm/b.log"] = "/var/log/llm/b.log"
+    p.process("files", [b"hello"], stream="/var/log/llm/a.log")
+    p.process("files", [b"hello", b"again"], stream="/var/log/llm/b.log")
+    assert rejects(p) == [("files", 1, "unparsed", "no_adapter", b"hello"),
+                          ("/var/log/llm/b.log", 1, "unparsed", "no_adapter", b"hello"),
+                          ("/var/log/llm/b.log", 2, "unparsed", "no_adapter", b"again")]
+
+
+def test_only_the_last_50_rejects_are_kept(pipeline: Pipeline) -> None:
+    pipeline.process("t", [b"line %d" % i for i in range(1, 61)])
+    assert [r.lineno for r in pipeline.rejects] == list(range(11, 61))
+
+
+def test_a_flush_keeps_the_line_count_and_a_forgetting_flush_starts_it_again(pipeline: Pipeline) -> None:
+    """Lines are numbered on across an idle flush; a flush that forgets (a file gone) starts over,
+    also for a source never seen or never named."""
+    pipeline.process("t", [b"one"])
+    pipeline.flush("t")
+    pipeline.process("t", [b"two"])
+    pipeline.flush()
+    pipeline.process("t", [b"three"])
+    pipeline.flush("t", forget=True)
+    pipeline.flush("never seen", forget=True)
+    pipeline.process("t", [b"four"])
+    assert [(r.lineno, r.line) for r in pipeline.rejects] == [(1, b"one"), (2, b"two"), (3, b"three"),
+                                                              (1, b"four")]
+
+
+def test_fragments_held_at_end_of_stream_are_counted_with_their_records(pipeline: Pipeline,
+                                                                         metrics: LLMMetrics) -> None:
+    """At a flush, CRI fragments still held are parsed: a crash line's incident, a request, and plain
+    text (no record) on a followed pod log with --file-labels."""
+    pipeline.file_labels = True
+    pipeline.stream_names[POD_LOG] = POD_LOG
+    pipeline.process("files", [b"2026-01-01T00:00:00.1Z stdout P " + APP_LINE,
+                               b"2026-01-01T00:00:00.2Z stderr P plain words"], stream=POD_LOG)
+    pipeline.process("files", [b"2026-01-01T00:00:00.3Z stderr P " + OLLAMA_CRASH], stream=POD_LOG + ".1")
+    pipeline.flush()
+    assert outcomes(metrics, "files") == Counter(ignored=3)
+    assert server_errors(metrics) == 1
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(metrics)  # type: ignore[arg-type]
+    assert sum(s.value for fam in reg.collect() for s in fam.samples if s.name == "llm_requests_total") == 1
+
+
+def test_an_incident_is_counted_again_only_after_a_successful_request(pipeline: Pipeline,
+                                                                      metrics: LLMMetrics) -> None:
+    """The same death logged twice is one incident; a failed request shows no life, a successful one
+    does, and the next death is a second incident."""
+    pipeline.process("t", [OLLAMA_CRASH, OLLAMA_CRASH])
+    assert server_errors(metrics) == 1
+    pipeline.process("t", [APP_FAILED, OLLAMA_CRASH])
+    assert server_errors(metrics) == 1
+    pipeline.process("t", [APP_LINE, OLLAMA_CRASH, OLLAMA_CRASH])
+    assert server_errors(metrics) == 2
+
+
+def test_a_byte_order_mark_and_the_indentation_after_it_are_skipped(pipeline: Pipeline,
+                                                                    metrics: LLMMetrics) -> None:
+    pipeline.process("t", [b"\xef\xbb\xbf  " + APP_LINE])
+    assert outcomes(metrics) == Counter(record=1)
+
+
+def test_a_line_that_is_not_utf8_is_read_with_replacement_characters(pipeline: Pipeline) -> None:
+    """Latin-1 text is plain text no adapter knows, never an adapter error."""
+    pipeline.process("t", [b"caf\xe9 ouvert"])
+    assert rejects(pipeline) == [("t", 1, "unparsed", "no_adapter", b"caf\xe9 ouvert")]
+
+
+class _HandsOutBadLists(Adapter):
+    """An adapter with bugs: a list holding a record of no known kind, or a list of no records."""
+
+    name = "bad-lists"
+
+    def parse_text(self, text: str) -> Any:
+        if text == "unknown kind":
+            return [{"kind": "log", "provider": "x", "level": "INFO"}, {"kind": "no_such_kind"}]
+        if text == "no record":
+            return ["not a record"]
+        return None
+
+
+def test_an_adapter_handing_out_bad_lists_is_an_adapter_error_logged_with_what_it_handed_out(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(adapters.ADAPTERS, "bad-lists", f"{__name__}:_HandsOutBadLists")
+    p = Pipeline(LLMMetrics(), fmt="bad-lists")
+    with caplog.at_level(logging.ERROR, logger="llm_exporter.pipeline"):
+        p.process("t", [b"unknown kind", b"no record"])
+    assert rejects(p) == [("t", 1, "invalid", "adapter_error", b"unknown kind"),
+                          ("t", 2, "invalid", "adapter_error", b"no record")]
+    errors = [r.exc_info[1] for r in caplog.records if r.exc_info]
+    assert [str(e) for e in errors if isinstance(e, TypeError)] == ["an adapter handed out str, not a record"]
