@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 
 from llm_exporter import adapters
 from llm_exporter.adapters.base import Adapter
-from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
 from llm_exporter.framing import TooLong
+from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
 from llm_exporter.pipeline import Pipeline
 
 
