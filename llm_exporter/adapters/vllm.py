@@ -177,7 +177,7 @@ class VllmAdapter(Adapter):
         return self._spilled(res) if self.spill else res
 
     def parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
-        res = self._parse_json(line, obj)
+        res = self._parse_json(obj)
         return self._spilled(res) if self.spill else res
 
     def _spilled(self, res: Any) -> Any:
@@ -250,7 +250,7 @@ class VllmAdapter(Adapter):
                 return [*claimed, *self._record(level, msg, key)]
         return self._record(level, msg, key)
 
-    def _parse_json(self, line: bytes, obj: dict[str, Any] | None) -> Any:
+    def _parse_json(self, obj: dict[str, Any] | None) -> Any:
         if obj is None:
             return None
         self.lines += 1
@@ -845,13 +845,17 @@ class VllmAdapter(Adapter):
 
     def _bound(self) -> list[dict[str, Any]]:
         """Drop the oldest ids past MAX_TRACKED (counted); a stream still awaiting its end line is
-        counted now."""
+        counted now, and so is an abort still waiting to see whether a 5xx follows."""
         out: list[dict[str, Any]] = []
         n = 0
         for key, r in self.requests.evict():
             n += 1
             if r.state == _WAIT:
                 out.append(self._request(r.op, "success", "", key, r))
+            elif r.held is not None:
+                out.append(r.held)
+                r.held = None
+                del self.aborting[key]
             self._set(key, r, _DONE)
         if n:
             out.append(evicted_record(self.provider, n))

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from llm_exporter import errors
+from llm_exporter.adapters import vllm as v
 from llm_exporter.adapters.base import IGNORED
 from llm_exporter.adapters.vllm import VllmAdapter
 from llm_exporter.records import validate_record
@@ -260,3 +261,72 @@ def test_an_engine_index_is_read_whole() -> None:
     for num, engine in (("000", "0"), ("012", "12"), ("1234", "1234")):
         out = VllmAdapter().parse_text(f"INFO 01-22 18:27:20 [loggers.py:1] Engine {num}: " + STATS)
         assert out == [{**STATS_REC, "engine": engine}, LOG]
+
+
+def test_json_aborts_are_counted_once_their_window_of_lines_passes() -> None:
+    """Under a JSON logging config as in text: an abort waits three lines for its 5xx access line."""
+    a = VllmAdapter()
+    abort = {"levelname": "INFO", "name": "vllm.v1.engine.async_llm", "message": "Aborted request chat-46."}
+    other = {"levelname": "INFO", "name": "vllm.v1.engine.async_llm", "message": "something else"}
+    assert jfeed(a, abort) == [LOG]
+    assert jfeed(a, other) == [LOG]
+    assert jfeed(a, other) == [LOG]
+    aborted = {"kind": "request", "provider": "vllm", "operation": "chat", "model": "", "outcome": "aborted",
+               "error_type": "", "request_id": "chat-46"}
+    assert jfeed(a, other) == [LOG, aborted]  # three lines on: no 5xx came, the client went away
+    assert jfeed(a, other) == [LOG]
+
+
+def test_json_records_hand_out_what_a_full_table_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(v, "MAX_TRACKED", 1)
+    a = VllmAdapter()
+    name = "vllm.entrypoints.logger"
+    first = {"levelname": "INFO", "name": name,
+             "message": "Received request cmpl-a1-0: prompt: 'p', params: X, lora_request: None."}
+    assert jfeed(a, first) == [LOG]
+    # an end line for an id not tracked starts it; the table then drops the open request (its
+    # access line would count it)
+    end = {"levelname": "INFO", "name": name, "message": "Finished request cmpl-b1-0."}
+    assert jfeed(a, end) == [{**completion(), "request_id": "cmpl-b1"}, LOG,
+                             {"kind": "evicted", "provider": "vllm", "n": 1}]
+
+
+def test_an_output_line_with_no_id_ends_nothing() -> None:
+    a = named()
+    line = "INFO 01-22 18:27:20 [request_logger.py:108] Generated response  x: output: 'a', finish_reason: stop"
+    assert feed(a, line) == [LOG]
+    assert len(a.requests) == 0
+
+
+def test_only_a_lora_request_repr_names_an_adapter() -> None:
+    assert v._lora_name("prompt: 'p', lora_request: PromptAdapterX(lora_name='x', id=1)") is None
+    assert v._lora_name("prompt: 'p', lora_request: LoRARequest(lora_name='x', lora_int_id=1)") == "x"
+
+
+def test_a_stream_counted_after_its_grace_time_keeps_its_prompt_tokens_and_adapter(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(VllmAdapter, "clock", staticmethod(lambda: now[0]))
+    a = named()
+    a.outputs_logged = True
+    feed(a, "INFO 01-22 18:27:20 [logger.py:39] Received request chatcmpl-g1: prompt: 'p', params: X, "
+            "prompt_token_ids: [1, 2, 3], lora_request: LoRARequest(lora_name='l1', lora_int_id=1).")
+    assert feed(a, 'INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 200 OK') == [
+        http("/v1/chat/completions")]  # a stream: its end line is awaited
+    now[0] += v.STREAM_GRACE
+    assert a.flush() == [{"kind": "request", "provider": "vllm", "operation": "chat", "model": "",
+                          "outcome": "success", "error_type": "", "request_id": "chatcmpl-g1",
+                          "input_tokens": 3, "adapter": "l1"}]
+
+
+def test_an_abort_dropped_from_a_full_table_within_its_window_is_still_counted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(v, "MAX_TRACKED", 1)
+    a = named()
+    assert feed(a, "INFO 12-05 09:57:05 async_llm_engine.py:180] Aborted request chat-46.") == [LOG]
+    # the next request, on the next line, drops it from the table before a 5xx could say more
+    out = feed(a, "INFO 12-05 09:57:05 [logger.py:39] Received request cmpl-n1-0: prompt: 'p', lora_request: None.")
+    assert out == [{"kind": "request", "provider": "vllm", "operation": "chat", "model": "", "outcome": "aborted",
+                    "error_type": "", "request_id": "chat-46"}, {"kind": "evicted", "provider": "vllm", "n": 1}, LOG]
+    assert not a.aborting
+    assert [r for r in a.flush() if r["kind"] == "request"] == []  # counted once
