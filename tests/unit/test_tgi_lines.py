@@ -482,3 +482,19 @@ def test_a_failed_request_is_classified_by_its_first_40_lines(before: int, error
     recs = feed(TgiAdapter(), [REQUEST_FAILED, *[" rank=0"] * before, OOM, NEXT])
     assert requests(recs) == [{"kind": "request", "provider": "tgi", "operation": "chat", "model": "",
                                "outcome": "error", "error_type": error_type}]
+
+
+def test_a_bare_exception_name_ends_a_failed_requests_traceback() -> None:
+    """Python prints `MemoryError` alone when the host runs out of memory: past the first 400
+    characters, that line alone names the class, and it is part of the record, not a launcher exit."""
+    recs = feed(TgiAdapter(), [REQUEST_FAILED, "Traceback (most recent call last):", *FRAMES, "MemoryError", NEXT])
+    assert [r for r in recs if r["kind"] != "log"] == [
+        {"kind": "request", "provider": "tgi", "operation": "chat", "model": "", "outcome": "error",
+         "error_type": "oom"}]
+
+
+def test_a_timestamp_with_an_offset_is_not_tgis() -> None:
+    """TGI writes its timestamps in UTC, ending in `Z`; the launcher's Args line of tgi_json.log
+    with a `+00:00` offset instead is another program's line."""
+    assert TgiAdapter().parse_text('2024-02-21T05:09:46.814956+00:00  INFO text_generation_launcher: '
+                                   'Args { model_id: "google/flan-t5-small", revision: None }') is None
