@@ -142,7 +142,6 @@ class LlamacppAdapter(Adapter):
             if c == "{" and text.startswith('{"timestamp":') and '"function":"' in text[:120]:
                 return IGNORED  # a JSON log line of the 2023 server, cut short by a pager
             return None
-        level = ""
         s = text
         if c == "[":
             j = s.find("] ", 1, 12)
@@ -165,20 +164,15 @@ class LlamacppAdapter(Adapter):
             level = _LEVEL_LETTERS.get(s[m.end()], "")
             if not level:
                 return None
-            s = s[m.end() + 2:].lstrip()
-            if s.startswith("cmn "):
-                s = s[4:].lstrip()
+            s = s[m.end() + 2:].lstrip()  # a `cmn ` tag left on reads as no server line: its log record
             res = self._server_line(s, level)
             return res if res is not None else _log(level)
         elif s is text:
             if s.startswith(_LIB_PREFIXES):
-                res = self._timing_text(s.split(":", 1)[1].strip(), "lib", level)
+                res = self._timing_text(s.split(":", 1)[1].strip(), "lib", "")
                 return IGNORED if res is None else res  # `sampling time`, `unaccounted time`, ...
             if s.startswith(_TIMING_STARTS):
-                res = self._timing_text(s, None, level)
-                if res is not None:
-                    return res
-                return None
+                return self._timing_text(s, None, "")
             sp = s.find(" [", 0, 8)
             if sp > 0 and s[:sp] in _ERA2_LEVELS:  # mid-2024 `INFO [ function] msg | k=v ...`
                 j = s.find("] ", sp, sp + 40)
@@ -193,7 +187,7 @@ class LlamacppAdapter(Adapter):
                 return _log(lv)
             if not s.startswith(_OWN_STARTS):
                 return None
-        return self._server_line(s, level)
+        return self._server_line(s, "")  # no level: a bare line, or one behind a router's `[port] `
 
     def _server_line(self, s: str, level: str) -> Any:
         if s.startswith("slot print_timing:"):

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from llm_exporter.adapters.base import IGNORED
 from llm_exporter.adapters.llamacpp import MAX_TASKS, LlamacppAdapter
 from tests.adapter_stream import Stream, read, requests
 
@@ -690,3 +691,63 @@ def test_device_line_is_known_once_llama_cpp_named_the_stream() -> None:
     assert s.line("ggml_cuda_init: found 1 CUDA devices:") == ("ignored", None)
     assert s.shared["server"] == "llamacpp"
     assert s.line(device) == ("ignored", None)
+
+
+@pytest.mark.parametrize(("line", "outcome"), [
+    # MID_2024's lines cut by a pager before their ` | k=v` tail: still their figures
+    (MID_2024[0].split(" | ")[0], ("record", [log("DEBUG")])),
+    (MID_2024[2].split(" | ")[0], ("record", [timing(None, None, 4330.27), log("DEBUG")])),
+    # ... and cut inside the name of the figure: a print_timings line, known, without a figure
+    ("DEBUG [print_timings] prompt eval ti", ("ignored", None)),
+])
+def test_mid_2024_timing_line_cut_short(line: str, outcome: tuple[str, Any]) -> None:
+    assert Stream().line(line) == outcome
+
+
+def test_mid_2024_prompt_line_cut_before_its_tail_opens_a_block() -> None:
+    s = Stream()
+    s.records(MID_2024[0].split(" | ")[0])
+    assert s.end() == [timing((698.19, 65))]
+
+
+def test_tagged_line_of_the_common_library_is_a_log_record() -> None:
+    """https://github.com/farion1231/cc-switch/issues/6032 (tests/fixtures/corpus/llamacpp.log): the newest
+    builds tag the common library's lines `cmn`: the line's INFO record."""
+    line = "0.00.182.705 I cmn  common_param: common_params_print_info: verbosity = 3 (adjust with the `-lv N` CLI arg)"
+    assert Stream().line(line) == ("record", [INF])
+
+
+def test_routers_chat_template_holds_at_most_199_lines() -> None:
+    """#24735's template behind `[61060] ` printed over more lines than any real one: the first 199 bare
+    lines after its opening line are its own, the 200th is the child's other output."""
+    s = Stream()
+    s.records("[61060] 0.58.878.815 I init: chat template, example_format: '<|im_start|>system")
+    for _ in range(199):
+        assert s.line("[61060] You are a helpful assistant<|im_end|>") == ("record", [])
+    assert s.line("[61060] You are a helpful assistant<|im_end|>") == ("ignored", None)
+
+
+def test_bracketed_line_of_another_server_is_not_held_by_an_open_block() -> None:
+    """HEADER_CUT's block still open (no total yet) when Ollama's GIN access line comes
+    (tests/fixtures/corpus/ollama.log, https://github.com/ollama/ollama/issues/5816): the GIN line is Ollama's."""
+    s = Stream()
+    for t in HEADER_CUT[:2]:
+        s.records(t)
+    gin = '[GIN] 2024/07/21 - 15:52:40 | 200 |      6.2826ms |       127.0.0.1 | GET      "/api/tags"'
+    assert s.line(gin) == ("record", [{"kind": "http", "provider": "ollama", "method": "GET", "path": "/api/tags",
+                                       "code": "200", "duration_s": 0.0062826}])
+
+
+def test_cut_json_line_of_another_server_is_not_llama_cpps() -> None:
+    """tests/fixtures/samples/tgi_json.log's launcher line cut by a pager (no longer JSON): it starts like a
+    2023 llama.cpp JSON line (`{"timestamp":`) but names no `function`, so it is not llama.cpp's."""
+    line = ('{"timestamp":"2024-02-21T05:09:46.815155Z","level":"INFO","fields":{"message":"Starting download '
+            'process."},"target":"text_gen')
+    assert LlamacppAdapter().parse_text(line) is None
+
+
+def test_json_level_that_is_no_text_is_no_level() -> None:
+    """JSON_2024's `slot released` line with its level as a list (varied by hand): no log record, and no
+    error (a list is no key to look a level up by)."""
+    obj = {**orjson.loads(UPDATE_SLOTS), "level": ["INFO"]}
+    assert LlamacppAdapter().parse_json(orjson.dumps(obj), obj) == IGNORED
