@@ -330,3 +330,70 @@ def test_an_abort_dropped_from_a_full_table_within_its_window_is_still_counted(
                     "error_type": "", "request_id": "chat-46"}, {"kind": "evicted", "provider": "vllm", "n": 1}, LOG]
     assert not a.aborting
     assert [r for r in a.flush() if r["kind"] == "request"] == []  # counted once
+
+
+# -- an access line handed back to the request that ended before it -------------------------------------
+
+RH = "INFO 11-30 06:56:50 [request_logger.py:1] "
+CHAT_OK = 'INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 200 OK'
+
+
+def chat_ids(recs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [(r.get("request_id", ""), r["outcome"], r["error_type"]) for r in recs if r["kind"] == "request"]
+
+
+def interleaved(a: VllmAdapter) -> None:
+    """A non-streamed chat `a` ends by its output line, then two access lines come: `a`'s, and one
+    taken for the open chat `b`; then stream `c` starts and its first delta claims the access line
+    `a` had taken (a stream's access line comes before its output), so `a` awaits one again."""
+    a.outputs_logged = True
+    for rid in ("chatcmpl-a", "chatcmpl-b"):
+        assert feed(a, RH + f"Received request {rid}: prompt: 'p', params: X, lora_request: None.") == [LOG]
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-a: output: 'x', finish_reason: stop")) == [
+        ("chatcmpl-a", "success", "")]
+    assert chat_ids(feed(a, CHAT_OK, CHAT_OK)) == []
+    feed(a, RH + "Received request chatcmpl-c: prompt: 'p', params: X, lora_request: None.")
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-c (streaming delta): output: 'x', "
+                              "finish_reason: None")) == []
+
+
+def test_a_non_streamed_output_gives_its_access_line_back_to_a_request_already_ended() -> None:
+    a = named()
+    interleaved(a)
+    # `b`'s output was not streamed: the access line it held follows another's output, `a`'s
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-b: output: 'x', finish_reason: stop")) == [
+        ("chatcmpl-b", "success", "")]
+    # a second output of `a` (n=2) counts nothing more
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-a: output: 'y', finish_reason: stop")) == []
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-c (streaming delta): output: 'x', "
+                              "finish_reason: stop")) == [("chatcmpl-c", "success", "")]
+    assert chat_ids(a.flush()) == []  # three requests, each once
+
+
+def test_a_failed_request_gives_its_access_line_back_and_takes_its_own_5xx() -> None:
+    a = named()
+    interleaved(a)
+    assert chat_ids(feed(a, RH + "Request chatcmpl-b failed (engine dead).")) == [
+        ("chatcmpl-b", "error", "engine_dead")]
+    # the 500 that follows is `b`'s own: counted already
+    assert chat_ids(feed(a, CHAT_OK.replace("200 OK", "500 Internal Server Error"))) == []
+    assert chat_ids(a.flush()) == []
+
+
+def test_a_stream_after_the_table_dropped_the_request_that_took_an_access_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(v, "MAX_TRACKED", 2)
+    a = named()
+    a.outputs_logged = True
+    feed(a, RH + "Received request chatcmpl-a: prompt: 'p', params: X, lora_request: None.")
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-a: output: 'x', finish_reason: stop",
+                         CHAT_OK)) == [("chatcmpl-a", "success", "")]
+    feed(a, RH + "Received request chatcmpl-b: prompt: 'p', params: X, lora_request: None.")
+    out = feed(a, RH + "Received request chatcmpl-c: prompt: 'p', params: X, lora_request: None.")
+    assert [r for r in out if r["kind"] == "evicted"] == [{"kind": "evicted", "provider": "vllm", "n": 1}]
+    assert "chatcmpl-a" not in a.requests
+    # the first delta of `c` finds the access line's taker gone: nothing to take back
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-c (streaming delta): output: 'x', "
+                              "finish_reason: None")) == []
+    assert chat_ids(feed(a, RH + "Generated response chatcmpl-c (streaming delta): output: 'x', "
+                              "finish_reason: stop")) == [("chatcmpl-c", "success", "")]
