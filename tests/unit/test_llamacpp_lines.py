@@ -751,3 +751,23 @@ def test_json_level_that_is_no_text_is_no_level() -> None:
     error (a list is no key to look a level up by)."""
     obj = {**orjson.loads(UPDATE_SLOTS), "level": ["INFO"]}
     assert LlamacppAdapter().parse_json(orjson.dumps(obj), obj) == IGNORED
+
+
+def test_line_led_by_a_level_word_the_server_never_wrote_is_not_its_line() -> None:
+    """MID_2024's prompt line with `DEBUG` changed to `TRACE` by hand: `TRACE [` is no level of the 2024
+    server's text lines (`INFO`, `WARN`, `ERR`, `VERB`, `DEBUG`), so the line is nobody's (never an error)."""
+    assert Stream().line(MID_2024[0].replace("DEBUG", "TRACE", 1)) == ("unparsed", "no_adapter")
+
+
+def test_cut_2023_json_line_is_known_by_its_function_field_in_120_characters() -> None:
+    """https://github.com/ollama/ollama/issues/1365 (tests/fixtures/corpus/ollama.log): the 2023 server's JSON
+    line cut by journalctl's `>` is known as the server's when `"function":"` ends within its first 120
+    characters; its level field padded by hand to move the marker to the edge: at 121 it is not."""
+    cut = ('{"timestamp":1701615522,"level":"INFO","function":"log_server_request","line":1233,"message":"request",'
+           '"remote_addr":"127.0.0.1","remote_port":51344,"statu>')
+    assert Stream().line(cut) == ("ignored", None)
+    at_120 = cut.replace('"INFO"', '"INFO' + " " * 69 + '"')
+    at_121 = cut.replace('"INFO"', '"INFO' + " " * 70 + '"')
+    assert at_120.index('"function":"') + len('"function":"') == 120
+    assert LlamacppAdapter().parse_text(at_120) == IGNORED
+    assert LlamacppAdapter().parse_text(at_121) is None
