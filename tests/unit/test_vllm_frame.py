@@ -397,3 +397,15 @@ def test_a_stream_after_the_table_dropped_the_request_that_took_an_access_line(
                               "finish_reason: None")) == []
     assert chat_ids(feed(a, RH + "Generated response chatcmpl-c (streaming delta): output: 'x', "
                               "finish_reason: stop")) == [("chatcmpl-c", "success", "")]
+
+
+def test_an_abort_counted_after_its_window_is_not_counted_again_when_the_table_drops_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(v, "MAX_TRACKED", 1)
+    a = named()
+    other = "INFO 12-05 09:57:06 x.py:1] something else"
+    assert feed(a, "INFO 12-05 09:57:05 async_llm_engine.py:180] Aborted request chat-47.", other, other) == [
+        LOG, LOG, LOG]
+    assert chat_ids(feed(a, other)) == [("chat-47", "aborted", "")]
+    out = feed(a, "INFO 12-05 09:57:07 [logger.py:39] Received request cmpl-n2-0: prompt: 'p', lora_request: None.")
+    assert out == [{"kind": "evicted", "provider": "vllm", "n": 1}, LOG]
