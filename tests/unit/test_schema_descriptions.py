@@ -5,6 +5,7 @@ description whose unit is the unit the reader applies and whose words are the do
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +151,26 @@ def test_token_names_feed_the_count_their_description_names() -> None:
     for name, field in TOKENS.items():
         assert props[name]["description"] == f"{field.replace('_', ' ')} of the request"
         assert read({name: 7})[field] == 7
+
+
+def documented_fields() -> dict[str, str]:
+    """The field table of docs/formats.md's application JSON section: field name -> its words there."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "formats.md").read_text()
+    section = text.split("### Application JSON lines (`app-json`)", 1)[1].split("\n### ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    out: dict[str, str] = {}
+    for row in rows:
+        names, words = row.removeprefix("| ").removesuffix(" |").split(" | ", 1)
+        for name in names.split(", "):
+            out[name.strip("`")] = words
+    return out
+
+
+def test_the_printed_descriptions_are_the_documented_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    """What `llm-exporter schema` says of each field (other than the durations and token counts,
+    whose words are derived above) is what the format documentation says of it, word for word: a
+    user reading either learns the same thing."""
+    props = printed_schema(capsys)["properties"]
+    documented = documented_fields()
+    assert set(documented) == OTHER_FIELDS
+    assert {n: props[n]["description"] for n in OTHER_FIELDS} == documented
