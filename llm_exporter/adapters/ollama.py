@@ -113,9 +113,6 @@ class OllamaAdapter(Adapter):
 
     def _text(self, text: str) -> Any:
         c = text[:1]
-        if c.isdigit() and text[4:5] == "-" and text[10:11] == " " and text[19:20] == " ":
-            text = text[20:]  # a collector's `YYYY-MM-DD HH:MM:SS ` before Ollama's own line
-            c = text[:1]
         if c == "[":
             if text.startswith("[GIN] "):
                 self._mark()

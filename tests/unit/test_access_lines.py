@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import pytest
 
-from llm_exporter.adapters.access import access_request, inference_operation, parse_uvicorn
+from llm_exporter.adapters.access import (
+    access_request,
+    bound_path,
+    http_record,
+    inference_operation,
+    parse_uvicorn,
+)
 from llm_exporter.labels import OTHER
 from llm_exporter.records import validate_record
 
@@ -91,3 +97,34 @@ def test_an_access_request_keeps_its_duration_and_model() -> None:
     rec = access_request("litellm", "embeddings", "503", duration_s=0.25, model="bge-m3")
     assert rec == {"kind": "request", "provider": "litellm", "operation": "embeddings", "model": "bge-m3",
                    "outcome": "error", "error_type": "overloaded", "duration_s": 0.25}
+
+
+@pytest.mark.parametrize(("path", "label"), [
+    ("/v1/models", "/v1/models"),
+    ("/v1/models/", "/v1/models"),                   # a trailing slash is the same path
+    ("/v1/models?a=1?b=2", "/v1/models"),            # the query string is everything after the first `?`
+    ("/", "/"),
+    ("/v1/modelsX", OTHER),                          # a near miss, and only slashes are trimmed
+    ("/v1/models/X", OTHER),
+    ("/v1/models/my-gpt-4o", OTHER),                 # an id in the path (the vLLM line above)
+])
+def test_path_label_is_a_known_path_without_query_or_trailing_slash_else_other(path: str, label: str) -> None:
+    assert bound_path(path) == label
+
+
+def test_method_label_is_a_known_method_else_other() -> None:
+    """A scanner's method (`PROPFIND`, `PRI`) is not a label value of its own."""
+    assert [http_record("ollama", m, "/", "405")["method"] for m in ("GET", "PROPFIND", "PRI")] == \
+        ["GET", OTHER, OTHER]
+
+
+@pytest.mark.parametrize("line", [
+    # the first line of this file varied by hand: a status of four digits, or of letters
+    'INFO:     127.0.0.1:40052 - "POST /v1/chat/completions HTTP/1.1" 2000 OK',
+    'INFO:     127.0.0.1:40052 - "POST /v1/chat/completions HTTP/1.1" abc OK',
+    # ... a request line without its protocol, or with a word in its place
+    'INFO:     127.0.0.1:40052 - "POST /v1/chat/completions" 200 OK',
+    'INFO:     127.0.0.1:40052 - "POST /v1/chat/completions HTTX/1.1" 200 OK',
+])
+def test_line_without_a_status_or_a_request_line_is_no_access_line(line: str) -> None:
+    assert parse_uvicorn(line, "vllm") is None

@@ -383,3 +383,129 @@ def test_api_response_with_a_count_or_duration_that_is_no_whole_number_is_invali
 def test_json_object_without_done_created_at_and_model_is_no_api_response(missing: str) -> None:
     """All three keys make an Ollama response; an object lacking one is some other application's."""
     assert Stream().line(varied(GENERATE, (missing,))) == ("unparsed", "json_unknown_shape")
+
+
+# -- what a held request or a waiting abort line becomes at the edges ----------------------------------
+
+# tests/fixtures/corpus/ollama.log (GIN's debug-mode route listing)
+GIN_DEBUG = '[GIN-debug] [WARNING] Running in "debug" mode. Switch to "release" mode in production.'
+
+
+@pytest.mark.parametrize(("last", "with_it"), [
+    ("Running on local URL:  http://127.0.0.1:7860", []),  # a line no adapter knows (tests/fixtures/app_plain.txt)
+    (GIN_DEBUG, []),  # a line Ollama ignores
+    (GIN_CHAT_72, [http("POST", "/api/chat", "200", 72.0)]),  # a line of several records, the next chat held
+])
+def test_held_request_goes_out_with_whatever_line_ends_its_window(last: str, with_it: list[dict[str, Any]]) -> None:
+    """The 21st line after a chat's GIN line releases the chat, as it is, together with that line's own
+    records, whether the line is unknown, ignored or a record of its own."""
+    s = Stream()
+    s.records(GIN_CHAT_70)
+    for _ in range(20):
+        s.records(INFO_LINE)
+    assert s.line(last) == ("record", [request("chat", "success", "", 70.0), *with_it])
+
+
+def test_abort_line_forgotten_by_its_window_or_a_flush_leaves_the_count_as_it_was() -> None:
+    """An abort line forgotten (20 lines passed, or the stream was flushed at an idle timeout) aborts
+    nothing; a later abort line still pairs with its chat."""
+    s = Stream()
+    s.records(ABORT)
+    for _ in range(21):
+        s.records(INFO_LINE)
+    recs = s.records(ABORT) + s.records(GIN_CHAT_72) + s.end()
+    assert [r["outcome"] for r in requests(recs)] == ["aborted"]
+    s = Stream()
+    s.records(ABORT)
+    assert s.end() == []
+    recs = s.records(ABORT) + s.records(GIN_CHAT_72) + s.records(GIN_CHAT_73) + s.end()
+    assert [r["outcome"] for r in requests(recs)] == ["aborted", "success"]
+
+
+# -- what is, and is not, a line of Ollama's --------------------------------------------------------------
+
+@pytest.mark.parametrize("line", [
+    # https://github.com/ollama/ollama/issues/8492: frames of a runner's crash dump
+    "goroutine 4 gp=0xc0000076c0 m=0 mp=0x55ef197e41c0 [syscall]:",
+    "runtime.cgocall(0x55ef191fcfb0, 0xc00014aba0)",
+    # https://github.com/ollama/ollama/issues/8271 (tests/fixtures/corpus/ollama.log, journald peeled)
+    "created by github.com/ollama/ollama/llama/runner.Execute in goroutine 1",
+    "        github.com/ollama/ollama/llama/runner/runner.go:984 +0xde5",
+])
+def test_go_frame_is_a_dump_line_before_any_ollama_line(line: str) -> None:
+    """A dump read from its middle (a journal shows its tail): a frame is known at once, and the
+    register lines after it belong to the dump; a register line alone is nobody's."""
+    s = Stream()
+    assert s.line("rax    0x0") == ("unparsed", "no_adapter")
+    assert s.line(line) == ("ignored", None)
+    assert s.line("rax    0x0") == ("ignored", None)
+    assert s.line("rbx    0x1b834e") == ("ignored", None)
+
+
+@pytest.mark.parametrize("line", [
+    # https://pkg.go.dev/log/slog: another Go program's slog line has no `source=` (Ollama's always has)
+    "time=2022-11-08T15:28:26.000-05:00 level=INFO msg=hello count=3",
+    # https://pkg.go.dev/log: another Go program's standard log line, LstdFlags (no file name)
+    "2009/01/23 01:23:23 message",
+    # klog's header (k8s.io/klog: `Lmmdd hh:mm:ss.uuuuuu threadid file:line] msg`): a file, no frame address
+    "I1130 13:38:58.123456       1 main.go:42] Starting controller",
+    # lines that end like a goroutine header, or hold a parenthesised address after words
+    "Available CUDA devices [2]:",
+    "Segmentation fault at address (0x0)",
+    "request 7 handled in goroutine 12 by the worker pool",
+])
+def test_line_that_merely_looks_like_gos_is_not_ollamas(line: str) -> None:
+    assert Stream().line(line) == ("unparsed", "no_adapter")
+
+
+def _slog(head: str) -> str:
+    """#8770's INFO line with another header before ` source=`."""
+    return head + " source=images.go:432 msg=\"total blobs: 5\""
+
+
+def test_slog_header_is_read_where_slog_writes_it() -> None:
+    """`level=` is the first one, within the first 60 characters; ` source=` follows within 40
+    characters of it (slog writes time, level, source in that order)."""
+    t = "time=2025-02-02T09:23:09.826+08:00"
+    assert Stream().records(_slog(t + " level=INFO")) == [INFO]
+    assert Stream().records(_slog("time= level=INFO")) == [INFO]  # an empty time
+    # ` level=` ending at character 60, and one character later
+    assert Stream().records(_slog("time=" + "x" * 48 + " level=INFO")) == [INFO]
+    assert Stream().line(_slog("time=" + "x" * 49 + " level=INFO")) == ("unparsed", "no_adapter")
+    # the first `level=` decides
+    assert Stream().line(_slog(t + " level=TRACE level=INFO")) == ("unparsed", "no_adapter")
+    # ` source=` ending 40 characters after ` level=` begins, and one character later
+    assert Stream().records(_slog(t + " level=INFO" + " a=" + "x" * 18)) == [INFO]
+    assert Stream().line(_slog(t + " level=INFO" + " a=" + "x" * 19)) == ("unparsed", "no_adapter")
+
+
+def test_pre_slog_line_names_its_go_file_within_60_characters() -> None:
+    """Ollama's 2023 lines (`2023/10/06 13:38:58 routes.go:572: ...`) are known by `.go:` ending by the
+    60th character."""
+    line = "2023/10/06 13:38:58 " + "r" * 36 + ".go:572: Listening on 127.0.0.1:11434 (version 0.1.3)"
+    assert Stream().line(line) == ("ignored", None)
+    assert Stream().line(line.replace("r.go", "rr.go")) == ("unparsed", "no_adapter")
+
+
+# LiteLLM's router line (as in tests/unit/test_litellm_lines.py): a LiteLLM line names the stream LiteLLM's
+LITELLM_LINE = "01:15:23 - LiteLLM Router:INFO: router.py:588 - litellm.completion(model=openai/gpt-4o-mini) 200 OK"
+
+
+@pytest.mark.parametrize(("own", "register"), [
+    (None, ("ignored", None)),  # the dump goes on: its register line is still the dump's
+    (GIN_SHOW, ("unparsed", "no_adapter")),  # Ollama's next GIN line ended the dump
+    (INFO_LINE, ("unparsed", "no_adapter")),  # ... or its next slog line
+])
+def test_crash_dump_lasts_until_ollamas_next_own_line_in_a_stream_shared_with_a_proxy(
+        own: str | None, register: tuple[str, Any]) -> None:
+    """LiteLLM in front of Ollama, one stream (docker compose): after Ollama's crash began, a LiteLLM
+    line names the stream LiteLLM's; a register line is still the dump's until an Ollama line of its
+    own (GIN or slog) ends the dump."""
+    s = Stream()
+    s.records(INFO_LINE)
+    assert s.records("SIGSEGV: segmentation violation") == [CRASH_LOG, CRASH]
+    if own is not None:
+        s.records(own)
+    s.records(LITELLM_LINE)
+    assert s.shared["server"] == "litellm"
+    assert s.line("rax    0x0") == register
