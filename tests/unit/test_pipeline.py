@@ -7,6 +7,7 @@ import json
 import logging
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from llm_exporter import adapters
+from llm_exporter.adapters import rules as rules_adapter
 from llm_exporter.adapters.base import Adapter
+from llm_exporter.config import load_config
 from llm_exporter.framing import TooLong
 from llm_exporter.metrics import LINE_OUTCOMES, LLMMetrics
 from llm_exporter.pipeline import Pipeline
@@ -373,3 +376,18 @@ def test_an_adapter_handing_out_bad_lists_is_an_adapter_error_logged_with_what_i
                           ("t", 2, "invalid", "adapter_error", b"no record")]
     errors = [r.exc_info[1] for r in caplog.records if r.exc_info]
     assert [str(e) for e in errors if isinstance(e, TypeError)] == ["an adapter handed out str, not a record"]
+
+
+def test_a_json_line_orjson_cannot_read_still_reaches_the_application_reader_behind_text_rules(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `rules:` in --config the rules come first in the chain and want decoded JSON; a line
+    Python's json.dumps wrote with a NaN is no JSON to orjson, and app-json (which judges such
+    lines) still gets it after them: its NaN duration is a bad value."""
+    monkeypatch.setattr(rules_adapter, "_SETS", {})  # the compiled rules of other tests' configs stay as they are
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rules:\n  - name: done\n    provider: mysrv\n"
+                   "    pattern: '^done id=(?P<request_id>\\S+) took (?P<duration>\\S+)$'\n")
+    p = Pipeline(LLMMetrics(), config=load_config(cfg))
+    line = b'{"request_id": "r1", "model": "m", "status": "success", "duration_ms": NaN, "output_tokens": 7}'
+    p.process("t", [line])
+    assert rejects(p) == [("t", 1, "invalid", "bad_value", line)]

@@ -203,3 +203,15 @@ def test_an_adapter_handing_out_no_record_at_end_of_stream_is_logged_and_nothing
     assert [r.getMessage() for r in caplog.records] == [
         "adapter broken-flush failed on a line; counted as invalid/adapter_error"]
     assert m.engine.logs == {("x", "INFO"): 1}
+
+
+def test_a_request_still_held_at_end_of_its_file_carries_the_workload_too() -> None:
+    """A CRI fragment held when the file ends is a request at the flush, with its pod's labels."""
+    m, p = file_pipeline()
+    p.process("files", [b"2025-06-01T10:00:00.1Z stdout P " + APP], stream="s0")
+    assert total(samples(m), "llm_requests_total") == 0
+    p.flush()
+    s = samples(m)
+    assert total(s, "llm_requests_total", k8s_namespace_name="llm", k8s_pod_name="vllm-0",
+                 k8s_container_name="vllm") == 1
+    assert total(s, "llm_requests_total") == 1
