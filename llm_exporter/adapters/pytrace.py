@@ -104,7 +104,7 @@ class PyTraceAdapter(Adapter):
         if t is None:
             return []
         self.tail = None
-        provider = self.shared.get("server", "")
+        provider = self.shared["server"]  # a traceback is only begun once the stream's server is named
         out: list[dict[str, Any]] = [{"kind": "log", "provider": provider, "level": "ERROR", "error_type": t.cls}]
         if t.scope == errors.INCIDENT:
             out.append({"kind": "server_error", "provider": provider, "error_type": t.cls})

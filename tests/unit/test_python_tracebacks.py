@@ -143,3 +143,19 @@ def test_a_server_stream_gets_one_error_record_per_traceback_and_an_incident_for
     # a traceback before any server line named the stream's server is an application's: left alone
     b = PyTraceAdapter()
     assert [b.parse_text(line) for line in lines] == [None] * 17
+
+
+def test_a_traceback_whose_head_was_cut_is_still_one_record_and_the_stream_goes_on() -> None:
+    """vLLM ~0.6 (fixtures/vllm_requests/issue10925.log) without its `Traceback` line (a journal or a
+    viewer showed it from a `File` line on): still one engine-dead record and incident, closed by the
+    next line no server adapter claimed; the lines after that are left alone as before."""
+    a = PyTraceAdapter()
+    a.shared["server"] = "vllm"
+    lines = lines_of(FIXTURES / "vllm_requests" / "issue10925.log")
+    assert [a.parse_text(line) for line in lines[1:5]] == [[]] * 4
+    other = "Some weights of the model checkpoint were not used when initializing the model."  # app_plain.txt
+    assert a.parse_text(other) == [
+        {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "engine_dead"},
+        {"kind": "server_error", "provider": "vllm", "error_type": "engine_dead"}]
+    assert a.parse_text(other) is None
+    assert a.flush() == []
