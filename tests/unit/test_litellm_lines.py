@@ -131,15 +131,20 @@ ROW_REC: dict[str, Any] = {
 _DROP = object()
 
 
-def payload(**fields: Any) -> dict[str, Any]:
-    """The published payload with these top-level fields set (`_DROP`: removed)."""
-    obj = copy.deepcopy(_PAYLOAD)
+def _set(obj: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """`obj` with these top-level fields set (`_DROP`: removed)."""
     for k, v in fields.items():
         if v is _DROP:
             del obj[k]
         else:
             obj[k] = v
     return obj
+
+
+def payload(**fields: Any) -> dict[str, Any]:
+    """The published payload with these top-level fields set (`_DROP`: removed)."""
+    obj = copy.deepcopy(_PAYLOAD)
+    return _set(obj, fields)
 
 
 def row(meta: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
@@ -148,12 +153,7 @@ def row(meta: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
     obj = copy.deepcopy(_ROW)
     if meta:
         obj["metadata"] = json.dumps({**json.loads(obj["metadata"]), **meta})
-    for k, v in fields.items():
-        if v is _DROP:
-            del obj[k]
-        else:
-            obj[k] = v
-    return obj
+    return _set(obj, fields)
 
 
 def _with(obj: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

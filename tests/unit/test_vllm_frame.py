@@ -20,7 +20,7 @@ from llm_exporter import errors
 from llm_exporter.adapters import vllm as v
 from llm_exporter.adapters.base import IGNORED
 from llm_exporter.adapters.vllm import VllmAdapter
-from llm_exporter.records import validate_record
+from tests.unit.test_vllm_lines import feed
 
 LOG = {"kind": "log", "provider": "vllm", "level": "INFO"}
 ERR = {"kind": "log", "provider": "vllm", "level": "ERROR", "error_type": "oom"}
@@ -31,17 +31,6 @@ STATS_REC = {"kind": "stats", "provider": "vllm", "model": "", "engine": "", "pr
              "generation_tps": 44.9, "running": 2.0, "swapped": 0.0, "waiting": 3.0, "kv_cache_usage": 0.821}
 
 
-def feed(a: VllmAdapter, *lines: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for ln in lines:
-        res = a.parse_text(ln)
-        if isinstance(res, dict):
-            res = [res]
-        if isinstance(res, list):
-            out.extend(res)
-    for r in out:
-        validate_record(r)
-    return out
 
 
 def http(path: str = "/v1/completions", code: str = "200", provider: str = "vllm") -> dict[str, Any]:
